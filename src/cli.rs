@@ -1,0 +1,73 @@
+//! Command-line definitions (clap). Parsing only: the commands live in `commands/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Default location of the agent's configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/keywarden/agent.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keywarden",
+    version,
+    about = "Watchdog for Xray (VLESS + Reality) servers behind the VPN Key Management API"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the configuration file is: `-c/--config`, else `KEYWARDEN_CONFIG`, else the default.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Path of the agent's TOML configuration.
+    #[arg(short = 'c', long = "config", env = "KEYWARDEN_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration file and print a summary (exit 0), or every problem (exit 2).
+    Validate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Read-only diagnostics of each configured server (exit 0 when all answered, 2 otherwise).
+    Probe {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Probe only this server (by its `name`).
+        #[arg(long)]
+        server: Option<String>,
+        /// Print one JSON object per server instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the simulated VPN Key Management API standalone (for trying keywarden out).
+    Sim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        /// API generation to simulate.
+        #[arg(long, value_enum, default_value = "1")]
+        api: ApiGenerationArg,
+        /// Number of keys to create at start.
+        #[arg(long, default_value_t = 5)]
+        keys: usize,
+        /// API key the simulator expects in X-API-Key.
+        #[arg(long, env = "KEYWARDEN_SIM_API_KEY", default_value = "sim-api-key")]
+        api_key: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiGenerationArg {
+    /// 1.x servers (API "1.0.0"): keys.json, bulk traffic endpoints.
+    #[value(name = "1")]
+    V1,
+    /// 2.x servers (API "2.3.6"): SQLite store, per-key traffic, validate-sync, rate limits.
+    #[value(name = "2")]
+    V2,
+}

@@ -1,0 +1,30 @@
+//! The CLI commands. Each returns its exit code; `anyhow` errors mean exit 1.
+
+use crate::cli::Command;
+
+pub mod probe;
+pub mod sim;
+pub mod validate;
+
+/// Exit code: everything fine.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the command ran and found problems (bad config, unreachable server).
+pub const EXIT_PROBLEMS: u8 = 2;
+
+/// Run one command to completion.
+pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Validate { config } => validate::run(&config.path),
+        Command::Probe {
+            config,
+            server,
+            json,
+        } => probe::run(&config.path, server.as_deref(), json).await,
+        Command::Sim {
+            listen,
+            api,
+            keys,
+            api_key,
+        } => sim::run(listen, api, keys, api_key).await,
+    }
+}

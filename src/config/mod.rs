@@ -1,0 +1,1 @@
+//! Configuration: raw TOML structs, pure validation into a typed `Config`, secrets.

@@ -1,0 +1,11 @@
+//! keywarden: a watchdog for fleets of Xray (VLESS + Reality) servers behind the
+//! VPN Key Management API. The binary (`src/main.rs`) is a thin shell over this library.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod logging;
+pub mod secret;
+pub mod server_api;
+pub mod sim;
+pub mod tls;

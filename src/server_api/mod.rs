@@ -1,0 +1,1 @@
+//! Client of the VPN Key Management API: tolerant wire models, typed errors, capabilities.

@@ -1,0 +1,1 @@
+//! The simulated VPN Key Management API (axum), for tests, `keywarden sim` and the demo.
