@@ -1,1 +1,15 @@
-//! Client of the VPN Key Management API: tolerant wire models, typed errors, capabilities.
+//! Client of the VPN Key Management API: tolerant wire models, typed errors,
+//! capability detection. It must not decide anything: jobs decide, this module reads
+//! and acts exactly as told.
+
+mod client;
+mod error;
+mod http;
+pub mod lenient;
+mod model;
+pub mod wire;
+
+pub use client::{ClientSettings, DEFAULT_KEY_LIST_TTL, DEFAULT_MAX_BODY_BYTES, ServerApi};
+pub use error::{ApiError, ApiErrorKind, ApiResult};
+pub use http::RetryPolicy;
+pub use model::*;

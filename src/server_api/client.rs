@@ -1,0 +1,580 @@
+//! `ServerApi`: the typed client of one server. It owns the HTTP client, the key-list
+//! cache shared by every caller, capability detection, the per-server concurrency cap
+//! and the id/uuid fallback of per-key calls.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, Url};
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::error::{ApiError, ApiErrorKind, ApiResult};
+use super::http::{self, Answer, Exchange, RetryPolicy};
+use super::model::*;
+use super::wire::{self, DecodeError};
+use crate::secret::Secret;
+
+/// Everything a client needs to know about its server.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// The server's name in the config, for logs and errors.
+    pub name: String,
+    /// Base URL ending in `/api`.
+    pub base_url: Url,
+    pub api_key: Secret,
+    /// Timeout of reads.
+    pub timeout: Duration,
+    /// Timeout of sync, delete and reset (a sync restarts Xray).
+    pub action_timeout: Duration,
+    /// Requests in flight to this server at most.
+    pub concurrency: usize,
+    /// Extra root certificates (PEM) for self-signed panels.
+    pub ca_pem: Option<Vec<u8>>,
+    /// How long a fetched key list is shared before it is fetched again.
+    pub key_list_ttl: Duration,
+    /// Answers larger than this are refused.
+    pub max_body_bytes: usize,
+    pub retry: RetryPolicy,
+}
+
+/// Answers above 8 MiB are refused (the API promises at most 1 MB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// 2.x allows 30 key-list calls a minute per worker; one list every 30 s is plenty.
+pub const DEFAULT_KEY_LIST_TTL: Duration = Duration::from_secs(30);
+
+impl ClientSettings {
+    /// Settings with the defaults for everything but where and how to authenticate.
+    pub fn new(name: impl Into<String>, base_url: Url, api_key: Secret) -> ClientSettings {
+        ClientSettings {
+            name: name.into(),
+            base_url,
+            api_key,
+            timeout: Duration::from_secs(15),
+            action_timeout: Duration::from_secs(60),
+            concurrency: 8,
+            ca_pem: None,
+            key_list_ttl: DEFAULT_KEY_LIST_TTL,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+struct CachedKeys {
+    fetched_at: Instant,
+    keys: Arc<Vec<VpnKey>>,
+}
+
+struct Inner {
+    settings: ClientSettings,
+    /// Base URL without a trailing slash, e.g. `https://host/api`.
+    base: String,
+    /// Path of the base URL, for endpoint labels (`GET /api/keys`).
+    base_path: String,
+    http: reqwest::Client,
+    in_flight: Semaphore,
+    keys: Mutex<Option<CachedKeys>>,
+    capabilities: Mutex<Option<Capabilities>>,
+}
+
+/// Client of one server's VPN Key Management API. Cheap to clone; clones share the
+/// connection pool, the key-list cache and the concurrency cap.
+#[derive(Clone)]
+pub struct ServerApi {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ServerApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerApi")
+            .field("name", &self.inner.settings.name)
+            .field("base_url", &self.inner.base)
+            .field("api_key", &self.inner.settings.api_key)
+            .finish()
+    }
+}
+
+/// Which calls an action is: reads get `timeout` and retries, actions `action_timeout`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    Read,
+    Action,
+}
+
+/// FastAPI's answer for a route that does not exist (as opposed to "Key not found").
+fn is_missing_route(error: &ApiError) -> bool {
+    matches!(&error.kind, ApiErrorKind::NotFound { detail } if detail == "Not Found")
+}
+
+/// Path segment encoding for ids (they are UUIDs in practice, but never trust that).
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl ServerApi {
+    /// Build the client. Fails only on a bad CA bundle or TLS setup.
+    pub fn new(settings: ClientSettings) -> ApiResult<ServerApi> {
+        crate::tls::install_crypto_provider();
+        let setup = |reason: String| ApiError::new("client setup", ApiErrorKind::Setup { reason });
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("keywarden/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry X-API-Key to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        if let Some(pem) = &settings.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|err| setup(format!("ca_file is not a PEM bundle: {err}")))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
+            .build()
+            .map_err(|err| setup(format!("HTTP client: {err}")))?;
+        let base = settings.base_url.as_str().trim_end_matches('/').to_string();
+        let base_path = settings.base_url.path().trim_end_matches('/').to_string();
+        let concurrency = settings.concurrency.max(1);
+        Ok(ServerApi {
+            inner: Arc::new(Inner {
+                settings,
+                base,
+                base_path,
+                http,
+                in_flight: Semaphore::new(concurrency),
+                keys: Mutex::new(None),
+                capabilities: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.settings.name
+    }
+
+    pub fn settings(&self) -> &ClientSettings {
+        &self.inner.settings
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        kind: CallKind,
+        body: Option<&Value>,
+    ) -> ApiResult<Answer> {
+        let settings = &self.inner.settings;
+        let url = format!("{}{}", self.inner.base, path);
+        let endpoint = format!("{} {}{}", method, self.inner.base_path, path);
+        let exchange = Exchange {
+            client: &self.inner.http,
+            api_key: &settings.api_key,
+            timeout: if kind == CallKind::Action {
+                settings.action_timeout
+            } else {
+                settings.timeout
+            },
+            max_body_bytes: settings.max_body_bytes,
+        };
+        let idempotent = method == Method::GET;
+        let mut attempt = 1;
+        loop {
+            let result = {
+                // Closed never happens (we never close it); treat it as "no cap".
+                let _permit = self.inner.in_flight.acquire().await.ok();
+                http::exchange(&exchange, method.clone(), &url, &endpoint, body).await
+            };
+            let error = match result {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
+            };
+            match settings
+                .retry
+                .wait_before_retry(&error.kind, idempotent, attempt)
+            {
+                Some(wait) => {
+                    tracing::debug!(server = %settings.name, endpoint = %endpoint, attempt, wait_ms = wait.as_millis() as u64, error = %error.kind, "retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                None => return Err(error),
+            }
+        }
+    }
+
+    async fn get_json(&self, path: &str) -> ApiResult<(String, Value)> {
+        let answer = self
+            .request(Method::GET, path, CallKind::Read, None)
+            .await?;
+        Ok((format!("GET {}{}", self.inner.base_path, path), answer.json))
+    }
+
+    fn decoded<T>(endpoint: &str, result: Result<T, DecodeError>) -> ApiResult<T> {
+        result.map_err(|err| ApiError::new(endpoint, ApiErrorKind::Decode { reason: err.0 }))
+    }
+
+    /// GET /api/: the API's name and version (no authentication needed).
+    pub async fn api_status(&self) -> ApiResult<ApiStatus> {
+        let (endpoint, json) = self.get_json("/").await?;
+        Self::decoded(&endpoint, wire::api_status(&json))
+    }
+
+    /// What this server supports, detected once and cached until a call that used to
+    /// work answers 404.
+    pub async fn capabilities(&self) -> ApiResult<Capabilities> {
+        let mut cached = self.inner.capabilities.lock().await;
+        if let Some(capabilities) = cached.as_ref() {
+            return Ok(capabilities.clone());
+        }
+        let status = self.api_status().await?;
+        let generation = Generation::from_version(&status.version);
+        let bulk_traffic = self
+            .endpoint_exists("/traffic/exact", generation == Generation::V1)
+            .await;
+        let validate_sync = self
+            .endpoint_exists("/system/xray/validate-sync", generation == Generation::V2)
+            .await;
+        let capabilities = Capabilities {
+            version: status.version,
+            generation,
+            bulk_traffic,
+            validate_sync,
+        };
+        tracing::debug!(server = %self.name(), ?capabilities, "capabilities detected");
+        *cached = Some(capabilities.clone());
+        Ok(capabilities)
+    }
+
+    /// Whether a read-only endpoint exists: 404 says no, an answer says yes, anything
+    /// else (a flaky moment) falls back to what the generation normally has.
+    async fn endpoint_exists(&self, path: &str, usual: bool) -> bool {
+        match self.get_json(path).await {
+            Ok(_) => true,
+            Err(error) if error.is_not_found() => false,
+            Err(_) => usual,
+        }
+    }
+
+    /// Forget detected capabilities (the server may have been upgraded).
+    pub async fn forget_capabilities(&self) {
+        *self.inner.capabilities.lock().await = None;
+    }
+
+    async fn note_missing_route(&self, error: &ApiError) {
+        if is_missing_route(error) {
+            tracing::info!(server = %self.name(), endpoint = %error.endpoint, "endpoint disappeared; detecting capabilities again");
+            self.forget_capabilities().await;
+        }
+    }
+
+    /// The key list, shared by every caller for `key_list_ttl` (2.x rate-limits it).
+    pub async fn list_keys(&self) -> ApiResult<Arc<Vec<VpnKey>>> {
+        let mut cached = self.inner.keys.lock().await;
+        if let Some(entry) = cached.as_ref()
+            && entry.fetched_at.elapsed() < self.inner.settings.key_list_ttl
+        {
+            return Ok(entry.keys.clone());
+        }
+        // Holding the lock while fetching makes concurrent callers share one request.
+        let (endpoint, json) = self.get_json("/keys").await?;
+        let keys = Arc::new(Self::decoded(&endpoint, wire::key_list(&json))?);
+        *cached = Some(CachedKeys {
+            fetched_at: Instant::now(),
+            keys: keys.clone(),
+        });
+        Ok(keys)
+    }
+
+    /// The key list, fetched now (and shared from then on).
+    pub async fn refresh_keys(&self) -> ApiResult<Arc<Vec<VpnKey>>> {
+        self.invalidate_keys().await;
+        self.list_keys().await
+    }
+
+    async fn invalidate_keys(&self) {
+        *self.inner.keys.lock().await = None;
+    }
+
+    /// Fill in the id of a key known only by uuid (or the reverse) from the cached list.
+    async fn complete(&self, key: &KeyRef) -> KeyRef {
+        if key.id.is_some() && key.uuid.is_some() {
+            return key.clone();
+        }
+        let Ok(keys) = self.list_keys().await else {
+            return key.clone();
+        };
+        keys.iter()
+            .find(|k| Some(&k.uuid) == key.uuid.as_ref() || Some(&k.id) == key.id.as_ref())
+            .map(VpnKey::key_ref)
+            .unwrap_or_else(|| key.clone())
+    }
+
+    /// Run a per-key request by id, then by uuid on 404 (2.x matches some routes by id
+    /// only, 1.x installs sometimes by uuid only). All 404: the first error is returned.
+    async fn per_key(
+        &self,
+        method: Method,
+        key: &KeyRef,
+        kind: CallKind,
+        path_for: impl Fn(&str) -> String,
+    ) -> ApiResult<Answer> {
+        let key = self.complete(key).await;
+        let mut first_not_found: Option<ApiError> = None;
+        for candidate in key.candidates() {
+            match self
+                .request(
+                    method.clone(),
+                    &path_for(&encode_segment(candidate)),
+                    kind,
+                    None,
+                )
+                .await
+            {
+                Err(error) if error.is_not_found() => {
+                    first_not_found.get_or_insert(error);
+                }
+                other => return other,
+            }
+        }
+        Err(first_not_found.unwrap_or_else(|| {
+            ApiError::new(
+                format!("{method} per-key call"),
+                ApiErrorKind::NotFound {
+                    detail: "key has neither id nor uuid".into(),
+                },
+            )
+        }))
+    }
+
+    /// One key by id or uuid.
+    pub async fn get_key(&self, key: &KeyRef) -> ApiResult<VpnKey> {
+        let answer = self
+            .per_key(Method::GET, key, CallKind::Read, |id| format!("/keys/{id}"))
+            .await?;
+        Self::decoded("GET /keys/{id}", wire::vpn_key(&answer.json, "key"))
+    }
+
+    /// GET /api/traffic/exact (1.x): estimates for keys with connections only.
+    pub async fn bulk_traffic(&self) -> ApiResult<BulkTraffic> {
+        match self.get_json("/traffic/exact").await {
+            Ok((endpoint, json)) => Self::decoded(&endpoint, wire::bulk_traffic(&json)),
+            Err(error) => {
+                self.note_missing_route(&error).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// GET /api/traffic/status (1.x): the traffic monitor's state and per-key figures.
+    pub async fn monitor_status(&self) -> ApiResult<MonitorStatus> {
+        match self.get_json("/traffic/status").await {
+            Ok((endpoint, json)) => Self::decoded(&endpoint, wire::monitor_status(&json)),
+            Err(error) => {
+                self.note_missing_route(&error).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// One key's traffic counter: `/keys/{id}/traffic/exact` on 1.x, `/keys/{id}/traffic`
+    /// on 2.x.
+    pub async fn key_traffic(&self, key: &KeyRef) -> ApiResult<KeyTraffic> {
+        let capabilities = self.capabilities().await?;
+        let suffix = if capabilities.bulk_traffic {
+            "traffic/exact"
+        } else {
+            "traffic"
+        };
+        let result = self
+            .per_key(Method::GET, key, CallKind::Read, |id| {
+                format!("/keys/{id}/{suffix}")
+            })
+            .await;
+        match result {
+            Ok(answer) => Self::decoded(
+                &format!("GET /keys/{{id}}/{suffix}"),
+                wire::key_traffic(&answer.json),
+            ),
+            Err(error) => {
+                self.note_missing_route(&error).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Read many keys' counters, at most `concurrency` at a time. Each key gets its own
+    /// result, so one failure does not hide the others.
+    pub async fn key_traffic_many(&self, keys: &[KeyRef]) -> Vec<(KeyRef, ApiResult<KeyTraffic>)> {
+        // Detect once up front so the parallel reads don't all race to detect.
+        if let Err(error) = self.capabilities().await {
+            return keys
+                .iter()
+                .map(|k| (k.clone(), Err(error.clone())))
+                .collect();
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, key) in keys.iter().enumerate() {
+            let client = self.clone();
+            let key = key.clone();
+            tasks.spawn(async move {
+                let result = client.key_traffic(&key).await;
+                (index, key, result)
+            });
+        }
+        let mut results: Vec<Option<(KeyRef, ApiResult<KeyTraffic>)>> = vec![None; keys.len()];
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((index, key, result)) = joined {
+                results[index] = Some((key, result));
+            }
+        }
+        results
+            .into_iter()
+            .zip(keys)
+            .map(|(slot, key)| {
+                slot.unwrap_or_else(|| {
+                    let kind = ApiErrorKind::Unreachable {
+                        reason: "the read task failed".into(),
+                    };
+                    (
+                        key.clone(),
+                        Err(ApiError::new("GET /keys/{id}/traffic", kind)),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// POST /api/keys/{id}/traffic/reset. A 200 without the success marker is an
+    /// `Unconfirmed` error; a confirmed reset still needs reading back (servers lie).
+    pub async fn reset_traffic(&self, key: &KeyRef) -> ApiResult<ResetConfirmation> {
+        let answer = self
+            .per_key(Method::POST, key, CallKind::Action, |id| {
+                format!("/keys/{id}/traffic/reset")
+            })
+            .await?;
+        let endpoint = "POST /keys/{id}/traffic/reset";
+        match Self::decoded(endpoint, wire::reset_confirmation(&answer.json))? {
+            Some(confirmation) => Ok(confirmation),
+            None => Err(ApiError::new(
+                endpoint,
+                ApiErrorKind::Unconfirmed {
+                    snippet: answer.snippet,
+                },
+            )),
+        }
+    }
+
+    /// GET /api/system/config-status (on 2.x possibly stale: prefer `validate_sync`).
+    pub async fn config_status(&self) -> ApiResult<ConfigStatus> {
+        let (endpoint, json) = self.get_json("/system/config-status").await?;
+        Self::decoded(&endpoint, wire::config_status(&json))
+    }
+
+    /// GET /api/system/xray/validate-sync (2.x): reads config.json fresh.
+    pub async fn validate_sync(&self) -> ApiResult<SyncValidation> {
+        match self.get_json("/system/xray/validate-sync").await {
+            Ok((endpoint, json)) => Self::decoded(&endpoint, wire::sync_validation(&json)),
+            Err(error) => {
+                self.note_missing_route(&error).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// POST /api/system/sync-config: rewrite config.json from the key store and restart
+    /// Xray (every user reconnects).
+    pub async fn sync_config(&self) -> ApiResult<SyncOutcome> {
+        let answer = self
+            .request(Method::POST, "/system/sync-config", CallKind::Action, None)
+            .await?;
+        let endpoint = "POST /system/sync-config";
+        match Self::decoded(endpoint, wire::sync_outcome(&answer.json))? {
+            Some(outcome) => Ok(outcome),
+            None => Err(ApiError::new(
+                endpoint,
+                ApiErrorKind::Unconfirmed {
+                    snippet: answer.snippet,
+                },
+            )),
+        }
+    }
+
+    /// POST /api/system/verify-reality.
+    pub async fn verify_reality(&self) -> ApiResult<RealityOutcome> {
+        let answer = self
+            .request(
+                Method::POST,
+                "/system/verify-reality",
+                CallKind::Action,
+                None,
+            )
+            .await?;
+        let endpoint = "POST /system/verify-reality";
+        match Self::decoded(endpoint, wire::reality_outcome(&answer.json))? {
+            Some(outcome) => Ok(outcome),
+            None => Err(ApiError::new(
+                endpoint,
+                ApiErrorKind::Unconfirmed {
+                    snippet: answer.snippet,
+                },
+            )),
+        }
+    }
+
+    /// DELETE /api/keys/{id}, then by uuid on 404; 404 on both means already gone.
+    pub async fn delete_key(&self, key: &KeyRef) -> ApiResult<DeleteOutcome> {
+        let result = self
+            .per_key(Method::DELETE, key, CallKind::Action, |id| {
+                format!("/keys/{id}")
+            })
+            .await;
+        self.invalidate_keys().await;
+        let endpoint = "DELETE /keys/{id}";
+        match result {
+            Err(error) if error.is_not_found() => Ok(DeleteOutcome::AlreadyGone),
+            Err(error) => Err(error),
+            Ok(answer) => {
+                if Self::decoded(endpoint, wire::delete_confirmed(&answer.json))? {
+                    Ok(DeleteOutcome::Deleted)
+                } else {
+                    Err(ApiError::new(
+                        endpoint,
+                        ApiErrorKind::Unconfirmed {
+                            snippet: answer.snippet,
+                        },
+                    ))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(encode_segment("0f9ba431-c29f-4fb1"), "0f9ba431-c29f-4fb1");
+        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let settings = ClientSettings::new(
+            "fra-1",
+            Url::parse("http://127.0.0.1:1/api").unwrap(),
+            Secret::new("topsecret"),
+        );
+        let client = ServerApi::new(settings.clone()).unwrap();
+        assert!(!format!("{client:?}").contains("topsecret"));
+        assert!(!format!("{settings:?}").contains("topsecret"));
+    }
+}
