@@ -28,13 +28,22 @@ impl Schedule {
             .dom_and_dow(true)
             .build()
             .parse(expr);
-        match parsed {
-            Ok(cron) => Ok(Schedule {
+        let schedule = match parsed {
+            Ok(cron) => Schedule {
                 expr: expr.to_owned(),
                 cron: Box::new(cron),
-            }),
-            Err(err) => Err(explain(expr, &err)),
+            },
+            Err(err) => return Err(explain(expr, &err)),
+        };
+        // "0 0 0 31 2 *" parses but never fires: the job would silently never run. A fixed
+        // start keeps this pure; croner gives up after searching a few thousand years.
+        let start = DateTime::<Utc>::UNIX_EPOCH.with_timezone(&Tz::UTC);
+        if schedule.cron.find_next_occurrence(&start, false).is_err() {
+            return Err(format!(
+                "cron schedule \"{expr}\" never fires (a day that no month has, such as the 31st of February?)"
+            ));
         }
+        Ok(schedule)
     }
 
     /// The next `n` run times strictly after `after`, in `tz` (fewer if the schedule ends).
@@ -121,6 +130,13 @@ mod tests {
     }
 
     #[test]
+    fn schedules_that_never_fire_are_rejected() {
+        let err = Schedule::parse("0 0 0 31 2 *").unwrap_err();
+        assert!(err.contains("never fires"), "{err}");
+        Schedule::parse("0 0 0 29 2 *").expect("leap days do come");
+    }
+
+    #[test]
     fn next_runs_every_30_seconds() {
         let schedule = Schedule::parse("*/30 * * * * *").expect("valid");
         let runs = schedule.next_runs(Tz::UTC, utc(2026, 1, 1, 0, 0, 10), 3);
@@ -154,6 +170,23 @@ mod tests {
         assert!(
             runs.iter()
                 .all(|t| t.format("%H:%M").to_string() == "07:00")
+        );
+    }
+
+    #[test]
+    fn a_local_time_skipped_by_dst_runs_at_the_end_of_the_gap() {
+        let berlin = chrono_tz::Europe::Berlin;
+        // 02:30 does not exist on 2026-03-29 in Berlin: that day's run is at 03:00 CEST.
+        let schedule = Schedule::parse("0 30 2 * * *").expect("valid");
+        let runs = schedule.next_runs(berlin, utc(2026, 3, 28, 12, 0, 0), 3);
+        let in_utc: Vec<_> = runs.iter().map(|t| t.with_timezone(&Utc)).collect();
+        assert_eq!(
+            in_utc,
+            vec![
+                utc(2026, 3, 29, 1, 0, 0),
+                utc(2026, 3, 30, 0, 30, 0),
+                utc(2026, 3, 31, 0, 30, 0)
+            ]
         );
     }
 
