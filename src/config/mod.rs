@@ -10,6 +10,7 @@ mod error;
 mod quota;
 pub mod raw;
 mod schedule;
+pub mod summary;
 mod types;
 pub mod units;
 mod validate;

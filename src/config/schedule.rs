@@ -17,7 +17,7 @@ pub struct Schedule {
     cron: Box<Cron>,
 }
 
-const FIELDS_HINT: &str = "6 fields: sec min hour day-of-month month day-of-week, e.g. \"0 */5 * * * *\" (every 5 minutes)";
+const FIELDS_HINT: &str = "6 fields: sec min hour day-of-month month day-of-week, e.g. \"0 */5 * * * *\" for every 5 minutes";
 
 impl Schedule {
     /// Parse `expr`; the error says what a valid expression looks like.

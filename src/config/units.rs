@@ -83,21 +83,32 @@ fn parse_size_str(text: &str) -> Result<u64, String> {
     u64::try_from(bytes).map_err(|_| too_large())
 }
 
-/// Human form of a byte count: exact binary or decimal units when they fit, else
-/// two decimals of the largest binary unit plus the exact byte count.
+/// Human form of a byte count: the largest unit that shows it exactly with at most two
+/// decimals ("1.5 TiB", "500 MB"), else two decimals of a binary unit plus the exact count.
 pub fn format_size(bytes: u64) -> String {
-    const BINARY: &[(&str, u64)] = &[("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)];
-    const DECIMAL: &[(&str, u64)] = &[
+    const UNITS: &[(&str, u64)] = &[
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
         ("TB", 1_000_000_000_000),
         ("GB", 1_000_000_000),
         ("MB", 1_000_000),
+        ("KiB", 1 << 10),
+        ("KB", 1_000),
     ];
-    for &(name, unit) in BINARY.iter().chain(DECIMAL) {
-        if bytes >= unit && bytes.is_multiple_of(unit) {
-            return format!("{} {name}", bytes / unit);
+    for &(name, unit) in UNITS {
+        let hundredths = u128::from(bytes) * 100;
+        if bytes >= unit && hundredths % u128::from(unit) == 0 {
+            let hundredths = hundredths / u128::from(unit);
+            let (whole, fraction) = (hundredths / 100, hundredths % 100);
+            return match fraction {
+                0 => format!("{whole} {name}"),
+                f if f % 10 == 0 => format!("{whole}.{} {name}", f / 10),
+                f => format!("{whole}.{f:02} {name}"),
+            };
         }
     }
-    match BINARY.iter().find(|&&(_, unit)| bytes >= unit) {
+    match UNITS[..3].iter().find(|&&(_, unit)| bytes >= unit) {
         Some(&(name, unit)) => format!("{:.2} {name} ({bytes} bytes)", bytes as f64 / unit as f64),
         None => format!("{bytes} B"),
     }
@@ -206,6 +217,10 @@ mod tests {
         assert_eq!(format_size(1 << 40), "1 TiB");
         assert_eq!(format_size(500_000_000), "500 MB");
         assert_eq!(format_size(12), "12 B");
+        assert_eq!(format_size(3 << 39), "1.5 TiB");
+        assert_eq!(format_size(1_500_000_000), "1.5 GB");
+        assert_eq!(format_size(2_250_000_000), "2.25 GB");
+        assert_eq!(format_size(2048), "2 KiB");
         assert_eq!(format_size((1 << 20) + 1), "1.00 MiB (1048577 bytes)");
     }
 
