@@ -4,8 +4,10 @@
 
 mod alerts;
 mod ctx;
+mod email;
 mod quotas;
 mod servers;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
