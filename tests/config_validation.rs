@@ -506,7 +506,6 @@ timezone = "Mars/Olympus"
 name = "FRA 1"
 url = "ftp://fra-1.example.net/api"
 api_key_env = "FRA1_API_KEY"
-concurrency = 0
 
 [quotas]
 warn_at = [95, 80]
@@ -524,7 +523,6 @@ format = "telegram"
             "agent.timezone",
             "servers[0].name",
             "servers[0].url",
-            "servers[0].concurrency",
             "quotas.warn_at",
             "alerts.webhook[0].chat_id",
         ],
@@ -532,14 +530,11 @@ format = "telegram"
         list(&all)
     );
     let lines: Vec<_> = all.iter().map(|p| p.line).collect();
-    assert_eq!(
-        lines,
-        [Some(3), Some(6), Some(7), Some(9), Some(12), Some(14)]
-    );
+    assert_eq!(lines, [Some(3), Some(6), Some(7), Some(11), Some(13)]);
     let display = ConfigErrors { problems: all }.to_string();
     assert_eq!(
         display.lines().count(),
-        6,
+        5,
         "one problem per line:\n{display}"
     );
 }

@@ -204,6 +204,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn glob_without_wildcards_is_equality(a in "[a-z.-]{0,8}", b in "[a-z.-]{0,8}") {
+            proptest::prop_assert_eq!(glob_matches(&a, &b), a == b);
+        }
+
+        #[test]
+        fn star_around_any_part_matches(prefix in "[a-z]{0,5}", middle in "[a-z]{0,5}", suffix in "[a-z]{0,5}") {
+            let text = format!("{prefix}{middle}{suffix}");
+            let around_middle = format!("*{middle}*");
+            let after_prefix = format!("{prefix}*");
+            proptest::prop_assert!(glob_matches(&around_middle, &text));
+            proptest::prop_assert!(glob_matches(&after_prefix, &text));
+            let questions = "?".repeat(text.chars().count());
+            proptest::prop_assert!(glob_matches(&questions, &text));
+        }
+    }
+
     #[test]
     fn glob_has_no_exponential_blowup() {
         let text = "a".repeat(5000);

@@ -248,6 +248,28 @@ mod tests {
         assert!(err.contains("\"30s\""), "{err}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn whole_sizes_multiply_exactly(whole in 0u64..(1 << 23), unit in 0usize..SIZE_UNITS.len()) {
+            let (name, multiplier) = SIZE_UNITS[unit];
+            proptest::prop_assert_eq!(size(&format!("{whole} {name}")), Ok(whole * multiplier));
+            proptest::prop_assert_eq!(size(&format!("{whole}{}", name.to_uppercase())), Ok(whole * multiplier));
+        }
+
+        #[test]
+        fn integers_are_bytes(bytes in 0i64..i64::MAX) {
+            proptest::prop_assert_eq!(parse_size(&NumOrStr::Int(bytes)), Ok(bytes as u64));
+        }
+
+        #[test]
+        fn exact_formats_parse_back(bytes in 1u64..(1 << 50)) {
+            let shown = format_size(bytes);
+            if !shown.contains("bytes") {
+                proptest::prop_assert_eq!(size(&shown), Ok(bytes), "{}", shown);
+            }
+        }
+    }
+
     #[test]
     fn duration_formatting() {
         assert_eq!(format_duration(Duration::from_secs(4 * 3600)), "4h");
