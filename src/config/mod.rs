@@ -149,8 +149,19 @@ fn file_mode_warning(path: &Path, inline_secrets: &[String]) -> Option<String> {
     if mode & 0o077 == 0 {
         return None;
     }
+    // Keys, passwords and signing secrets have *_env alternatives; URLs and headers do not.
+    let movable = inline_secrets.iter().any(|key| {
+        [".api_key", ".password", ".secret"]
+            .iter()
+            .any(|end| key.ends_with(end))
+    });
+    let alternative = if movable {
+        ", or move api_key/password/secret values to *_env variables"
+    } else {
+        ""
+    };
     Some(format!(
-        "{}: holds secrets inline ({}) and is readable by group or others (mode {mode:04o}): run `chmod 600 {}`, or move the secrets to *_env variables",
+        "{}: holds secrets inline ({}) and is readable by group or others (mode {mode:04o}): run `chmod 600 {}`{alternative}",
         path.display(),
         inline_secrets.join(", "),
         path.display()

@@ -233,7 +233,7 @@ fn alerts(out: &mut Out, alerts: &AlertsConfig) {
         None => out.kv(2, "heartbeat_url", "none"),
     }
     if alerts.email.is_empty() && alerts.webhook.is_empty() {
-        out.line(2, "no sinks: alerts are logged only");
+        out.line(2, "no sinks configured");
     }
     for sink in &alerts.email {
         email(out, sink);

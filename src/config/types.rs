@@ -138,12 +138,12 @@ impl JobKind {
 /// Whether a quota reset also resets the server's own traffic counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CounterResets {
-    /// Reset it when the server's API supports it.
+    /// keywarden decides from what the server's API supports.
     #[default]
     Auto,
-    /// Always reset it (an error where unsupported).
+    /// Every quota reset also resets the server's counter.
     Always,
-    /// Never touch it: keywarden keeps its own ledger.
+    /// Leave the server's counter alone (keywarden's own ledger still starts a new period).
     Never,
 }
 
