@@ -1,1 +1,174 @@
 //! Configuration: raw TOML structs, pure validation into a typed `Config`, secrets.
+//! Loading happens in three passes so that an operator sees every problem at once:
+//! the spanned TOML tree (all syntax errors, all unknown keys), serde into `raw` (type
+//! errors, with the key path recovered from the span), then `validate` (all semantic errors).
+//! This module never decides what a job does; it only guarantees the values are sane.
+
+mod alerts;
+mod document;
+mod error;
+mod quota;
+pub mod raw;
+mod schedule;
+pub mod summary;
+mod types;
+pub mod units;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use alerts::{
+    AlertsConfig, EmailSinkConfig, SecretUrl, Severity, SmtpSecurity, WebhookFormat,
+    WebhookSinkConfig,
+};
+pub use error::{ConfigErrors, ConfigProblem};
+pub use quota::{KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig};
+pub use schedule::Schedule;
+pub use types::{
+    AgentConfig, Config, ConfigSyncJobConfig, CounterResets, HealthJobConfig, JobKind, JobsConfig,
+    QuotaJobConfig, RealityJobConfig, SecretSource, ServerConfig,
+};
+pub use validate::EnvLookup;
+pub use validate::defaults;
+
+use error::{Issue, Locator};
+
+/// A valid configuration and the warnings found while checking it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Each formatted like a problem: `file:line:column: key.path: message`.
+    pub warnings: Vec<String>,
+}
+
+/// Read, parse and validate the file at `path`, with secrets from the real environment.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigErrors {
+        problems: vec![ConfigProblem {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            path: String::new(),
+            message: format!(
+                "cannot read the configuration file: {err} (point at another file with -c/--config or KEYWARDEN_CONFIG)"
+            ),
+        }],
+    })?;
+    let env = |name: &str| std::env::var(name).ok();
+    let (mut loaded, inline_secrets) = load_text(&text, path, &env)?;
+    if let Some(warning) = file_mode_warning(path, &inline_secrets) {
+        loaded.warnings.push(warning);
+    }
+    Ok(loaded)
+}
+
+/// Parse and validate `text` as if read from `origin` (used in messages and to resolve
+/// relative `*_file` paths), with secrets from the real environment.
+pub fn from_str(text: &str, origin: &Path) -> Result<Loaded, ConfigErrors> {
+    let env = |name: &str| std::env::var(name).ok();
+    from_str_with_env(text, origin, &env)
+}
+
+/// Like [`from_str`], with `*_env` variables looked up through `env` (tests pass a map, so
+/// they never touch the process environment, which parallel tests share).
+pub fn from_str_with_env(
+    text: &str,
+    origin: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Loaded, ConfigErrors> {
+    load_text(text, origin, env).map(|(loaded, _)| loaded)
+}
+
+fn load_text(
+    text: &str,
+    origin: &Path,
+    env: EnvLookup<'_>,
+) -> Result<(Loaded, Vec<String>), ConfigErrors> {
+    let locator = Locator::new(text, origin);
+    let doc = document::parse(text).map_err(|issues| locator.errors(issues))?;
+    let unknown = document::unknown_keys(doc.get_ref());
+    if !unknown.is_empty() {
+        return Err(locator.errors(unknown));
+    }
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|err| {
+        let path = err
+            .span()
+            .map(|span| document::path_at(doc.get_ref(), span.start))
+            .unwrap_or_default();
+        locator.errors(vec![Issue::new(
+            err.span(),
+            path,
+            toml_words(err.message()),
+        )])
+    })?;
+    let base_dir = base_dir(origin);
+    let validated =
+        validate::validate(&raw, text, &base_dir, env).map_err(|issues| locator.errors(issues))?;
+    let mut warnings = validated.warnings;
+    warnings.sort_by_key(|issue| issue.span.as_ref().map_or(usize::MAX, |span| span.start));
+    let warnings = warnings
+        .into_iter()
+        .map(|issue| locator.problem(issue).to_string())
+        .collect();
+    let loaded = Loaded {
+        config: validated.config,
+        warnings,
+    };
+    Ok((loaded, validated.inline_secrets))
+}
+
+/// serde speaks Rust ("i64", "sequence", "map"); operators read TOML.
+fn toml_words(message: &str) -> String {
+    message
+        .replace("expected i64", "expected a whole number")
+        .replace("expected a sequence", "expected an array")
+        .replace("invalid type: map", "invalid type: table")
+        .replace("invalid type: sequence", "invalid type: array")
+}
+
+/// Directory that relative paths in the file are relative to.
+fn base_dir(origin: &Path) -> PathBuf {
+    let dir = origin.parent().unwrap_or(Path::new(""));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// A file holding secrets should not be readable by anyone but its owner.
+#[cfg(unix)]
+fn file_mode_warning(path: &Path, inline_secrets: &[String]) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+
+    if inline_secrets.is_empty() {
+        return None;
+    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    // Keys, passwords and signing secrets have *_env alternatives; URLs and headers do not.
+    let movable = inline_secrets.iter().any(|key| {
+        [".api_key", ".password", ".secret"]
+            .iter()
+            .any(|end| key.ends_with(end))
+    });
+    let alternative = if movable {
+        ", or move api_key/password/secret values to *_env variables"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{}: holds secrets inline ({}) and is readable by group or others (mode {mode:04o}): run `chmod 600 {}`{alternative}",
+        path.display(),
+        inline_secrets.join(", "),
+        path.display()
+    ))
+}
+
+#[cfg(not(unix))]
+fn file_mode_warning(_path: &Path, _inline_secrets: &[String]) -> Option<String> {
+    None
+}

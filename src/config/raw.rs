@@ -1,0 +1,371 @@
+//! The configuration file exactly as written: serde structs with every field optional and
+//! spanned, so that `validate` can report missing or bad values with a line and column.
+//! Nothing here interprets a value; defaults live in `validate.rs` (and docs/configuration.md).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+use toml::Spanned;
+
+/// Every key the file may contain, as `table.key` paths; `[]` marks an array of tables.
+/// This list drives the unknown-key report (all unknown keys at once, with the allowed ones),
+/// and the tests check it against the serde structs below and against docs/configuration.md.
+pub const ALL_KEYS: &[&str] = &[
+    "agent",
+    "agent.state_dir",
+    "agent.timezone",
+    "agent.dry_run",
+    "agent.allow_delete",
+    "agent.listen",
+    "agent.log_format",
+    "servers",
+    "servers[].name",
+    "servers[].url",
+    "servers[].api_key",
+    "servers[].api_key_file",
+    "servers[].api_key_env",
+    "servers[].timeout",
+    "servers[].action_timeout",
+    "servers[].concurrency",
+    "servers[].skip_jobs",
+    "servers[].counter_resets",
+    "servers[].ca_file",
+    "jobs",
+    "jobs.health",
+    "jobs.health.schedule",
+    "jobs.health.failures_before_alert",
+    "jobs.config_sync",
+    "jobs.config_sync.schedule",
+    "jobs.config_sync.auto_sync",
+    "jobs.config_sync.confirmations",
+    "jobs.config_sync.max_syncs_per_hour",
+    "jobs.config_sync.verify_reality_after_sync",
+    "jobs.reality",
+    "jobs.reality.schedule",
+    "jobs.quota",
+    "jobs.quota.schedule",
+    "quotas",
+    "quotas.limit",
+    "quotas.period",
+    "quotas.period_day",
+    "quotas.warn_at",
+    "quotas.on_exceed",
+    "quotas.grace",
+    "quotas.rules",
+    "quotas.rules[].match_name",
+    "quotas.rules[].match_uuid",
+    "quotas.rules[].match_id",
+    "quotas.rules[].server",
+    "quotas.rules[].limit",
+    "quotas.rules[].period",
+    "quotas.rules[].period_day",
+    "quotas.rules[].warn_at",
+    "quotas.rules[].on_exceed",
+    "quotas.rules[].grace",
+    "alerts",
+    "alerts.min_severity",
+    "alerts.repeat_interval",
+    "alerts.send_resolved",
+    "alerts.group_wait",
+    "alerts.max_age",
+    "alerts.heartbeat_url",
+    "alerts.email",
+    "alerts.email[].name",
+    "alerts.email[].host",
+    "alerts.email[].port",
+    "alerts.email[].security",
+    "alerts.email[].username",
+    "alerts.email[].password",
+    "alerts.email[].password_file",
+    "alerts.email[].password_env",
+    "alerts.email[].from",
+    "alerts.email[].to",
+    "alerts.email[].min_severity",
+    "alerts.email[].timeout",
+    "alerts.webhook",
+    "alerts.webhook[].name",
+    "alerts.webhook[].url",
+    "alerts.webhook[].format",
+    "alerts.webhook[].chat_id",
+    "alerts.webhook[].secret",
+    "alerts.webhook[].secret_file",
+    "alerts.webhook[].secret_env",
+    "alerts.webhook[].headers",
+    "alerts.webhook[].min_severity",
+    "alerts.webhook[].timeout",
+];
+
+/// Keys whose value is a free-form table (any key allowed inside).
+pub const FREE_FORM_TABLES: &[&str] = &["alerts.webhook[].headers"];
+
+/// A value that may be written as a number or as a string: sizes (`100` or `"100 GiB"`),
+/// durations (a bare number is accepted here only to be rejected with a hint), key ids.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NumOrStr {
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for NumOrStr {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumOrStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumOrStr, E> {
+                Ok(NumOrStr::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumOrStr, E> {
+                i64::try_from(v)
+                    .map(NumOrStr::Int)
+                    .map_err(|_| E::custom("number too large"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumOrStr, E> {
+                Ok(NumOrStr::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NumOrStr, E> {
+                Ok(NumOrStr::Str(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[agent]`: process-wide settings.
+    pub agent: Option<Spanned<RawAgent>>,
+    /// `[[servers]]`: the VPN servers to watch (at least one).
+    pub servers: Option<Spanned<Vec<Spanned<RawServer>>>>,
+    /// `[jobs]`: schedules and knobs of the periodic jobs.
+    pub jobs: Option<Spanned<RawJobs>>,
+    /// `[quotas]`: traffic quota defaults and per-key rules.
+    pub quotas: Option<Spanned<RawQuotas>>,
+    /// `[alerts]`: alert routing and the notification sinks.
+    pub alerts: Option<Spanned<RawAlerts>>,
+}
+
+/// `[agent]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    /// Directory of the state store. Default "/var/lib/keywarden".
+    pub state_dir: Option<Spanned<String>>,
+    /// IANA time zone for cron schedules and quota periods. Default "UTC".
+    pub timezone: Option<Spanned<String>>,
+    /// Detect and alert only, never change a server. Default false.
+    pub dry_run: Option<bool>,
+    /// Must be true before any quota rule may delete keys. Default false.
+    pub allow_delete: Option<bool>,
+    /// Address of /metrics and /healthz; "" disables. Default "127.0.0.1:9477".
+    pub listen: Option<Spanned<String>>,
+    /// auto | text | json. Default "auto".
+    pub log_format: Option<Spanned<String>>,
+}
+
+/// `[[servers]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Unique name, `[a-z0-9._-]+`. Required.
+    pub name: Option<Spanned<String>>,
+    /// Base URL of the VPN Key Management API (http or https). Required.
+    pub url: Option<Spanned<String>>,
+    /// API key written inline (discouraged).
+    pub api_key: Option<Spanned<String>>,
+    /// File holding the API key (read at load, trailing newline trimmed).
+    pub api_key_file: Option<Spanned<String>>,
+    /// Environment variable holding the API key.
+    pub api_key_env: Option<Spanned<String>>,
+    /// Timeout of read requests. Default "15s".
+    pub timeout: Option<Spanned<NumOrStr>>,
+    /// Timeout of sync, delete and reset requests. Default "60s".
+    pub action_timeout: Option<Spanned<NumOrStr>>,
+    /// Parallel per-key requests to this server, 1..=64. Default 8.
+    pub concurrency: Option<Spanned<i64>>,
+    /// Jobs not to run against this server. Default [].
+    pub skip_jobs: Option<Vec<Spanned<String>>>,
+    /// auto | always | never: whether quota resets also reset the server's counter. Default "auto".
+    pub counter_resets: Option<Spanned<String>>,
+    /// Extra root CA (PEM) trusted for this server. Default none.
+    pub ca_file: Option<Spanned<String>>,
+}
+
+/// `[jobs]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJobs {
+    /// `[jobs.health]`
+    pub health: Option<Spanned<RawHealthJob>>,
+    /// `[jobs.config_sync]`
+    pub config_sync: Option<Spanned<RawConfigSyncJob>>,
+    /// `[jobs.reality]`
+    pub reality: Option<Spanned<RawScheduleOnly>>,
+    /// `[jobs.quota]`
+    pub quota: Option<Spanned<RawScheduleOnly>>,
+}
+
+/// `[jobs.health]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthJob {
+    /// Cron with seconds. Default "*/30 * * * * *".
+    pub schedule: Option<Spanned<String>>,
+    /// Consecutive failed checks before an alert. Default 3.
+    pub failures_before_alert: Option<Spanned<i64>>,
+}
+
+/// `[jobs.config_sync]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfigSyncJob {
+    /// Cron with seconds. Default "0 */5 * * * *".
+    pub schedule: Option<Spanned<String>>,
+    /// Sync a drifted server automatically (else only alert). Default true.
+    pub auto_sync: Option<bool>,
+    /// Consecutive drifted reads before a sync. Default 2.
+    pub confirmations: Option<Spanned<i64>>,
+    /// Upper bound of syncs per server and hour. Default 4.
+    pub max_syncs_per_hour: Option<Spanned<i64>>,
+    /// Check Reality right after a sync. Default true.
+    pub verify_reality_after_sync: Option<bool>,
+}
+
+/// `[jobs.reality]` and `[jobs.quota]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduleOnly {
+    /// Cron with seconds. Defaults: reality "0 7 * * * *", quota "0 */10 * * * *".
+    pub schedule: Option<Spanned<String>>,
+}
+
+/// `[quotas]`: the default policy and the rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuotas {
+    /// Traffic limit per period (size); omitted: account only. "unlimited" also means none.
+    pub limit: Option<Spanned<NumOrStr>>,
+    /// daily | weekly | monthly | never | a cron schedule. Default "monthly".
+    pub period: Option<Spanned<String>>,
+    /// Monthly periods start on this day (1..=31, clamped). Default 1.
+    pub period_day: Option<Spanned<i64>>,
+    /// Percentages of the limit that raise a warning. Default [80, 95].
+    pub warn_at: Option<Spanned<Vec<Spanned<i64>>>>,
+    /// alert | reset | delete. Default "alert".
+    pub on_exceed: Option<Spanned<String>>,
+    /// With delete: time over the limit before deletion. Default "24h".
+    pub grace: Option<Spanned<NumOrStr>>,
+    /// `[[quotas.rules]]`, first match wins.
+    pub rules: Option<Vec<Spanned<RawRule>>>,
+}
+
+/// `[[quotas.rules]]`: a matcher plus overrides of the default policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Glob (`*`, `?`) on the key name.
+    pub match_name: Option<Spanned<String>>,
+    /// The key's UUID (case-insensitive).
+    pub match_uuid: Option<Spanned<String>>,
+    /// The key's id on the server.
+    pub match_id: Option<Spanned<NumOrStr>>,
+    /// Only keys of this server.
+    pub server: Option<Spanned<String>>,
+    /// Overrides `quotas.limit`.
+    pub limit: Option<Spanned<NumOrStr>>,
+    /// Overrides `quotas.period`.
+    pub period: Option<Spanned<String>>,
+    /// Overrides `quotas.period_day`.
+    pub period_day: Option<Spanned<i64>>,
+    /// Overrides `quotas.warn_at`.
+    pub warn_at: Option<Spanned<Vec<Spanned<i64>>>>,
+    /// Overrides `quotas.on_exceed`.
+    pub on_exceed: Option<Spanned<String>>,
+    /// Overrides `quotas.grace`.
+    pub grace: Option<Spanned<NumOrStr>>,
+}
+
+/// `[alerts]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// info | warning | critical. Default "warning".
+    pub min_severity: Option<Spanned<String>>,
+    /// Re-send a firing alert this often. Default "4h".
+    pub repeat_interval: Option<Spanned<NumOrStr>>,
+    /// Notify when an alert resolves. Default true.
+    pub send_resolved: Option<bool>,
+    /// Collect alerts this long before the first notification. Default "10s".
+    pub group_wait: Option<Spanned<NumOrStr>>,
+    /// Drop undelivered notifications older than this. Default "24h".
+    pub max_age: Option<Spanned<NumOrStr>>,
+    /// GET after every complete cycle; "" or omitted: none.
+    pub heartbeat_url: Option<Spanned<String>>,
+    /// `[[alerts.email]]`
+    pub email: Option<Vec<Spanned<RawEmail>>>,
+    /// `[[alerts.webhook]]`
+    pub webhook: Option<Vec<Spanned<RawWebhook>>>,
+}
+
+/// `[[alerts.email]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// Sink name, unique across all sinks. Required.
+    pub name: Option<Spanned<String>>,
+    /// SMTP relay host. Required.
+    pub host: Option<Spanned<String>>,
+    /// SMTP port. Default 587.
+    pub port: Option<Spanned<i64>>,
+    /// starttls | tls | none. Default "starttls".
+    pub security: Option<Spanned<String>>,
+    /// SMTP AUTH user. Default none.
+    pub username: Option<Spanned<String>>,
+    /// SMTP password written inline (discouraged).
+    pub password: Option<Spanned<String>>,
+    /// File holding the SMTP password.
+    pub password_file: Option<Spanned<String>>,
+    /// Environment variable holding the SMTP password.
+    pub password_env: Option<Spanned<String>>,
+    /// Sender mailbox. Required.
+    pub from: Option<Spanned<String>>,
+    /// Recipients (at least one). Required.
+    pub to: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Least severity sent here. Default alerts.min_severity.
+    pub min_severity: Option<Spanned<String>>,
+    /// SMTP timeout. Default "30s".
+    pub timeout: Option<Spanned<NumOrStr>>,
+}
+
+/// `[[alerts.webhook]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Sink name, unique across all sinks. Required.
+    pub name: Option<Spanned<String>>,
+    /// Target URL (http or https); treated as a secret. Required.
+    pub url: Option<Spanned<String>>,
+    /// json | slack | telegram. Default "json".
+    pub format: Option<Spanned<String>>,
+    /// Telegram chat id (telegram only, required there).
+    pub chat_id: Option<Spanned<NumOrStr>>,
+    /// HMAC signing secret written inline (json only).
+    pub secret: Option<Spanned<String>>,
+    /// File holding the HMAC signing secret.
+    pub secret_file: Option<Spanned<String>>,
+    /// Environment variable holding the HMAC signing secret.
+    pub secret_env: Option<Spanned<String>>,
+    /// Extra HTTP headers; values are treated as secrets. Default {}.
+    pub headers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// Least severity sent here. Default alerts.min_severity.
+    pub min_severity: Option<Spanned<String>>,
+    /// HTTP timeout. Default "10s".
+    pub timeout: Option<Spanned<NumOrStr>>,
+}

@@ -1,0 +1,261 @@
+//! Pure validation: a `RawConfig` becomes a typed `Config`, or every problem found.
+//! The only IO is what `run` will need anyway: reading `*_file` secrets and `ca_file`, and
+//! looking up `*_env` variables (through an injectable lookup).
+
+mod alerts;
+mod ctx;
+mod email;
+mod quotas;
+mod servers;
+mod webhook;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono_tz::Tz;
+
+use super::error::Issue;
+use super::raw::{RawAgent, RawConfig, RawJobs};
+use super::types::{
+    AgentConfig, Config, ConfigSyncJobConfig, HealthJobConfig, JobsConfig, QuotaJobConfig,
+    RealityJobConfig,
+};
+use crate::logging::LogFormat;
+
+pub use ctx::EnvLookup;
+pub(crate) use ctx::{Ctx, at, span_of};
+
+/// Defaults, in one place (docs/configuration.md repeats them; a test checks the example).
+pub mod defaults {
+    pub const STATE_DIR: &str = "/var/lib/keywarden";
+    pub const LISTEN: &str = "127.0.0.1:9477";
+    pub const HEALTH_SCHEDULE: &str = "*/30 * * * * *";
+    pub const CONFIG_SYNC_SCHEDULE: &str = "0 */5 * * * *";
+    pub const REALITY_SCHEDULE: &str = "0 7 * * * *";
+    pub const QUOTA_SCHEDULE: &str = "0 */10 * * * *";
+    pub const FAILURES_BEFORE_ALERT: u32 = 3;
+    pub const CONFIRMATIONS: u32 = 2;
+    pub const MAX_SYNCS_PER_HOUR: u32 = 4;
+    pub const SERVER_TIMEOUT_SECS: u64 = 15;
+    pub const SERVER_ACTION_TIMEOUT_SECS: u64 = 60;
+    pub const SERVER_CONCURRENCY: usize = 8;
+    pub const QUOTA_GRACE_SECS: u64 = 24 * 3600;
+    pub const WARN_AT: [u8; 2] = [80, 95];
+    pub const REPEAT_INTERVAL_SECS: u64 = 4 * 3600;
+    pub const GROUP_WAIT_SECS: u64 = 10;
+    pub const MAX_AGE_SECS: u64 = 24 * 3600;
+    pub const SMTP_PORT: u16 = 587;
+    pub const EMAIL_TIMEOUT_SECS: u64 = 30;
+    pub const WEBHOOK_TIMEOUT_SECS: u64 = 10;
+}
+
+/// A valid configuration with its warnings and the key paths of inline secrets.
+pub(crate) struct Validated {
+    pub config: Config,
+    pub warnings: Vec<Issue>,
+    pub inline_secrets: Vec<String>,
+}
+
+/// Validate everything; on failure, every problem found.
+pub(crate) fn validate(
+    raw: &RawConfig,
+    text: &str,
+    base_dir: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Validated, Vec<Issue>> {
+    let mut ctx = Ctx {
+        text,
+        base_dir,
+        env,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        inline_secrets: Vec::new(),
+    };
+    let agent = agent(&mut ctx, raw.agent.as_ref().map(|a| a.get_ref()));
+    let servers = servers::servers(&mut ctx, raw.servers.as_ref());
+    let jobs = jobs(&mut ctx, raw.jobs.as_ref().map(|j| j.get_ref()));
+    let server_names: Vec<&str> = servers.iter().map(|server| server.name.as_str()).collect();
+    let quotas = quotas::quotas(
+        &mut ctx,
+        raw.quotas.as_ref().map(|q| q.get_ref()),
+        &server_names,
+        agent.allow_delete,
+    );
+    let alerts = alerts::alerts(&mut ctx, raw.alerts.as_ref().map(|a| a.get_ref()));
+    if !ctx.problems.is_empty() {
+        return Err(ctx.problems);
+    }
+    Ok(Validated {
+        config: Config {
+            agent,
+            servers,
+            jobs,
+            quotas,
+            alerts,
+        },
+        warnings: ctx.warnings,
+        inline_secrets: ctx.inline_secrets,
+    })
+}
+
+fn agent(ctx: &mut Ctx<'_>, raw: Option<&RawAgent>) -> AgentConfig {
+    let p = "agent";
+    let state_dir = match raw.and_then(|r| r.state_dir.as_ref()) {
+        Some(dir) if dir.get_ref().trim().is_empty() => {
+            ctx.error(
+                span_of(dir),
+                at(p, "state_dir"),
+                format!("must not be empty (default \"{}\")", defaults::STATE_DIR),
+            );
+            PathBuf::from(defaults::STATE_DIR)
+        }
+        Some(dir) => ctx.resolve(dir.get_ref()),
+        None => PathBuf::from(defaults::STATE_DIR),
+    };
+    let timezone = match raw.and_then(|r| r.timezone.as_ref()) {
+        Some(field) => Tz::from_str(field.get_ref()).unwrap_or_else(|_| {
+            ctx.error(
+                span_of(field),
+                at(p, "timezone"),
+                timezone_message(field.get_ref()),
+            );
+            Tz::UTC
+        }),
+        None => Tz::UTC,
+    };
+    let listen = match raw.and_then(|r| r.listen.as_ref()) {
+        Some(field) if field.get_ref().is_empty() => None,
+        Some(field) => listen(ctx, field),
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9477))),
+    };
+    let log_format = ctx.choice(
+        raw.and_then(|r| r.log_format.as_ref()),
+        &at(p, "log_format"),
+        &[
+            ("auto", LogFormat::Auto),
+            ("text", LogFormat::Text),
+            ("json", LogFormat::Json),
+        ],
+        LogFormat::Auto,
+    );
+    AgentConfig {
+        state_dir,
+        timezone,
+        dry_run: raw.and_then(|r| r.dry_run).unwrap_or(false),
+        allow_delete: raw.and_then(|r| r.allow_delete).unwrap_or(false),
+        listen,
+        log_format,
+    }
+}
+
+fn timezone_message(name: &str) -> String {
+    let mut message = format!("unknown time zone \"{name}\"");
+    // Most mistakes are case ("europe/berlin") or a missing region ("Berlin").
+    let suggestion = chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|tz| tz.name())
+        .find(|candidate| {
+            candidate.eq_ignore_ascii_case(name)
+                || candidate
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|city| city.eq_ignore_ascii_case(name) && candidate.contains('/'))
+        });
+    if let Some(candidate) = suggestion {
+        message.push_str(&format!(": did you mean \"{candidate}\"?"));
+    }
+    message.push_str(
+        " (expected an IANA name such as \"UTC\", \"Europe/Berlin\" or \"America/New_York\")",
+    );
+    message
+}
+
+fn listen(ctx: &mut Ctx<'_>, field: &toml::Spanned<String>) -> Option<SocketAddr> {
+    match field.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => {
+            if !addr.ip().is_loopback() {
+                ctx.warn(
+                    span_of(field),
+                    "agent.listen",
+                    format!("{addr} is reachable from other hosts: /metrics and /healthz have no authentication"),
+                );
+            }
+            Some(addr)
+        }
+        Err(_) => {
+            ctx.error(
+                span_of(field),
+                "agent.listen",
+                format!(
+                    "invalid address \"{}\" (expected ip:port such as \"{}\" or \"[::1]:9477\", or \"\" to disable /metrics and /healthz)",
+                    field.get_ref(),
+                    defaults::LISTEN
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn jobs(ctx: &mut Ctx<'_>, raw: Option<&RawJobs>) -> JobsConfig {
+    let health = raw.and_then(|r| r.health.as_ref()).map(|h| h.get_ref());
+    let sync = raw
+        .and_then(|r| r.config_sync.as_ref())
+        .map(|s| s.get_ref());
+    let reality = raw.and_then(|r| r.reality.as_ref()).map(|r| r.get_ref());
+    let quota = raw.and_then(|r| r.quota.as_ref()).map(|q| q.get_ref());
+    let at_least_one = 1..=i64::from(u32::MAX);
+    JobsConfig {
+        health: HealthJobConfig {
+            schedule: ctx.schedule(
+                health.and_then(|h| h.schedule.as_ref()),
+                "jobs.health.schedule",
+                defaults::HEALTH_SCHEDULE,
+            ),
+            failures_before_alert: ctx.int_in(
+                health.and_then(|h| h.failures_before_alert.as_ref()),
+                "jobs.health.failures_before_alert",
+                at_least_one.clone(),
+                defaults::FAILURES_BEFORE_ALERT,
+            ),
+        },
+        config_sync: ConfigSyncJobConfig {
+            schedule: ctx.schedule(
+                sync.and_then(|s| s.schedule.as_ref()),
+                "jobs.config_sync.schedule",
+                defaults::CONFIG_SYNC_SCHEDULE,
+            ),
+            auto_sync: sync.and_then(|s| s.auto_sync).unwrap_or(true),
+            confirmations: ctx.int_in(
+                sync.and_then(|s| s.confirmations.as_ref()),
+                "jobs.config_sync.confirmations",
+                at_least_one.clone(),
+                defaults::CONFIRMATIONS,
+            ),
+            max_syncs_per_hour: ctx.int_in(
+                sync.and_then(|s| s.max_syncs_per_hour.as_ref()),
+                "jobs.config_sync.max_syncs_per_hour",
+                at_least_one,
+                defaults::MAX_SYNCS_PER_HOUR,
+            ),
+            verify_reality_after_sync: sync
+                .and_then(|s| s.verify_reality_after_sync)
+                .unwrap_or(true),
+        },
+        reality: RealityJobConfig {
+            schedule: ctx.schedule(
+                reality.and_then(|r| r.schedule.as_ref()),
+                "jobs.reality.schedule",
+                defaults::REALITY_SCHEDULE,
+            ),
+        },
+        quota: QuotaJobConfig {
+            schedule: ctx.schedule(
+                quota.and_then(|q| q.schedule.as_ref()),
+                "jobs.quota.schedule",
+                defaults::QUOTA_SCHEDULE,
+            ),
+        },
+    }
+}
