@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
-use crate::server_api::{ApiErrorKind, Capabilities, KeyRef, ServerApi};
+use crate::server_api::{ApiErrorKind, Capabilities, ClientSettings, KeyRef, ServerApi};
 
 /// What probe learned about one server. Field names are a contract (`--json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -320,9 +320,63 @@ pub fn render_text(report: &ServerReport) -> String {
     out
 }
 
-pub async fn run(_path: &Path, _server: Option<&str>, _json: bool) -> anyhow::Result<u8> {
-    let _ = (EXIT_OK, EXIT_PROBLEMS);
-    anyhow::bail!("probe: not wired to the configuration yet")
+/// Probe the configured servers (all, or the one named) concurrently; print a report
+/// per server in config order.
+pub async fn run(path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<u8> {
+    crate::logging::init(crate::logging::LogFormat::Auto, "warn");
+    let loaded = match crate::config::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprint!("{}", super::validate::problem_report(&errors, path));
+            return Ok(EXIT_PROBLEMS);
+        }
+    };
+    let servers: Vec<_> = loaded
+        .config
+        .servers
+        .iter()
+        .filter(|server| only.is_none_or(|name| server.name == name))
+        .collect();
+    if servers.is_empty() {
+        let names: Vec<&str> = loaded
+            .config
+            .servers
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        eprintln!(
+            "probe: no server named {:?} in {} (configured: {})",
+            only.unwrap_or_default(),
+            path.display(),
+            names.join(", ")
+        );
+        return Ok(EXIT_PROBLEMS);
+    }
+    let mut tasks = Vec::new();
+    for server in servers {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            match ClientSettings::from_config(&server).and_then(ServerApi::new) {
+                Ok(api) => probe_server(&api).await,
+                Err(error) => {
+                    let mut report = ServerReport::new(&server.name, &display_url(&server.url));
+                    report.problem(error.to_string());
+                    report
+                }
+            }
+        }));
+    }
+    let mut all_answered = true;
+    for task in tasks {
+        let report = task.await?;
+        all_answered &= report.error.is_none();
+        if json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            println!("{}", render_text(&report));
+        }
+    }
+    Ok(if all_answered { EXIT_OK } else { EXIT_PROBLEMS })
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub fn run(path: &Path) -> anyhow::Result<u8> {
 }
 
 /// Every problem, one per line, then how many there were.
-fn problem_report(errors: &ConfigErrors, path: &Path) -> String {
+pub(crate) fn problem_report(errors: &ConfigErrors, path: &Path) -> String {
     let count = errors.problems.len();
     let plural = if count == 1 { "" } else { "s" };
     format!("{errors}\n{count} problem{plural} in {}\n", path.display())

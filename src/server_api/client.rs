@@ -44,6 +44,23 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub const DEFAULT_KEY_LIST_TTL: Duration = Duration::from_secs(30);
 
 impl ClientSettings {
+    /// Settings for a configured server; reads its `ca_file`.
+    pub fn from_config(server: &crate::config::ServerConfig) -> ApiResult<ClientSettings> {
+        let mut settings =
+            ClientSettings::new(&server.name, server.url.clone(), server.api_key.clone());
+        settings.timeout = server.timeout;
+        settings.action_timeout = server.action_timeout;
+        settings.concurrency = server.concurrency;
+        if let Some(path) = &server.ca_file {
+            let pem = std::fs::read(path).map_err(|err| {
+                let reason = format!("cannot read ca_file {}: {err}", path.display());
+                ApiError::new("client setup", ApiErrorKind::Setup { reason })
+            })?;
+            settings.ca_pem = Some(pem);
+        }
+        Ok(settings)
+    }
+
     /// Settings with the defaults for everything but where and how to authenticate.
     pub fn new(name: impl Into<String>, base_url: Url, api_key: Secret) -> ClientSettings {
         ClientSettings {
