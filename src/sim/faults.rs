@@ -218,8 +218,19 @@ struct RecordGuard {
 
 impl RecordGuard {
     fn finish(mut self, status: StatusCode) {
+        self.push(status.as_u16());
+    }
+
+    fn push(&mut self, status: u16) {
         if let Some(mut record) = self.record.take() {
-            record.status = status.as_u16();
+            record.status = status;
+            tracing::info!(
+                method = %record.method,
+                path = %record.path,
+                status,
+                had_api_key = record.had_api_key,
+                "sim: request"
+            );
             self.handle.push_request(record);
         }
     }
@@ -227,10 +238,8 @@ impl RecordGuard {
 
 impl Drop for RecordGuard {
     fn drop(&mut self) {
-        if let Some(mut record) = self.record.take() {
-            record.status = 499;
-            self.handle.push_request(record);
-        }
+        // Only reached without `finish`: the client went away first.
+        self.push(499);
     }
 }
 

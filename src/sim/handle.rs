@@ -12,12 +12,20 @@ use super::state::{SimKey, State, Switches};
 use super::xray::ClientPlacement;
 use super::{ApiGeneration, RealityField};
 
-/// What the serving task should do with the listener.
+/// What the serving task should do with the listener. `seq` counts the requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Link {
     pub down: bool,
     /// Come back up by itself at this instant (admin `down` with `seconds`).
     pub until: Option<Instant>,
+    pub seq: u64,
+}
+
+/// What the serving task did: the listener is open or closed, as of request `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Served {
+    pub open: bool,
+    pub seq: u64,
 }
 
 #[derive(Debug)]
@@ -26,8 +34,8 @@ pub(super) struct Inner {
     generation: ApiGeneration,
     /// Wanted state of the listener, watched by the serving task.
     pub link: watch::Sender<Link>,
-    /// Whether the listener is open, reported by the serving task.
-    pub listening: watch::Sender<bool>,
+    /// State of the listener, reported by the serving task.
+    pub served: watch::Sender<Served>,
 }
 
 /// Control of a running simulated server. Clone it freely: every clone drives the same state.
@@ -56,8 +64,12 @@ impl SimHandle {
                 link: watch::Sender::new(Link {
                     down: false,
                     until: None,
+                    seq: 0,
                 }),
-                listening: watch::Sender::new(false),
+                served: watch::Sender::new(Served {
+                    open: false,
+                    seq: 0,
+                }),
             }),
         }
     }
@@ -215,34 +227,38 @@ impl SimHandle {
         self.lock().faults.clear();
     }
 
+    /// Ask the serving task for a state of the listener; returns the request's number.
+    fn request_link(&self, down: bool, until: Option<Instant>) -> u64 {
+        self.lock().down = down;
+        let mut seq = 0;
+        self.inner.link.send_modify(|link| {
+            link.seq += 1;
+            link.down = down;
+            link.until = until;
+            seq = link.seq;
+        });
+        seq
+    }
+
     /// Take the server down (requests answer 503 at once, then the listener closes and
     /// connections are refused) or bring it back on the same port. Returns at once; use
     /// [`SimHandle::set_down_and_wait`] to wait until the listener is closed or open again.
     pub fn set_down(&self, down: bool) {
-        self.lock().down = down;
-        self.inner.link.send_replace(Link { down, until: None });
+        self.request_link(down, None);
     }
 
     /// Like [`SimHandle::set_down`], for `duration`, then up again by itself.
     pub fn set_down_for(&self, duration: Duration) {
-        self.lock().down = true;
-        let until = Instant::now() + duration;
-        self.inner.link.send_replace(Link {
-            down: true,
-            until: Some(until),
-        });
+        self.request_link(true, Some(Instant::now() + duration));
     }
 
-    /// [`SimHandle::set_down`], then wait (at most 5 s) until the listener is closed (down)
-    /// or accepting again (up).
+    /// [`SimHandle::set_down`], then wait (at most 5 s) until the serving task has closed
+    /// the listener (down) or is accepting again (up).
     pub async fn set_down_and_wait(&self, down: bool) {
-        let mut listening = self.inner.listening.subscribe();
-        self.set_down(down);
-        let waited = tokio::time::timeout(
-            Duration::from_secs(5),
-            listening.wait_for(|open| *open != down),
-        )
-        .await;
+        let mut served = self.inner.served.subscribe();
+        let seq = self.request_link(down, None);
+        let waited =
+            tokio::time::timeout(Duration::from_secs(5), served.wait_for(|s| s.seq >= seq)).await;
         if !matches!(waited, Ok(Ok(_))) {
             tracing::warn!(down, "sim: the listener did not change state in time");
         }
@@ -250,7 +266,7 @@ impl SimHandle {
 
     /// Whether the listener is open.
     pub fn is_listening(&self) -> bool {
-        *self.inner.listening.borrow()
+        self.inner.served.borrow().open
     }
 
     pub fn set_sync_rate_limit(&self, per_window: u32, window: Duration) {

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::handle::{Link, SimHandle};
+use super::handle::{Link, Served, SimHandle};
 use super::state::State;
 use super::{SimOptions, base_url, routes};
 
@@ -37,7 +38,10 @@ impl SimServer {
         let addr = listener.local_addr()?;
         let handle = SimHandle::new(State::new(&options));
         let (stop, stopped) = watch::channel(false);
-        handle.inner.listening.send_replace(true);
+        handle
+            .inner
+            .served
+            .send_replace(Served { open: true, seq: 0 });
         let task = tokio::spawn(supervise(listener, addr, handle.clone(), stopped));
         tracing::debug!(%addr, generation = ?options.generation, "sim: serving");
         Ok(SimServer {
@@ -87,10 +91,12 @@ impl Drop for SimServer {
     }
 }
 
-/// A listener that reports its closing: dropping it marks the server as not listening.
+/// A listener that reports its closing: dropping it marks the server as not listening,
+/// as of the request that closed it.
 struct ReportingListener {
     inner: TcpListener,
-    listening: Arc<watch::Sender<bool>>,
+    served: watch::Sender<Served>,
+    closed_by: Arc<AtomicU64>,
 }
 
 impl Listener for ReportingListener {
@@ -108,7 +114,8 @@ impl Listener for ReportingListener {
 
 impl Drop for ReportingListener {
     fn drop(&mut self) {
-        self.listening.send_replace(false);
+        let seq = self.closed_by.load(Ordering::SeqCst);
+        self.served.send_replace(Served { open: false, seq });
     }
 }
 
@@ -120,16 +127,17 @@ async fn supervise(
     mut stopped: watch::Receiver<bool>,
 ) {
     let app = routes::router(handle.clone());
-    let listening = Arc::new(handle.inner.listening.clone());
+    let served = handle.inner.served.clone();
     let mut link = handle.inner.link.subscribe();
     let mut next_listener = Some(first);
-    loop {
-        if *stopped.borrow() {
-            break;
-        }
+    while !*stopped.borrow() {
         let wanted = *link.borrow_and_update();
         if wanted.down {
             drop(next_listener.take());
+            served.send_replace(Served {
+                open: false,
+                seq: wanted.seq,
+            });
             wait_while_down(wanted, &handle, &mut link, &mut stopped).await;
             continue;
         }
@@ -140,20 +148,35 @@ async fn supervise(
                 None => break,
             },
         };
-        listening.send_replace(true);
+        served.send_replace(Served {
+            open: true,
+            seq: wanted.seq,
+        });
+        let closed_by = Arc::new(AtomicU64::new(wanted.seq));
         let listener = ReportingListener {
             inner: listener,
-            listening: listening.clone(),
+            served: served.clone(),
+            closed_by: closed_by.clone(),
         };
-        serve_until_down(listener, app.clone(), &mut link, &mut stopped).await;
+        serve_until_down(
+            listener,
+            app.clone(),
+            &closed_by,
+            &served,
+            &mut link,
+            &mut stopped,
+        )
+        .await;
     }
-    listening.send_replace(false);
+    served.send_modify(|s| s.open = false);
 }
 
 /// Serve until the server goes down or is stopped; then give in-flight requests a moment.
 async fn serve_until_down(
     listener: ReportingListener,
     app: Router,
+    closed_by: &AtomicU64,
+    served: &watch::Sender<Served>,
     link: &mut watch::Receiver<Link>,
     stopped: &mut watch::Receiver<bool>,
 ) {
@@ -162,17 +185,27 @@ async fn serve_until_down(
         let _ = closing_rx.await;
     });
     let mut serve = std::pin::pin!(serve.into_future());
-    tokio::select! {
-        _ = &mut serve => return,
-        _ = link.wait_for(|l| l.down) => {}
-        _ = stopped.wait_for(|s| *s) => {}
+    loop {
+        tokio::select! {
+            _ = &mut serve => return,
+            changed = link.changed() => {
+                let wanted = *link.borrow_and_update();
+                if changed.is_err() || wanted.down {
+                    closed_by.store(wanted.seq, Ordering::SeqCst);
+                    break;
+                }
+                // Still up: acknowledge the request.
+                served.send_replace(Served { open: true, seq: wanted.seq });
+            }
+            _ = stopped.wait_for(|s| *s) => break,
+        }
     }
     let _ = closing_tx.send(());
     // The listener closes at once; requests in flight get a short grace period.
     let _ = tokio::time::timeout(GRACE, &mut serve).await;
 }
 
-/// Stay down until told to come up, the deadline passes, or the server is stopped.
+/// Stay down until the wanted state changes, the deadline passes, or the server is stopped.
 async fn wait_while_down(
     wanted: Link,
     handle: &SimHandle,
