@@ -50,12 +50,25 @@ pub async fn run(
         generation.version()
     );
     println!("  base URL: {}", server.base_url());
-    println!("  keys:     {keys}");
+    let created = handle.keys().len();
+    println!("  keys:     {created}");
+    if created < keys {
+        tracing::warn!(
+            asked = keys,
+            created,
+            "sim: 2.x has 100 ports, so 100 keys at most"
+        );
+    }
     println!(
         "  admin:    POST {}/_sim/... with the same X-API-Key (see `sim` module docs); GET /_sim/state to look",
         server.base_url().trim_end_matches("/api")
     );
-    tracing::info!(addr = %server.addr(), version = generation.version(), keys, "sim: listening");
+    tracing::info!(
+        addr = %server.addr(),
+        version = generation.version(),
+        keys = created,
+        "sim: listening"
+    );
 
     wait_for_stop_signal().await?;
     tracing::info!("sim: stopping");

@@ -87,7 +87,8 @@ pub enum Fault {
     Html { status: u16 },
     /// The real answer, cut in half (status and headers kept).
     TruncatedJson,
-    /// Wait this long, then answer normally (the API's work happens after the wait).
+    /// Do the API's work at once but hold the answer back this long: a client that gives up
+    /// first does not know that, say, its sync happened.
     Delay(Duration),
     /// A 200 JSON body of this many bytes.
     Oversized { bytes: usize },
@@ -184,8 +185,9 @@ async fn apply(fault: Fault, request: Request, next: Next) -> Response {
             Response::from_parts(parts, Body::from(cut))
         }
         Fault::Delay(delay) => {
+            let response = next.run(request).await;
             tokio::time::sleep(delay).await;
-            next.run(request).await
+            response
         }
         Fault::Oversized { bytes } => {
             let padding = bytes.saturating_sub(r#"{"padding":""}"#.len());
@@ -260,7 +262,14 @@ pub async fn front(State(handle): State<SimHandle>, request: Request, next: Next
             had_api_key: request.headers().contains_key("x-api-key"),
         }),
     };
-    let (down, fault) = handle.with_state(|s| (s.down, route.and_then(|r| s.faults.take(r))));
+    let (down, fault) = handle.with_state(|s| {
+        let fault = if s.down {
+            None
+        } else {
+            route.and_then(|r| s.faults.take(r))
+        };
+        (s.down, fault)
+    });
     let response = if down {
         html_page(StatusCode::SERVICE_UNAVAILABLE)
     } else {

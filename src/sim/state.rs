@@ -219,6 +219,7 @@ impl State {
             down: false,
             public_key,
         };
+        // On 2.x, keys beyond the 100 ports of the range are not created.
         for i in 0..options.keys {
             let created_at = seeded_created_at(&mut state.rng, i);
             // Seeded keys are old: the server has read their traffic before.

@@ -105,6 +105,17 @@ async fn a_delay_outlasts_the_client_timeout() {
     .await;
     assert_eq!(h.requests()[0].status, 499);
     assert_eq!(sim.get("/api/").await.status, 200);
+
+    // The work is done at once: the sync happened although its caller gave up.
+    h.fail_next(Route::SyncConfig, 1, Fault::Delay(Duration::from_secs(3)));
+    let err = impatient
+        .post(sim.url("/api/system/sync-config"))
+        .header("X-API-Key", API_KEY)
+        .send()
+        .await
+        .expect_err("the client gives up first");
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(h.sync_count(), 1);
 }
 
 #[tokio::test]
@@ -138,11 +149,14 @@ async fn down_refuses_connections_on_the_same_port_until_up_again() {
         h.set_down_and_wait(false).await;
         assert_eq!(sim.get("/health").await.status, 200);
     }
+    // A fault armed while the server is down waits for it to come back.
+    h.fail_next(Route::Any, 1, Fault::Html { status: 502 });
     h.set_down_and_wait(true).await;
     h.set_down_and_wait(true).await;
     assert!(!h.is_listening());
     h.set_down_and_wait(false).await;
     h.set_down_and_wait(false).await;
+    assert_eq!(sim.get("/health").await.status, 502);
     assert_eq!(sim.get("/health").await.status, 200);
 }
 
