@@ -1,14 +1,95 @@
-//! `keywarden sim`: run the simulated VPN Key Management API standalone.
+//! `keywarden sim`: run the simulated VPN Key Management API standalone until Ctrl-C or
+//! SIGTERM. Prints where it listens on stdout; logs go to stderr; the API key is never
+//! printed or logged.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
 
 use crate::cli::ApiGenerationArg;
+use crate::sim::{ApiGeneration, SimOptions, SimServer};
+
+/// How long a sync or a key deletion "restarts Xray" on the real servers (about 2 s on
+/// 1.x, 6 s on 2.x), scaled down so that trying things out stays quick while clients still
+/// meet a slow call.
+fn restart_delay(generation: ApiGeneration) -> Duration {
+    match generation {
+        ApiGeneration::V1 => Duration::from_millis(500),
+        ApiGeneration::V2 => Duration::from_millis(1500),
+    }
+}
 
 pub async fn run(
-    _listen: SocketAddr,
-    _api: ApiGenerationArg,
-    _keys: usize,
-    _api_key: String,
+    listen: SocketAddr,
+    api: ApiGenerationArg,
+    keys: usize,
+    api_key: String,
 ) -> anyhow::Result<u8> {
-    anyhow::bail!("sim: not implemented yet")
+    crate::logging::init(
+        crate::logging::LogFormat::Auto,
+        crate::logging::DEFAULT_FILTER,
+    );
+    let generation = ApiGeneration::from(api);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("sim: cannot listen on {listen}"))?;
+    let server = SimServer::start(listener, SimOptions::new(generation, keys, api_key))
+        .await
+        .context("sim: cannot start")?;
+    let handle = server.handle();
+    handle.seed_traffic();
+    handle.set_restart_delay(restart_delay(generation));
+    if generation == ApiGeneration::V1 {
+        // The 1.x monitor also counts uuids that are no key (seen in Xray's access log).
+        handle.add_stranger_traffic("87c5ee57-dbf6-4db2-b1f2-dbec6b604db0", 0, 1);
+    }
+
+    println!(
+        "keywarden sim: VPN Key Management API {}",
+        generation.version()
+    );
+    println!("  base URL: {}", server.base_url());
+    let created = handle.keys().len();
+    println!("  keys:     {created}");
+    if created < keys {
+        tracing::warn!(
+            asked = keys,
+            created,
+            "sim: 2.x has 100 ports, so 100 keys at most"
+        );
+    }
+    println!(
+        "  admin:    POST {}/_sim/... with the same X-API-Key (see `sim` module docs); GET /_sim/state to look",
+        server.base_url().trim_end_matches("/api")
+    );
+    tracing::info!(
+        addr = %server.addr(),
+        version = generation.version(),
+        keys = created,
+        "sim: listening"
+    );
+
+    wait_for_stop_signal().await?;
+    tracing::info!("sim: stopping");
+    server.shutdown().await;
+    Ok(super::EXIT_OK)
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("sim: cannot listen for SIGTERM")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("sim: cannot listen for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("sim: cannot listen for Ctrl-C")?;
+    Ok(())
 }

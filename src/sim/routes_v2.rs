@@ -1,0 +1,142 @@
+//! Routes only the 2.x API has: health, cumulative per-key traffic, validate-sync, the
+//! inbound and port listings. Thin, like `routes.rs`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+
+use super::handle::SimHandle;
+use super::routes::{Answer, Authorized, SNI};
+use super::state::{FIRST_PORT, MAX_PORTS};
+use super::wire::*;
+
+pub async fn health(State(handle): State<SimHandle>) -> Json<Health> {
+    handle.with_state(|s| {
+        let now = s.now();
+        Json(Health {
+            status: "healthy",
+            timestamp: now.iso,
+            version: s.generation.version(),
+            services: BTreeMap::from([
+                ("api", "running"),
+                ("nginx", "running"),
+                ("xray", "running"),
+            ]),
+            resources: Resources {
+                memory_usage_percent: 12.5,
+                memory_available_mb: 1789.25,
+                disk_usage_percent: 31.4,
+                disk_free_gb: 17.82,
+                cpu_usage_percent: 3.1,
+            },
+            uptime_seconds: now.instant.saturating_duration_since(s.started()).as_secs(),
+        })
+    })
+}
+
+pub async fn key_traffic(
+    _: Authorized,
+    State(handle): State<SimHandle>,
+    Path(id): Path<String>,
+) -> Answer<KeyTrafficV2> {
+    handle.with_state(|s| {
+        let key = s.read_traffic_v2(&id)?;
+        Ok(Json(KeyTrafficV2 {
+            status: "success",
+            key_id: id,
+            key_uuid: key.uuid,
+            total_bytes: key.total_bytes,
+            timestamp: s.now().iso,
+        }))
+    })
+}
+
+pub async fn validate_sync(_: Authorized, State(handle): State<SimHandle>) -> Json<ValidateSync> {
+    handle.with_state(|s| {
+        Json(ValidateSync {
+            validation: s.validation(),
+            timestamp: s.now().unix,
+        })
+    })
+}
+
+const SERVER_NAMES: [&str; 8] = [
+    "www.microsoft.com",
+    "www.cloudflare.com",
+    "www.google.com",
+    "www.github.com",
+    "www.apple.com",
+    "www.facebook.com",
+    "www.adobe.com",
+    "www.instagram.com",
+];
+
+pub async fn xray_inbounds(_: Authorized, State(handle): State<SimHandle>) -> Json<Inbounds> {
+    handle.with_state(|s| {
+        let inbounds = s
+            .config()
+            .inbounds()
+            .iter()
+            .map(|i| InboundView {
+                tag: i.tag.clone(),
+                port: i.port,
+                client_count: i.clients.len(),
+                uuids: i.clients.clone(),
+                short_ids: i.short_ids.clone(),
+                dest: format!("{SNI}:443"),
+                server_names: SERVER_NAMES.iter().map(|n| n.to_string()).collect(),
+            })
+            .collect();
+        Json(Inbounds {
+            inbounds,
+            timestamp: s.now().unix,
+            source: "config.json",
+        })
+    })
+}
+
+pub async fn ports(_: Authorized, State(handle): State<SimHandle>) -> Json<Ports> {
+    handle.with_state(|s| {
+        let now = s.now();
+        let mut used = BTreeMap::new();
+        let mut assigned = BTreeMap::new();
+        for key in s.keys() {
+            let Some(port) = key.port else { continue };
+            used.insert(
+                port.to_string(),
+                PortUse {
+                    uuid: key.uuid.clone(),
+                    key_id: key.id.clone(),
+                    key_name: key.name.clone(),
+                    assigned_at: key.created_at.clone(),
+                    is_active: key.is_active,
+                },
+            );
+            assigned.insert(
+                key.uuid.clone(),
+                PortAssignment {
+                    port,
+                    key_id: key.id,
+                    key_name: key.name,
+                    assigned_at: key.created_at,
+                },
+            );
+        }
+        let max = usize::from(MAX_PORTS);
+        let first = FIRST_PORT;
+        Json(Ports {
+            used_ports: used.len(),
+            available_ports: max - used.len(),
+            max_ports: max,
+            port_range: format!("{first}-{}", first + MAX_PORTS - 1),
+            timestamp: now.unix,
+            port_assignments: PortBook {
+                used_ports: used,
+                port_assignments: assigned,
+                created_at: now.iso.clone(),
+                last_updated: now.iso,
+            },
+        })
+    })
+}
