@@ -299,7 +299,7 @@ pub fn render_text(report: &ServerReport) -> String {
         );
         for key in &report.keys {
             let total = match (key.total_bytes, &key.traffic_error) {
-                (Some(bytes), _) => format!("{bytes}"),
+                (Some(bytes), _) => format!("{bytes} ({})", human_bytes(bytes)),
                 (None, Some(_)) => "-".to_string(),
                 (None, None) => "?".to_string(),
             };

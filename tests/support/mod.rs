@@ -53,3 +53,12 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
         .await
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
+
+use keywarden::sim::{ApiGeneration, SimOptions, SimServer};
+
+/// A simulated server of `generation` with `keys` keys on an ephemeral loopback port.
+pub async fn sim(generation: ApiGeneration, keys: usize) -> SimServer {
+    SimServer::start_local(SimOptions::new(generation, keys, TEST_API_KEY))
+        .await
+        .expect("start simulator")
+}
