@@ -2,8 +2,10 @@
 //! VPN Key Management API. The binary (`src/main.rs`) is a thin shell over this library.
 
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod finding;
 pub mod logging;
 pub mod secret;
 pub mod server_api;

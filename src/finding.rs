@@ -1,0 +1,118 @@
+//! Findings: what a job saw that an admin may need to know. Plain data, produced by
+//! jobs, recorded by the runner, turned into alerts by the alert pipeline. A finding
+//! never says what to do about itself; its kind and details do.
+
+use serde::Serialize;
+
+use crate::config::{JobKind, Severity};
+
+/// What kind of thing was found. The snake_case names are a contract (alerts, `check
+/// --json`, the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// health: the server did not answer `failures_before_alert` times in a row.
+    ServerUnreachable,
+    /// health: 401, the API key is refused.
+    AuthFailed,
+    /// health (1.x): the precise traffic monitor is off, traffic figures are estimates.
+    TrafficMonitorUnavailable,
+    /// config_sync: drift seen, not (yet) repaired (waiting for confirmations, dry run,
+    /// auto_sync off, a deferred sync).
+    ConfigDrift,
+    /// config_sync: drift was repaired by a sync.
+    ConfigDriftRepaired,
+    /// config_sync: drift is still there after a sync.
+    ConfigDriftPersists,
+    /// config_sync: the hourly sync budget is spent; no more syncs until it frees.
+    AutoSyncSuspended,
+    /// config_sync: the sync call failed (500, repeated 429, timeout).
+    SyncFailed,
+    /// reality: verify-reality failed.
+    RealityInvalid,
+    /// reality: verify-reality answered without confirming.
+    RealityUnconfirmed,
+    /// Any job: the server's answers could not be read (garbled, wrong shape).
+    ApiError,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::ServerUnreachable => "server_unreachable",
+            FindingKind::AuthFailed => "auth_failed",
+            FindingKind::TrafficMonitorUnavailable => "traffic_monitor_unavailable",
+            FindingKind::ConfigDrift => "config_drift",
+            FindingKind::ConfigDriftRepaired => "config_drift_repaired",
+            FindingKind::ConfigDriftPersists => "config_drift_persists",
+            FindingKind::AutoSyncSuspended => "auto_sync_suspended",
+            FindingKind::SyncFailed => "sync_failed",
+            FindingKind::RealityInvalid => "reality_invalid",
+            FindingKind::RealityUnconfirmed => "reality_unconfirmed",
+            FindingKind::ApiError => "api_error",
+        }
+    }
+
+    /// Parse the snake_case name (as stored).
+    pub fn parse(name: &str) -> Option<FindingKind> {
+        FindingKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+
+    pub const ALL: [FindingKind; 11] = [
+        FindingKind::ServerUnreachable,
+        FindingKind::AuthFailed,
+        FindingKind::TrafficMonitorUnavailable,
+        FindingKind::ConfigDrift,
+        FindingKind::ConfigDriftRepaired,
+        FindingKind::ConfigDriftPersists,
+        FindingKind::AutoSyncSuspended,
+        FindingKind::SyncFailed,
+        FindingKind::RealityInvalid,
+        FindingKind::RealityUnconfirmed,
+        FindingKind::ApiError,
+    ];
+}
+
+/// One finding of one job run on one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub server: String,
+    #[serde(serialize_with = "serialize_job")]
+    pub job: JobKind,
+    pub kind: FindingKind,
+    /// What it is about within the server: a key uuid, "config.json", "reality", or ""
+    /// for the server as a whole. (server, kind, subject) is the alert fingerprint.
+    pub subject: String,
+    pub severity: Severity,
+    /// One line, for a subject line or a phone notification.
+    pub summary: String,
+    /// What was seen, what keywarden already did, what the admin should do next.
+    pub details: String,
+}
+
+fn serialize_job<S: serde::Serializer>(job: &JobKind, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(job.as_str())
+}
+
+impl Finding {
+    /// The alert fingerprint: (server, kind, subject).
+    pub fn fingerprint(&self) -> String {
+        format!("{}/{}/{}", self.server, self.kind.as_str(), self.subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for kind in FindingKind::ALL {
+            assert_eq!(FindingKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert_eq!(FindingKind::parse("nope"), None);
+    }
+}
