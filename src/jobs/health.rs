@@ -1,0 +1,7 @@
+//! The health job.
+
+use super::{JobContext, JobResult};
+
+pub async fn run(_ctx: &JobContext<'_>) -> JobResult {
+    JobResult::default()
+}
