@@ -45,6 +45,39 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon: run every job on its schedule until SIGTERM/SIGINT; SIGHUP reloads.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Run jobs once now and exit like a Nagios plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Which job to run.
+        #[arg(long, value_enum, default_value = "all")]
+        job: JobArg,
+        /// Check only this server (by its `name`).
+        #[arg(long)]
+        server: Option<String>,
+        /// Observe and plan, but perform no POST or DELETE.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also send the findings as alerts (otherwise they are only recorded).
+        #[arg(long)]
+        notify: bool,
+        /// Print a JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what the state store knows: servers, last runs, open findings, recent actions.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the simulated VPN Key Management API standalone (for trying keywarden out).
     Sim {
         /// Address to listen on.
@@ -70,4 +103,29 @@ pub enum ApiGenerationArg {
     /// 2.x servers (API "2.3.6"): SQLite store, per-key traffic, validate-sync, rate limits.
     #[value(name = "2")]
     V2,
+}
+
+/// `check --job`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobArg {
+    Health,
+    #[value(name = "config-sync")]
+    ConfigSync,
+    Reality,
+    Quota,
+    All,
+}
+
+impl JobArg {
+    /// The jobs this choice stands for, in the order they run.
+    pub fn jobs(self) -> Vec<crate::config::JobKind> {
+        use crate::config::JobKind;
+        match self {
+            JobArg::Health => vec![JobKind::Health],
+            JobArg::ConfigSync => vec![JobKind::ConfigSync],
+            JobArg::Reality => vec![JobKind::Reality],
+            JobArg::Quota => vec![JobKind::Quota],
+            JobArg::All => JobKind::ALL.to_vec(),
+        }
+    }
 }

@@ -2,8 +2,11 @@
 
 use crate::cli::Command;
 
+pub mod check;
 pub mod probe;
+pub mod run;
 pub mod sim;
+pub mod status;
 pub mod validate;
 
 /// Exit code: everything fine.
@@ -20,6 +23,28 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             server,
             json,
         } => probe::run(&config.path, server.as_deref(), json).await,
+        Command::Run { config } => run::run(&config.path).await,
+        Command::Check {
+            config,
+            job,
+            server,
+            dry_run,
+            notify,
+            json,
+        } => {
+            check::run(
+                &config.path,
+                &check::CheckArgs {
+                    jobs: job.jobs(),
+                    server,
+                    dry_run,
+                    notify,
+                    json,
+                },
+            )
+            .await
+        }
+        Command::Status { config, json } => status::run(&config.path, json),
         Command::Sim {
             listen,
             api,

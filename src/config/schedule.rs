@@ -61,6 +61,15 @@ impl Schedule {
         }
         runs
     }
+
+    /// The time between the next two runs after `after` (an hour when the schedule has
+    /// fewer than two more runs). The runner caps a server's backoff at this.
+    pub fn interval(&self, tz: Tz, after: DateTime<Utc>) -> std::time::Duration {
+        match self.next_runs(tz, after, 2).as_slice() {
+            [first, second] => (*second - *first).to_std().unwrap_or_default(),
+            _ => std::time::Duration::from_secs(3600),
+        }
+    }
 }
 
 /// croner's errors say little about the cause (and the scheduler drops them entirely):
@@ -94,6 +103,21 @@ impl fmt::Display for Schedule {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn interval_is_the_gap_between_the_next_two_runs() {
+        let every_30s = super::Schedule::parse("*/30 * * * * *").unwrap();
+        let now = chrono::Utc::now();
+        assert_eq!(
+            every_30s.interval(chrono_tz::Tz::UTC, now),
+            std::time::Duration::from_secs(30)
+        );
+        let hourly = super::Schedule::parse("0 7 * * * *").unwrap();
+        assert_eq!(
+            hourly.interval(chrono_tz::Tz::Europe__Berlin, now),
+            std::time::Duration::from_secs(3600)
+        );
+    }
+
     use super::*;
     use chrono::TimeZone;
 

@@ -1,7 +1,231 @@
-//! The reality job.
+//! The reality job: ask the server to verify (and fix) its Reality settings. Quiet on
+//! success; a failure is critical with the server's own words. On 2.x the endpoint
+//! reads only the first inbound, which on the usual layout is Xray's API inbound, so
+//! it fails every time: the finding says so and how to skip the job there.
+
+use crate::config::{JobKind, Severity};
+use crate::finding::{Finding, FindingKind};
+use crate::server_api::{ApiError, ApiErrorKind, Generation};
+use crate::store::AuditEntry;
 
 use super::{JobContext, JobResult};
 
-pub async fn run(_ctx: &JobContext<'_>) -> JobResult {
-    JobResult::default()
+/// What verifying Reality came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Verified,
+    Unconfirmed {
+        snippet: String,
+    },
+    Failed {
+        detail: String,
+        generation: Generation,
+    },
+    /// The server could not be asked (unreachable, timeout, proxy page).
+    NoAnswer {
+        error: String,
+    },
+}
+
+/// Interpret the answer of verify-reality (pure).
+pub fn verdict(answer: &Result<(), ApiError>, generation: Generation) -> Verdict {
+    match answer {
+        Ok(()) => Verdict::Verified,
+        Err(ApiError {
+            kind: ApiErrorKind::Unconfirmed { snippet },
+            ..
+        }) => Verdict::Unconfirmed {
+            snippet: snippet.clone(),
+        },
+        Err(error)
+            if error.is_transient() && !matches!(error.kind, ApiErrorKind::ServerError { .. }) =>
+        {
+            Verdict::NoAnswer {
+                error: error.to_string(),
+            }
+        }
+        Err(error) => Verdict::Failed {
+            detail: error
+                .server_detail()
+                .unwrap_or(&error.to_string())
+                .to_string(),
+            generation,
+        },
+    }
+}
+
+/// The finding for a verdict, if any (pure). `job` is the job that asked.
+pub fn finding_for(server: &str, job: JobKind, verdict: &Verdict) -> Option<Finding> {
+    let finding = |kind, severity, summary: String, details: String| Finding {
+        server: server.to_string(),
+        job,
+        kind,
+        subject: "reality".into(),
+        severity,
+        summary,
+        details,
+    };
+    match verdict {
+        Verdict::Verified | Verdict::NoAnswer { .. } => None,
+        Verdict::Unconfirmed { snippet } => Some(finding(
+            FindingKind::RealityUnconfirmed,
+            Severity::Warning,
+            format!("{server}: Reality verification was not confirmed"),
+            format!(
+                "Seen: verify-reality answered 200 without saying it verified: {snippet:?}\nDone: nothing more.\nNext: check the Reality settings of the server's inbounds by hand."
+            ),
+        )),
+        Verdict::Failed { detail, generation } => {
+            let hint = if *generation == Generation::V2 {
+                format!(
+                    "\nNote: on 2.x servers this endpoint reads only the first inbound, which on the usual layout is Xray's API inbound, so it fails every time. \
+                     If that is the case here, add \"reality\" to skip_jobs for {server}."
+                )
+            } else {
+                String::new()
+            };
+            Some(finding(
+                FindingKind::RealityInvalid,
+                Severity::Critical,
+                format!("{server}: Reality settings are invalid"),
+                format!(
+                    "Seen: verify-reality failed: {detail}\nDone: nothing; the server could not fix them itself.\n\
+                     Next: check dest, serverNames, privateKey and shortIds of the server's Reality inbound.{hint}"
+                ),
+            ))
+        }
+    }
+}
+
+/// Verify Reality now (a POST that may rewrite maxTimeDiff), with audit entries.
+/// Shared by this job and by config_sync after a sync.
+pub async fn verify(ctx: &JobContext<'_>, job: JobKind) -> (Verdict, Option<Finding>) {
+    let generation = match ctx.api.capabilities().await {
+        Ok(capabilities) => capabilities.generation,
+        Err(_) => Generation::Unknown,
+    };
+    audit(ctx, "started", "");
+    let answer = ctx.api.verify_reality().await.map(|_| ());
+    let verdict = verdict(&answer, generation);
+    let (result, detail) = match &verdict {
+        Verdict::Verified => ("ok", String::new()),
+        Verdict::Unconfirmed { snippet } => ("unconfirmed", snippet.clone()),
+        Verdict::Failed { detail, .. } => ("failed", detail.clone()),
+        Verdict::NoAnswer { error } => ("no_answer", error.clone()),
+    };
+    audit(ctx, result, &detail);
+    let finding = finding_for(&ctx.server.name, job, &verdict);
+    (verdict, finding)
+}
+
+fn audit(ctx: &JobContext<'_>, result: &str, detail: &str) {
+    let entry = AuditEntry {
+        at: ctx.clock.now(),
+        server: ctx.server.name.clone(),
+        action: "verify_reality".into(),
+        target: "reality".into(),
+        result: result.into(),
+        detail: detail.into(),
+    };
+    if let Err(error) = ctx.store.append_audit(&entry) {
+        tracing::error!(server = %ctx.server.name, %error, "cannot write the audit log");
+    }
+}
+
+pub async fn run(ctx: &JobContext<'_>) -> JobResult {
+    let name = &ctx.server.name;
+    if ctx.dry_run {
+        audit(
+            ctx,
+            "dry_run",
+            "verify-reality is a POST that may rewrite settings",
+        );
+        return JobResult {
+            plan: vec![format!("would verify Reality settings on {name}")],
+            ..JobResult::default()
+        };
+    }
+    let (verdict, finding) = verify(ctx, JobKind::Reality).await;
+    let mut result = JobResult::default();
+    match &verdict {
+        Verdict::Verified => {
+            tracing::debug!(server = %name, "Reality settings verified");
+            result
+                .plan
+                .push(format!("verified Reality settings on {name}"));
+        }
+        Verdict::NoAnswer { error } => result.transport_failure = Some(error.clone()),
+        _ => result
+            .plan
+            .push(format!("Reality verification on {name} failed")),
+    }
+    result.findings.extend(finding);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(kind: ApiErrorKind) -> Result<(), ApiError> {
+        Err(ApiError::new("POST /api/system/verify-reality", kind))
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(verdict(&Ok(()), Generation::V1), Verdict::Verified);
+        let failed = verdict(
+            &err(ApiErrorKind::ServerError {
+                status: 500,
+                detail: "missing dest".into(),
+            }),
+            Generation::V2,
+        );
+        assert_eq!(
+            failed,
+            Verdict::Failed {
+                detail: "missing dest".into(),
+                generation: Generation::V2
+            }
+        );
+        let finding = finding_for("ams-2", JobKind::Reality, &failed).unwrap();
+        assert_eq!(
+            (finding.kind, finding.severity),
+            (FindingKind::RealityInvalid, Severity::Critical)
+        );
+        assert!(
+            finding.details.contains("skip_jobs"),
+            "2.x failure says how to skip"
+        );
+        let v1 = finding_for(
+            "fra-1",
+            JobKind::Reality,
+            &Verdict::Failed {
+                detail: "x".into(),
+                generation: Generation::V1,
+            },
+        )
+        .unwrap();
+        assert!(!v1.details.contains("skip_jobs"));
+        let unconfirmed = verdict(
+            &err(ApiErrorKind::Unconfirmed {
+                snippet: "{}".into(),
+            }),
+            Generation::V1,
+        );
+        assert_eq!(
+            finding_for("fra-1", JobKind::Reality, &unconfirmed)
+                .unwrap()
+                .severity,
+            Severity::Warning
+        );
+        let timeout = verdict(
+            &err(ApiErrorKind::Timeout {
+                after: std::time::Duration::from_secs(1),
+            }),
+            Generation::V1,
+        );
+        assert!(matches!(timeout, Verdict::NoAnswer { .. }));
+        assert_eq!(finding_for("fra-1", JobKind::Reality, &timeout), None);
+    }
 }

@@ -272,7 +272,12 @@ fn findings_open_continue_and_resolve() {
     assert_eq!(open[0].kind, "reality_invalid");
     // The same drift coming back later is a new finding.
     let changes = store
-        .record_findings("fra-1", JobKind::ConfigSync, std::slice::from_ref(&drift), at(20))
+        .record_findings(
+            "fra-1",
+            JobKind::ConfigSync,
+            std::slice::from_ref(&drift),
+            at(20),
+        )
         .unwrap();
     assert_eq!(changes.opened, [drift.fingerprint()]);
 }

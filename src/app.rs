@@ -1,0 +1,52 @@
+//! Wiring shared by the commands: config -> store -> clients -> runner targets.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::{Config, ConfigErrors, Loaded};
+use crate::jobs::runner::Target;
+use crate::server_api::{ClientSettings, ServerApi};
+use crate::store::Store;
+
+/// Load and validate the configuration; on failure, the report to print.
+pub fn load_config(path: &Path) -> Result<Loaded, String> {
+    crate::config::load(path)
+        .map_err(|errors: ConfigErrors| crate::commands::validate::problem_report(&errors, path))
+}
+
+/// Open the state store in `[agent].state_dir`.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+    let store = Store::open(&config.agent.state_dir).context("opening the state store")?;
+    Ok(Arc::new(store))
+}
+
+/// One runner target per configured server (optionally only `only`), in config order.
+pub fn targets(config: &Arc<Config>, only: Option<&str>) -> anyhow::Result<Vec<Target>> {
+    let mut targets = Vec::new();
+    for server in config
+        .servers
+        .iter()
+        .filter(|s| only.is_none_or(|name| s.name == name))
+    {
+        let settings = ClientSettings::from_config(server)
+            .with_context(|| format!("server {}", server.name))?;
+        let api = ServerApi::new(settings).with_context(|| format!("server {}", server.name))?;
+        targets.push(Target {
+            config: config.clone(),
+            server: server.clone(),
+            api,
+        });
+    }
+    if targets.is_empty()
+        && let Some(name) = only
+    {
+        let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+        anyhow::bail!(
+            "no server named {name:?} in the configuration (configured: {})",
+            names.join(", ")
+        );
+    }
+    Ok(targets)
+}

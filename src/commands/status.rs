@@ -1,0 +1,151 @@
+//! `keywarden status`: what the state store knows, per server: last seen up/down, API
+//! version, the last run of each job, open findings, the last actions taken. It reads
+//! the store only; it never calls a server.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use super::{EXIT_OK, EXIT_PROBLEMS};
+use crate::store::{AuditEntry, RunRecord, ServerState, Store, StoredFinding};
+
+/// Audit entries shown per server.
+pub const RECENT_ACTIONS: usize = 10;
+
+#[derive(Debug, Serialize)]
+pub struct ServerStatus {
+    pub name: String,
+    pub state: Option<ServerState>,
+    pub last_runs: Vec<RunRecord>,
+    pub open_findings: Vec<StoredFinding>,
+    pub recent_actions: Vec<AuditEntry>,
+}
+
+/// Gather the status of `servers` (config order) from the store.
+pub fn gather(
+    store: &Store,
+    servers: &[String],
+) -> Result<Vec<ServerStatus>, crate::store::StoreError> {
+    let states = store.server_states()?;
+    let runs = store.last_runs()?;
+    let mut out = Vec::new();
+    for name in servers {
+        out.push(ServerStatus {
+            name: name.clone(),
+            state: states.iter().find(|s| &s.server == name).cloned(),
+            last_runs: runs.iter().filter(|r| &r.server == name).cloned().collect(),
+            open_findings: store.open_findings(Some(name))?,
+            recent_actions: store.recent_audit(Some(name), RECENT_ACTIONS)?,
+        });
+    }
+    Ok(out)
+}
+
+fn when(at: Option<DateTime<Utc>>, tz: Tz) -> String {
+    at.map(|t| {
+        t.with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    })
+    .unwrap_or_else(|| "never".into())
+}
+
+/// The text form (pure).
+pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
+    let mut out = String::new();
+    for status in statuses {
+        let _ = writeln!(out, "{}", status.name);
+        match &status.state {
+            Some(state) => {
+                let _ = writeln!(
+                    out,
+                    "  API version     {}",
+                    state.version.as_deref().unwrap_or("unknown")
+                );
+                let _ = writeln!(out, "  last seen up    {}", when(state.last_up_at, tz));
+                let _ = writeln!(out, "  last seen down  {}", when(state.last_down_at, tz));
+                if state.consecutive_failures > 0 {
+                    let error = state.last_error.as_deref().unwrap_or("");
+                    let _ = writeln!(
+                        out,
+                        "  DOWN            {} failed checks in a row: {error}",
+                        state.consecutive_failures
+                    );
+                }
+            }
+            None => {
+                let _ = writeln!(out, "  no health check recorded yet");
+            }
+        }
+        for run in &status.last_runs {
+            let _ = writeln!(
+                out,
+                "  {:<15} {} {} ({} ms){}",
+                run.job,
+                when(Some(run.started_at), tz),
+                run.outcome.as_str(),
+                run.duration_ms,
+                if run.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", run.detail)
+                }
+            );
+        }
+        if status.open_findings.is_empty() {
+            let _ = writeln!(out, "  open findings   none");
+        }
+        for finding in &status.open_findings {
+            let _ = writeln!(
+                out,
+                "  [{}] {} (since {})",
+                finding.severity.to_uppercase(),
+                finding.summary,
+                when(Some(finding.first_seen), tz)
+            );
+        }
+        if !status.recent_actions.is_empty() {
+            let _ = writeln!(out, "  recent actions");
+        }
+        for action in &status.recent_actions {
+            let detail = if action.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", action.detail)
+            };
+            let _ = writeln!(
+                out,
+                "    {} {} {} {}{detail}",
+                when(Some(action.at), tz),
+                action.action,
+                action.target,
+                action.result
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn run(path: &Path, json: bool) -> anyhow::Result<u8> {
+    crate::logging::init(crate::logging::LogFormat::Auto, "warn");
+    let config = match crate::app::load_config(path) {
+        Ok(loaded) => loaded.config,
+        Err(report) => {
+            eprint!("{report}");
+            return Ok(EXIT_PROBLEMS);
+        }
+    };
+    let store = crate::app::open_store(&config)?;
+    let names: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
+    let statuses = gather(&store, &names)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+    } else {
+        print!("{}", render_text(&statuses, config.agent.timezone));
+    }
+    Ok(EXIT_OK)
+}
