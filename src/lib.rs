@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod finding;
 pub mod logging;
+pub mod scheduler;
 pub mod secret;
 pub mod server_api;
 pub mod sim;
