@@ -1,7 +1,171 @@
-//! `keywarden run`: the daemon.
+//! `keywarden run`: the daemon. Loads the configuration (refusing to start on any
+//! problem), opens the store, schedules every job for every server, and then waits
+//! for signals: SIGHUP re-reads the configuration (a broken one is logged and the old
+//! one kept), SIGTERM/SIGINT stop scheduling, let in-flight runs finish within the
+//! deadline, cancel the rest, and exit 0.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub async fn run(_path: &Path) -> anyhow::Result<u8> {
-    anyhow::bail!("run: the scheduler is being wired")
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::EXIT_PROBLEMS;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::jobs::RunMode;
+use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, LogSink, RunOptions, Runner};
+use crate::scheduler::{ScheduledTask, Scheduler};
+
+/// How long in-flight runs may take to finish after SIGTERM.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
+const SCHEDULED: RunOptions = RunOptions {
+    dry_run: false,
+    mode: RunMode::Daemon,
+    respect_backoff: true,
+};
+
+/// One scheduled task per (server, job) the server runs.
+pub fn tasks(config: &Arc<Config>, runner: &Arc<Runner>) -> anyhow::Result<Vec<ScheduledTask>> {
+    let mut tasks = Vec::new();
+    for target in crate::app::targets(config, None)? {
+        for job in crate::config::JobKind::ALL
+            .into_iter()
+            .filter(|job| target.server.runs(*job))
+        {
+            let runner = runner.clone();
+            let target = target.clone();
+            let id = format!("{}/{}", target.server.name, job.as_str());
+            let schedule = config.jobs.schedule(job).clone();
+            tasks.push(ScheduledTask::new(id, schedule, move |cancelled| {
+                let runner = runner.clone();
+                let target = target.clone();
+                async move {
+                    tokio::select! {
+                        _ = cancelled.cancelled() => {
+                            tracing::warn!(server = %target.server.name, job = job.as_str(), "run cancelled at shutdown");
+                        }
+                        _ = runner.run(&target, job, SCHEDULED) => {}
+                    }
+                }
+            }));
+        }
+    }
+    Ok(tasks)
+}
+
+pub async fn run(path: &Path) -> anyhow::Result<u8> {
+    let loaded = match crate::app::load_config(path) {
+        Ok(loaded) => loaded,
+        Err(report) => {
+            eprint!("{report}");
+            eprintln!("keywarden run: refusing to start with an invalid configuration");
+            return Ok(EXIT_PROBLEMS);
+        }
+    };
+    crate::logging::init(
+        loaded.config.agent.log_format,
+        crate::logging::DEFAULT_FILTER,
+    );
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let mut config = Arc::new(loaded.config);
+    let store = crate::app::open_store(&config)?;
+    let runner = Arc::new(Runner::new(
+        store,
+        Arc::new(SystemClock),
+        Arc::new(LogSink),
+        DEFAULT_MAX_CONCURRENT_RUNS,
+    ));
+    let initial = tasks(&config, &runner)?;
+    let task_count = initial.len();
+    let scheduler = Scheduler::start(config.agent.timezone, initial)
+        .await
+        .context("starting the scheduler")?;
+    tracing::info!(config = %path.display(), servers = config.servers.len(), tasks = task_count, dry_run = config.agent.dry_run, "keywarden running");
+
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = hangup.recv() => {
+                if let Some(reloaded) = reload(path, &config, &runner, &scheduler).await {
+                    config = reloaded;
+                }
+            }
+        }
+    }
+    let report = scheduler.shutdown(SHUTDOWN_DEADLINE).await;
+    if report.finished_in_time {
+        tracing::info!(
+            in_flight = report.in_flight_at_stop,
+            "stopped; every run finished"
+        );
+    } else {
+        tracing::warn!(
+            in_flight = report.in_flight_at_stop,
+            cancelled = report.cancelled,
+            abandoned = report.abandoned,
+            "stopped after the deadline; unfinished runs were cancelled"
+        );
+    }
+    Ok(super::EXIT_OK)
+}
+
+/// SIGHUP: swap in a valid new configuration, or keep the old one and say why.
+async fn reload(
+    path: &Path,
+    current: &Arc<Config>,
+    runner: &Arc<Runner>,
+    scheduler: &Scheduler,
+) -> Option<Arc<Config>> {
+    let loaded = match crate::config::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for problem in &errors.problems {
+                tracing::error!("{problem}");
+            }
+            tracing::error!(
+                problems = errors.problems.len(),
+                "SIGHUP: the new configuration is invalid; still running on the old one"
+            );
+            return None;
+        }
+    };
+    if loaded.config.agent.state_dir != current.agent.state_dir {
+        tracing::warn!(
+            "SIGHUP: [agent].state_dir changed; the new directory is used after a restart"
+        );
+    }
+    let config = Arc::new(loaded.config);
+    let swapped = match tasks(&config, runner) {
+        Ok(tasks) => scheduler
+            .replace(config.agent.timezone, tasks)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(error) => Err(error),
+    };
+    match swapped {
+        Ok(()) => {
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
+            tracing::info!(
+                servers = config.servers.len(),
+                "SIGHUP: configuration reloaded"
+            );
+            Some(config)
+        }
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "SIGHUP: cannot apply the new configuration; still running on the old one");
+            None
+        }
+    }
 }
