@@ -106,7 +106,9 @@ impl Drift {
             short_id_mismatches: sorted(&v.short_id_mismatches),
             server_says_unsynced: !(v.synced && v.uuid_synced && v.short_id_synced),
             witness: Witness::ValidateSync,
-            stale_status: status.synchronized,
+            // config-status knows only uuids: a short_id mismatch does not make it stale.
+            stale_status: status.synchronized
+                && !(v.missing_in_config.is_empty() && v.extra_in_config.is_empty()),
             key_store_count: v.keys_count,
             config_count: v.config_count,
         }
@@ -148,30 +150,21 @@ impl Drift {
     /// One line: "2 uuids missing from config.json, 1 extra"; `past` for "was missing".
     pub fn describe(&self, past: bool) -> String {
         let (missing, extra) = (self.missing_from_config.len(), self.extra_in_config.len());
+        let verb = |n: usize| match (past, n) {
+            (false, _) => "",
+            (true, 1) => "was ",
+            (true, _) => "were ",
+        };
         let mut parts = Vec::new();
         if missing > 0 {
-            let verb = match (past, missing) {
-                (false, _) => "",
-                (true, 1) => "was ",
-                (true, _) => "were ",
-            };
-            parts.push(format!(
-                "{} {verb}missing from config.json",
-                count(missing, "uuid")
-            ));
+            let uuids = count(missing, "uuid");
+            parts.push(format!("{uuids} {}missing from config.json", verb(missing)));
         }
         if extra > 0 && missing > 0 {
             parts.push(format!("{extra} extra"));
         } else if extra > 0 {
-            let verb = match (past, extra) {
-                (false, _) => "",
-                (true, 1) => "was ",
-                (true, _) => "were ",
-            };
-            parts.push(format!(
-                "{} {verb}in config.json",
-                count(extra, "extra uuid")
-            ));
+            let uuids = count(extra, "extra uuid");
+            parts.push(format!("{uuids} {}in config.json", verb(extra)));
         }
         if !self.short_id_mismatches.is_empty() {
             parts.push(count(self.short_id_mismatches.len(), "short_id mismatch"));
@@ -209,14 +202,15 @@ impl Drift {
             lines.push("  the server reports config.json out of sync, with no uuid listed".into());
         }
         lines.push(format!(
-            "  key store: {} clients, config.json: {} clients ({})",
-            self.key_store_count,
-            self.config_count,
+            "  key store: {}, config.json: {} ({})",
+            count(self.key_store_count as usize, "client"),
+            count(self.config_count as usize, "client"),
             self.witness_text()
         ));
         if self.stale_status {
             lines.push(
-                "  config-status (the API's cached view) claimed synchronized: it is stale".into(),
+                "  config-status (the API's cached view) still claims synchronized: its cache is stale"
+                    .into(),
             );
         }
         lines.join("\n")
@@ -350,6 +344,7 @@ pub(super) mod tests {
     fn short_id_mismatches_are_drift() {
         let drift = Drift::of(&v2(true, validation(&[], &[], &["c"]))).expect("drift");
         assert_eq!(drift.short_id_mismatches, ["c"]);
+        assert!(!drift.stale_status, "config-status does not know short_ids");
         assert_eq!(drift.describe(false), "1 short_id mismatch");
         assert_eq!(drift.signature(), "missing:;extra:;short_id:c");
     }

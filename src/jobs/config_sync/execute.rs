@@ -7,6 +7,7 @@ use super::drift::Drift;
 use super::plan::{Blocker, Observed, Plan, remember};
 use super::{SYNC_ACTION, read, report};
 use crate::config::JobKind;
+use crate::finding::Finding;
 use crate::jobs::{JobContext, JobResult};
 use crate::server_api::{ApiError, ApiErrorKind, SyncOutcome, SyncValidation};
 use crate::store::{AuditEntry, DriftMemory};
@@ -100,28 +101,34 @@ async fn sync(
     }
     let outcome = judge(ctx, observed.validate_sync, answer).await;
     let mut result = report_outcome(ctx, drift, &outcome);
-    if matches!(
-        outcome,
-        Outcome::Repaired { .. } | Outcome::Persists { .. } | Outcome::Unconfirmed { .. }
-    ) {
+    if outcome.server_synced() {
         verify_reality(ctx, observed.validate_sync, &mut result).await;
     }
-    let after = match &outcome {
-        Outcome::Persists { after, .. }
-        | Outcome::Failed {
-            after: Ok(Some(after)),
-            ..
-        } => Some(after),
-        _ => None,
-    };
-    // A sync starts a new streak: the read-back is its first read.
-    let memory = after.map_or_else(DriftMemory::default, |after| DriftMemory {
-        confirmations: 1,
-        first_seen: Some(now),
-        signature: after.signature(),
-    });
-    save_memory(ctx, &memory, ctx.clock.now());
+    save_memory(ctx, &outcome.memory(now), ctx.clock.now());
     result
+}
+
+impl Outcome {
+    /// The server ran the sync (Xray restarted), whatever the drift afterwards.
+    fn server_synced(&self) -> bool {
+        !matches!(self, Outcome::Failed { .. })
+    }
+
+    /// A sync starts a new streak: the read-back, when drifted, is its first read.
+    fn memory(&self, now: DateTime<Utc>) -> DriftMemory {
+        match self {
+            Outcome::Persists { after, .. }
+            | Outcome::Failed {
+                after: Ok(Some(after)),
+                ..
+            } => DriftMemory {
+                confirmations: 1,
+                first_seen: Some(now),
+                signature: after.signature(),
+            },
+            _ => DriftMemory::default(),
+        }
+    }
 }
 
 /// Read the status back and decide what the sync achieved.
@@ -158,11 +165,26 @@ fn is_stale_verification(error: &ApiError) -> bool {
             .is_some_and(|d| d.to_ascii_lowercase().contains("verification failed"))
 }
 
+/// Audit the outcome and turn it into a plan line and a finding.
 fn report_outcome(ctx: &JobContext<'_>, before: &Drift, outcome: &Outcome) -> JobResult {
     let server = ctx.server.name.as_str();
-    let at = ctx.clock.now();
-    let uuids = before.audit_text();
-    let (result, line, finding) = match outcome {
+    let (result, line, finding) = describe(server, before, outcome);
+    tracing::info!(server, result, "config_sync: sync finished");
+    let detail = match outcome {
+        Outcome::Failed { error, .. } => format!("{error}; {}", before.audit_text()),
+        _ => before.audit_text(),
+    };
+    audit(ctx, ctx.clock.now(), SYNC_ACTION, result, &detail);
+    JobResult {
+        findings: vec![finding],
+        plan: vec![line],
+        transport_failure: None,
+    }
+}
+
+/// The audit result, the plan line and the finding of an outcome.
+fn describe(server: &str, before: &Drift, outcome: &Outcome) -> (&'static str, String, Finding) {
+    match outcome {
         Outcome::Repaired { misreported: None } => (
             "ok",
             format!("synced {server}: repaired, {}", before.describe(true)),
@@ -190,17 +212,6 @@ fn report_outcome(ctx: &JobContext<'_>, before: &Drift, outcome: &Outcome) -> Jo
             format!("sync of {server} failed: {error}"),
             report::failed(server, before, error, after),
         ),
-    };
-    tracing::info!(server, result, "config_sync: sync finished");
-    let detail = match outcome {
-        Outcome::Failed { error, .. } => format!("{error}; {uuids}"),
-        _ => uuids,
-    };
-    audit(ctx, at, SYNC_ACTION, result, &detail);
-    JobResult {
-        findings: vec![finding],
-        plan: vec![line],
-        transport_failure: None,
     }
 }
 

@@ -138,15 +138,15 @@ pub fn persists(
     server_said: Option<&SyncValidation>,
 ) -> Finding {
     let mut done = format!(
-        "synced (the server answered 200 and restarted Xray), but a fresh read still shows: {}.\n{}",
-        after.describe(false),
-        after.uuid_lines()
+        "synced (the server answered 200 and restarted Xray), but a fresh read still shows: {}.",
+        after.describe(false)
     );
-    if let Some(validation) = server_said.filter(|v| !v.synced) {
-        done.push_str(&format!(
-            "\n  the sync's own validation said synced: false (extra: [{}])",
-            validation.extra_in_config.join(", ")
-        ));
+    if after != before {
+        done.push('\n');
+        done.push_str(&after.uuid_lines());
+    }
+    if server_said.is_some_and(|v| !v.synced) {
+        done.push_str("\n  the sync's own validation also said synced: false");
     }
     finding(
         server,
@@ -156,7 +156,7 @@ pub fn persists(
         [
             seen(before),
             done,
-            "look at config.json on the server: a client inside an existing inbound survives a 2.x sync, and another tool may be rewriting the file. Fix it by hand, then sync.".into(),
+            "look at config.json on the server: another tool may be rewriting it, and on 2.x a client inside an existing inbound survives a sync. Fix it by hand, then sync.".into(),
         ],
     )
 }
@@ -167,7 +167,6 @@ pub fn failed(
     error: &ApiError,
     after: &Result<Option<Drift>, ApiError>,
 ) -> Finding {
-    let detail = error.server_detail().unwrap_or("no detail");
     let after_text = match after {
         Ok(None) => "A read afterwards shows config.json in sync, but the sync reported a failure: Xray may still run the old configuration.".to_string(),
         Ok(Some(drift)) => format!("A read afterwards still shows: {}.", drift.describe(false)),
@@ -180,7 +179,7 @@ pub fn failed(
         format!("config sync failed on {server}: {}", error.kind),
         [
             seen(before),
-            format!("asked the server to sync: {error} (server detail: \"{}\"). {after_text}", one_line(detail)),
+            format!("asked the server to sync: {error}. {after_text}"),
             "check Xray and the API on the server (systemctl status xray, the API's log). keywarden tries again after new confirmations, within the hourly budget.".into(),
         ],
     )
@@ -251,7 +250,7 @@ pub fn reality_failed(server: &str, error: &ApiError, v2: bool) -> Finding {
         format!("Reality check after the config sync failed on {server}: {}", one_line(&detail)),
         [
             "verify-reality failed right after a sync (which rewrote config.json and restarted Xray).".into(),
-            format!("called POST /api/system/verify-reality: {error}."),
+            format!("asked the server to verify Reality: {error}."),
             next,
         ],
     )
