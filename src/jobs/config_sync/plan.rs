@@ -36,7 +36,7 @@ pub struct Observed {
 
 /// Why a confirmed drift is not synced now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Blocker {
     /// `[jobs.config_sync].auto_sync = false`: alert only.
     AutoSyncOff,
@@ -284,6 +284,15 @@ mod tests {
         let json = serde_json::to_value(&plan).expect("serialize");
         assert_eq!(json["action"], "sync");
         assert_eq!(json["drift"]["missing_from_config"][0], "a");
+        let blocked = Plan::Blocked {
+            drift: Drift::of(&changed).expect("drift"),
+            reason: Blocker::DryRun,
+        };
+        let json = serde_json::to_value(&blocked).expect("serialize");
+        assert_eq!(
+            (&json["action"], &json["reason"]["kind"]),
+            (&"blocked".into(), &"dry_run".into())
+        );
     }
 
     #[test]
