@@ -1,7 +1,0 @@
-//! The config_sync job.
-
-use super::{JobContext, JobResult};
-
-pub async fn run(_ctx: &JobContext<'_>) -> JobResult {
-    JobResult::default()
-}
