@@ -60,7 +60,12 @@ pub fn finding_for(server: &str, job: JobKind, verdict: &Verdict) -> Option<Find
         server: server.to_string(),
         job,
         kind,
-        subject: "reality".into(),
+        // Distinct from the reality job's own finding, so neither job resolves the other's.
+        subject: if job == JobKind::Reality {
+            "reality".into()
+        } else {
+            "reality (after sync)".into()
+        },
         severity,
         summary,
         details,

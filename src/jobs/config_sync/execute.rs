@@ -8,14 +8,13 @@ use super::plan::{Blocker, Observed, Plan, remember};
 use super::{SYNC_ACTION, read, report};
 use crate::config::JobKind;
 use crate::finding::Finding;
+use crate::jobs::reality;
 use crate::jobs::{JobContext, JobResult};
 use crate::server_api::{ApiError, ApiErrorKind, SyncOutcome, SyncValidation};
 use crate::store::{AuditEntry, DriftMemory};
 
 pub(super) const STARTED: &str = "started";
 pub(super) const DEFERRED: &str = "deferred";
-const REALITY_ACTION: &str = "verify_reality";
-const REALITY_TARGET: &str = "reality";
 
 /// How a sync the server accepted (or refused) ended, judged by a fresh read.
 #[derive(Debug)]
@@ -102,7 +101,7 @@ async fn sync(
     let outcome = judge(ctx, observed.validate_sync, answer).await;
     let mut result = report_outcome(ctx, drift, &outcome);
     if outcome.server_synced() {
-        verify_reality(ctx, observed.validate_sync, &mut result).await;
+        verify_reality(ctx, &mut result).await;
     }
     save_memory(ctx, &outcome.memory(now), ctx.clock.now());
     result
@@ -240,43 +239,20 @@ fn deferred(
     }
 }
 
-/// After a sync, when configured and the server runs the reality job.
-async fn verify_reality(ctx: &JobContext<'_>, v2: bool, result: &mut JobResult) {
+/// After a sync, when configured and the server runs the reality job: the same
+/// verification the reality job does (audit entries included).
+async fn verify_reality(ctx: &JobContext<'_>, result: &mut JobResult) {
     let settings = &ctx.config.jobs.config_sync;
     if !settings.verify_reality_after_sync || !ctx.server.runs(JobKind::Reality) {
         return;
     }
     let server = ctx.server.name.as_str();
-    audit(
-        ctx,
-        ctx.clock.now(),
-        REALITY_ACTION,
-        STARTED,
-        "after a sync",
-    );
-    match ctx.api.verify_reality().await {
-        Ok(outcome) => {
-            audit(ctx, ctx.clock.now(), REALITY_ACTION, "ok", &outcome.message);
-            result
-                .plan
-                .push(format!("verified Reality on {server} after the sync"));
-        }
-        Err(error) => {
-            audit(
-                ctx,
-                ctx.clock.now(),
-                REALITY_ACTION,
-                "failed",
-                &error.to_string(),
-            );
-            result.plan.push(format!(
-                "Reality check on {server} after the sync failed: {error}"
-            ));
-            result
-                .findings
-                .push(report::reality_failed(server, &error, v2));
-        }
-    }
+    let (verdict, finding) = reality::verify(ctx, JobKind::ConfigSync).await;
+    result.plan.push(match verdict {
+        reality::Verdict::Verified => format!("verified Reality on {server} after the sync"),
+        _ => format!("Reality check on {server} after the sync failed"),
+    });
+    result.findings.extend(finding);
 }
 
 fn save_memory(ctx: &JobContext<'_>, memory: &DriftMemory, now: DateTime<Utc>) {
@@ -287,16 +263,11 @@ fn save_memory(ctx: &JobContext<'_>, memory: &DriftMemory, now: DateTime<Utc>) {
 }
 
 fn audit(ctx: &JobContext<'_>, at: DateTime<Utc>, action: &str, result: &str, detail: &str) {
-    let target = if action == REALITY_ACTION {
-        REALITY_TARGET
-    } else {
-        report::SUBJECT
-    };
     let entry = AuditEntry {
         at,
         server: ctx.server.name.clone(),
         action: action.to_string(),
-        target: target.to_string(),
+        target: report::SUBJECT.to_string(),
         result: result.to_string(),
         detail: detail.to_string(),
     };

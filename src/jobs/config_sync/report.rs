@@ -234,28 +234,6 @@ pub fn unconfirmed(server: &str, before: &Drift, error: &ApiError) -> Finding {
     )
 }
 
-pub fn reality_failed(server: &str, error: &ApiError, v2: bool) -> Finding {
-    let mut next = "check realitySettings of the first VLESS inbound (dest, serverNames, privateKey, shortIds) in config.json; clients cannot connect without them.".to_string();
-    if v2 {
-        next.push_str(" On 2.x servers verify-reality reads only the first inbound, which on the usual layout is Xray's API inbound, so it fails on a working setup: if Reality works, add \"reality\" to this server's skip_jobs.");
-    }
-    let detail = error
-        .server_detail()
-        .map(one_line)
-        .unwrap_or_else(|| error.to_string());
-    finding(
-        server,
-        FindingKind::RealityInvalid,
-        Severity::Critical,
-        format!("Reality check after the config sync failed on {server}: {}", one_line(&detail)),
-        [
-            "verify-reality failed right after a sync (which rewrote config.json and restarted Xray).".into(),
-            format!("asked the server to verify Reality: {error}."),
-            next,
-        ],
-    )
-}
-
 pub fn api_error(server: &str, error: &ApiError) -> Finding {
     finding(
         server,
