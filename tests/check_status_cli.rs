@@ -214,3 +214,55 @@ async fn status_shows_what_the_runs_recorded() {
     );
     assert!(text.contains("verify_reality reality failed"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_sync_through_check_repairs_in_one_run() {
+    let server = sim(ApiGeneration::V2, 3).await;
+    let handle = server.handle();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &[("ams-2", server.base_url())]);
+    // As an operator of a usual 2.x layout would (its verify-reality always fails).
+    let text = std::fs::read_to_string(&config).unwrap() + "skip_jobs = [\"reality\"]\n";
+    std::fs::write(&config, text).unwrap();
+    let missing = handle.keys()[1].uuid.clone();
+
+    // Dry run: drift is a WARNING, the plan is printed, nothing is posted.
+    handle.remove_config_client(&missing);
+    let (code, text, _) = keywarden(args(
+        &config,
+        &["check", "--job", "config-sync", "--dry-run"],
+    ))
+    .await;
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("would sync ams-2"), "{text}");
+    assert!(handle.requests().iter().all(|r| r.method == "GET"));
+
+    // A real check: confirmations = 2 are gathered within the run, then one sync.
+    let (code, report) = check_json(&config, &["--job", "config-sync"]).await;
+    assert_eq!(code, 1, "repaired drift is a WARNING: {report}");
+    assert_eq!(finding_kinds(&report), ["config_drift_repaired"]);
+    assert!(
+        report["runs"][0]["findings"][0]["details"]
+            .as_str()
+            .unwrap()
+            .contains(&missing)
+    );
+    assert_eq!(handle.sync_count(), 1);
+    let (code, report) = check_json(&config, &["--job", "config-sync"]).await;
+    assert_eq!(
+        (code, finding_kinds(&report).len()),
+        (0, 0),
+        "the next run has nothing to do: {report}"
+    );
+
+    // A sync that changes nothing: CRITICAL. (2.x answers it with 500 "verification
+    // failed", and validate-sync confirms the drift is still there.)
+    handle.set_sync_noop(true);
+    handle.remove_config_client(&missing);
+    let (code, report) = check_json(&config, &["--job", "config-sync"]).await;
+    assert_eq!(code, 2, "{report}");
+    assert!(
+        finding_kinds(&report).contains(&"config_drift_persists".to_string()),
+        "{report}"
+    );
+}
