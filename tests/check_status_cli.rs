@@ -261,8 +261,9 @@ async fn config_sync_through_check_repairs_in_one_run() {
     handle.remove_config_client(&missing);
     let (code, report) = check_json(&config, &["--job", "config-sync"]).await;
     assert_eq!(code, 2, "{report}");
-    assert!(
-        finding_kinds(&report).contains(&"config_drift_persists".to_string()),
-        "{report}"
-    );
+    assert_eq!(finding_kinds(&report), ["sync_failed"], "{report}");
+    let details = report["runs"][0]["findings"][0]["details"]
+        .as_str()
+        .unwrap();
+    assert!(details.contains("still shows"), "{details}");
 }
