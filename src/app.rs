@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::config::{Config, ConfigErrors, Loaded};
 use crate::jobs::runner::Target;
+use crate::metrics::Metrics;
 use crate::server_api::{ClientSettings, ServerApi};
 use crate::store::Store;
 
@@ -24,15 +25,25 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
 
 /// One runner target per configured server (optionally only `only`), in config order.
 pub fn targets(config: &Arc<Config>, only: Option<&str>) -> anyhow::Result<Vec<Target>> {
+    targets_with_metrics(config, only, None)
+}
+
+/// Like [`targets`], with every API call counted in `metrics`.
+pub fn targets_with_metrics(
+    config: &Arc<Config>,
+    only: Option<&str>,
+    metrics: Option<Arc<Metrics>>,
+) -> anyhow::Result<Vec<Target>> {
     let mut targets = Vec::new();
-    for server in config
+    let chosen = config
         .servers
         .iter()
-        .filter(|s| only.is_none_or(|name| s.name == name))
-    {
-        let settings = ClientSettings::from_config(server)
-            .with_context(|| format!("server {}", server.name))?;
-        let api = ServerApi::new(settings).with_context(|| format!("server {}", server.name))?;
+        .filter(|s| only.is_none_or(|name| s.name == name));
+    for server in chosen {
+        let context = || format!("server {}", server.name);
+        let mut settings = ClientSettings::from_config(server).with_context(context)?;
+        settings.metrics = metrics.clone();
+        let api = ServerApi::new(settings).with_context(context)?;
         targets.push(Target {
             config: config.clone(),
             server: server.clone(),

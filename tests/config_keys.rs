@@ -16,6 +16,7 @@ dry_run = false
 allow_delete = true
 listen = "127.0.0.1:9477"
 log_format = "auto"
+metrics_per_key = false
 
 [[servers]]
 name = "fra-1"

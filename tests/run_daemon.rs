@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_keywarden");
 /// Health and Reality every second; the others effectively never.
 fn config_text(dir: &Path, servers: &[(&str, &str)]) -> String {
     let mut text = format!(
-        "[agent]\nstate_dir = {:?}\nlog_format = \"json\"\n\n[jobs.health]\nschedule = \"*/1 * * * * *\"\n[jobs.reality]\nschedule = \"*/1 * * * * *\"\n[jobs.config_sync]\nschedule = \"0 0 0 1 1 *\"\n[jobs.quota]\nschedule = \"0 0 0 1 1 *\"\n",
+        "[agent]\nstate_dir = {:?}\nlog_format = \"json\"\nlisten = \"127.0.0.1:0\"\n\n[jobs.health]\nschedule = \"*/1 * * * * *\"\n[jobs.reality]\nschedule = \"*/1 * * * * *\"\n[jobs.config_sync]\nschedule = \"0 0 0 1 1 *\"\n[jobs.quota]\nschedule = \"0 0 0 1 1 *\"\n",
         dir.join("state").display().to_string()
     );
     for (name, url) in servers {
@@ -224,4 +224,58 @@ fn run_refuses_an_invalid_configuration() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("refusing to start"), "{stderr}");
     assert!(stderr.contains("servers[0].name"), "{stderr}");
+}
+
+/// The address the daemon logged for /metrics and /healthz.
+fn metrics_addr(log: &str) -> Option<String> {
+    log.lines()
+        .filter(|line| line.contains("serving /metrics and /healthz"))
+        .find_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .and_then(|entry| entry["fields"]["addr"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_healthz_are_served() {
+    let server = sim(ApiGeneration::V1, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        config_text(dir.path(), &[("fra-1", &server.base_url())]),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&config, dir.path());
+    wait_for("the metrics address is logged", || {
+        metrics_addr(&daemon.log()).is_some()
+    })
+    .await;
+    let addr = metrics_addr(&daemon.log()).unwrap();
+    wait_for("a few runs", || posts_to(&server, "verify-reality") >= 2).await;
+    keywarden::tls::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let text = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "keywarden_server_up{server=\"fra-1\"} 1",
+        "keywarden_job_runs_total{server=\"fra-1\",job=\"reality\",outcome=\"ok\"}",
+        "keywarden_api_request_duration_seconds_count{server=\"fra-1\",endpoint=\"POST /api/system/verify-reality\"}",
+        "keywarden_job_duration_seconds_bucket{",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+    assert!(!text.contains(TEST_API_KEY));
+    daemon.signal("TERM");
+    assert_eq!(daemon.exit_within(Duration::from_secs(15)).await, 0);
 }

@@ -1,25 +1,32 @@
 //! `keywarden run`: the daemon. Loads the configuration (refusing to start on any
-//! problem), opens the store, schedules every job for every server, and then waits
-//! for signals: SIGHUP re-reads the configuration (a broken one is logged and the old
-//! one kept), SIGTERM/SIGINT stop scheduling, let in-flight runs finish within the
-//! deadline, cancel the rest, and exit 0.
+//! problem), opens the store, serves /metrics and /healthz, schedules every job for
+//! every server, and then waits for signals: SIGHUP re-reads the configuration (a
+//! broken one is logged and the old one kept), SIGTERM/SIGINT stop scheduling, let
+//! in-flight runs finish within the deadline, cancel the rest, and exit 0.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 use super::EXIT_PROBLEMS;
 use crate::clock::SystemClock;
-use crate::config::Config;
+use crate::config::{Config, JobKind};
+use crate::http::HttpState;
 use crate::jobs::RunMode;
 use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, LogSink, RunOptions, Runner};
+use crate::metrics::Metrics;
 use crate::scheduler::{ScheduledTask, Scheduler};
 
 /// How long in-flight runs may take to finish after SIGTERM.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How often the daemon refreshes its liveness flag and checks the heartbeat cycle.
+const LIVENESS_INTERVAL: Duration = Duration::from_secs(5);
 
 const SCHEDULED: RunOptions = RunOptions {
     dry_run: false,
@@ -28,10 +35,14 @@ const SCHEDULED: RunOptions = RunOptions {
 };
 
 /// One scheduled task per (server, job) the server runs.
-pub fn tasks(config: &Arc<Config>, runner: &Arc<Runner>) -> anyhow::Result<Vec<ScheduledTask>> {
+pub fn tasks(
+    config: &Arc<Config>,
+    runner: &Arc<Runner>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Vec<ScheduledTask>> {
     let mut tasks = Vec::new();
-    for target in crate::app::targets(config, None)? {
-        for job in crate::config::JobKind::ALL
+    for target in crate::app::targets_with_metrics(config, None, Some(metrics.clone()))? {
+        for job in JobKind::ALL
             .into_iter()
             .filter(|job| target.server.runs(*job))
         {
@@ -74,35 +85,58 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
     }
     let mut config = Arc::new(loaded.config);
     let store = crate::app::open_store(&config)?;
-    let runner = Arc::new(Runner::new(
-        store,
+    let metrics = Arc::new(Metrics::new(config.agent.metrics_per_key));
+    let runner = Runner::new(
+        store.clone(),
         Arc::new(SystemClock),
         Arc::new(LogSink),
         DEFAULT_MAX_CONCURRENT_RUNS,
-    ));
-    let initial = tasks(&config, &runner)?;
+    )
+    .with_metrics(metrics.clone());
+    let runner = Arc::new(runner);
+    let alive = Arc::new(AtomicBool::new(false));
+    let stop_http = CancellationToken::new();
+    let http_state = HttpState {
+        metrics: metrics.clone(),
+        store: store.clone(),
+        scheduler_alive: alive.clone(),
+    };
+    let http = start_http(&config, http_state, stop_http.clone()).await?;
+    let initial = tasks(&config, &runner, &metrics)?;
     let task_count = initial.len();
     let scheduler = Scheduler::start(config.agent.timezone, initial)
         .await
         .context("starting the scheduler")?;
+    alive.store(true, Ordering::Relaxed);
     tracing::info!(config = %path.display(), servers = config.servers.len(), tasks = task_count, dry_run = config.agent.dry_run, "keywarden running");
 
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut tick = tokio::time::interval(LIVENESS_INTERVAL);
+    let heartbeat_client = reqwest::Client::new();
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                alive.store(scheduler.is_alive(), Ordering::Relaxed);
+                heartbeat(&config, &runner, &heartbeat_client).await;
+            }
             _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = hangup.recv() => {
-                if let Some(reloaded) = reload(path, &config, &runner, &scheduler).await {
+                if let Some(reloaded) = reload(path, &config, &runner, &metrics, &scheduler).await {
                     config = reloaded;
                 }
             }
         }
     }
+    alive.store(false, Ordering::Relaxed);
     let report = scheduler.shutdown(SHUTDOWN_DEADLINE).await;
+    stop_http.cancel();
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     if report.finished_in_time {
         tracing::info!(
             in_flight = report.in_flight_at_stop,
@@ -124,6 +158,7 @@ async fn reload(
     path: &Path,
     current: &Arc<Config>,
     runner: &Arc<Runner>,
+    metrics: &Arc<Metrics>,
     scheduler: &Scheduler,
 ) -> Option<Arc<Config>> {
     let loaded = match crate::config::load(path) {
@@ -139,13 +174,23 @@ async fn reload(
             return None;
         }
     };
-    if loaded.config.agent.state_dir != current.agent.state_dir {
+    let new_agent = &loaded.config.agent;
+    let old_agent = &current.agent;
+    if (
+        &new_agent.state_dir,
+        new_agent.listen,
+        new_agent.metrics_per_key,
+    ) != (
+        &old_agent.state_dir,
+        old_agent.listen,
+        old_agent.metrics_per_key,
+    ) {
         tracing::warn!(
-            "SIGHUP: [agent].state_dir changed; the new directory is used after a restart"
+            "SIGHUP: [agent] state_dir, listen and metrics_per_key take effect after a restart"
         );
     }
     let config = Arc::new(loaded.config);
-    let swapped = match tasks(&config, runner) {
+    let swapped = match tasks(&config, runner, metrics) {
         Ok(tasks) => scheduler
             .replace(config.agent.timezone, tasks)
             .await
@@ -167,5 +212,54 @@ async fn reload(
             tracing::error!(error = %format!("{error:#}"), "SIGHUP: cannot apply the new configuration; still running on the old one");
             None
         }
+    }
+}
+
+/// Bind `[agent].listen` and serve /metrics and /healthz on it.
+async fn start_http(
+    config: &Config,
+    state: HttpState,
+    stop: CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = config.agent.listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (set [agent].listen, or \"\" to disable it)")
+    })?;
+    // Log the bound address: with port 0 (tests) that is the only way to find it.
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| addr.to_string());
+    tracing::info!(addr = %bound, "serving /metrics and /healthz");
+    Ok(Some(tokio::spawn(async move {
+        if let Err(error) = crate::http::serve(listener, state, stop).await {
+            tracing::error!(%error, "the metrics endpoint stopped");
+        }
+    })))
+}
+
+/// GET the heartbeat URL when every scheduled (server, job) ran since the last one.
+async fn heartbeat(config: &Config, runner: &Runner, client: &reqwest::Client) {
+    let Some(url) = &config.alerts.heartbeat_url else {
+        return;
+    };
+    let expected: Vec<(String, JobKind)> = config
+        .servers
+        .iter()
+        .flat_map(|server| {
+            JobKind::ALL
+                .into_iter()
+                .filter(|job| server.runs(*job))
+                .map(|job| (server.name.clone(), job))
+        })
+        .collect();
+    if !runner.cycle().take_if_complete(&expected) {
+        return;
+    }
+    match crate::heartbeat::ping(client, url).await {
+        Ok(()) => tracing::debug!("heartbeat sent"),
+        Err(error) => tracing::warn!(%error, "heartbeat failed"),
     }
 }

@@ -20,6 +20,7 @@ pub const ALL_KEYS: &[&str] = &[
     "agent.allow_delete",
     "agent.listen",
     "agent.log_format",
+    "agent.metrics_per_key",
     "servers",
     "servers[].name",
     "servers[].url",
@@ -168,6 +169,8 @@ pub struct RawAgent {
     pub listen: Option<Spanned<String>>,
     /// auto | text | json. Default "auto".
     pub log_format: Option<Spanned<String>>,
+    /// Export per-key series (used bytes, quota ratio) on /metrics. Default false.
+    pub metrics_per_key: Option<bool>,
 }
 
 /// `[[servers]]`

@@ -75,6 +75,7 @@ fn agent(out: &mut Out, config: &Config) {
         "log_format",
         format!("{:?}", agent.log_format).to_lowercase(),
     );
+    out.kv(2, "metrics_per_key", agent.metrics_per_key);
 }
 
 fn secret_line(source: &SecretSource) -> String {

@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub listen: Option<SocketAddr>,
     /// How log lines are written.
     pub log_format: LogFormat,
+    /// Export per-key series on /metrics (one series per key and metric).
+    pub metrics_per_key: bool,
 }
 
 /// Where a secret was read from; printed by `validate` instead of the secret itself.

@@ -15,6 +15,7 @@ use super::{JobContext, JobKind, JobResult, RunMode, run_job};
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig, Severity};
 use crate::finding::Finding;
+use crate::metrics::Metrics;
 use crate::server_api::ServerApi;
 use crate::store::{FindingChanges, RunOutcome, RunRecord, Store};
 
@@ -156,6 +157,8 @@ pub struct Runner {
     guards: Mutex<HashMap<(String, JobKind), RunGuard>>,
     backoff: Mutex<HashMap<String, Backoff>>,
     stats: Mutex<RunnerStats>,
+    metrics: Option<Arc<Metrics>>,
+    cycle: crate::heartbeat::Cycle,
 }
 
 /// Concurrent runs across all servers at most.
@@ -182,11 +185,24 @@ impl Runner {
             guards: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             stats: Mutex::new(RunnerStats::default()),
+            metrics: None,
+            cycle: crate::heartbeat::Cycle::default(),
         }
+    }
+
+    /// Count runs, skips, server state and open findings in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Runner {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Which (server, job) pairs completed since the last heartbeat.
+    pub fn cycle(&self) -> &crate::heartbeat::Cycle {
+        &self.cycle
     }
 
     pub fn stats(&self) -> RunnerStats {
@@ -223,6 +239,9 @@ impl Runner {
         let name = target.server.name.clone();
         let Ok(_running) = self.guard(&name, job).try_lock_owned() else {
             lock(&self.stats).skipped_overlap += 1;
+            if let Some(metrics) = &self.metrics {
+                metrics.job_skipped(&name, job.as_str(), "overlap");
+            }
             return self.skipped(target, job, "the previous run is still going".into());
         };
         // Health is exempt: it is what notices the server is back.
@@ -230,6 +249,9 @@ impl Runner {
             let backoff = lock(&self.backoff).get(&name).copied().unwrap_or_default();
             if backoff.blocks(self.clock.now()) {
                 lock(&self.stats).skipped_backoff += 1;
+                if let Some(metrics) = &self.metrics {
+                    metrics.job_skipped(&name, job.as_str(), "backoff");
+                }
                 return self.skipped(
                     target,
                     job,
@@ -267,7 +289,11 @@ impl Runner {
             plan: result.plan,
         };
         lock(&self.stats).runs += 1;
+        self.cycle.completed(&report.server, job);
         let changes = self.record(&report);
+        if let Some(metrics) = &self.metrics {
+            self.count(metrics, target, &report);
+        }
         self.sink.deliver(&report, &changes);
         report
     }
@@ -300,6 +326,69 @@ impl Runner {
                     ..JobResult::default()
                 }
             }
+        }
+    }
+
+    /// Metrics derived from a finished run.
+    fn count(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
+        let server = report.server.as_str();
+        let took = Duration::from_millis(report.duration_ms);
+        metrics.job_run(server, report.job.as_str(), report.outcome.as_str(), took);
+        if report.job == JobKind::Health {
+            metrics.set_server_up(server, report.error.is_none());
+        }
+        if report.job == JobKind::ConfigSync {
+            self.count_sync(metrics, target, report);
+        }
+        if let Ok(open) = self.store.open_findings(None) {
+            let count =
+                |severity: &str| open.iter().filter(|f| f.severity == severity).count() as i64;
+            metrics.set_alerts_firing(&[
+                ("critical", count("critical")),
+                ("warning", count("warning")),
+                ("info", count("info")),
+            ]);
+        }
+    }
+
+    fn count_sync(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
+        use crate::finding::FindingKind as Kind;
+        use crate::metrics::{ResultLabels, ServerLabels};
+        let server = report.server.as_str();
+        let labels = ServerLabels {
+            server: server.to_string(),
+        };
+        let kinds: Vec<Kind> = report.findings.iter().map(|f| f.kind).collect();
+        let drift_kinds = [
+            Kind::ConfigDrift,
+            Kind::ConfigDriftRepaired,
+            Kind::ConfigDriftPersists,
+            Kind::AutoSyncSuspended,
+            Kind::SyncFailed,
+        ];
+        if kinds.iter().any(|k| drift_kinds.contains(k)) {
+            metrics.drift_detected.get_or_create(&labels).inc();
+        }
+        for (kind, result) in [
+            (Kind::ConfigDriftRepaired, "repaired"),
+            (Kind::ConfigDriftPersists, "persists"),
+            (Kind::SyncFailed, "failed"),
+        ] {
+            if kinds.contains(&kind) {
+                let labels = ResultLabels {
+                    server: server.to_string(),
+                    result: result.to_string(),
+                };
+                metrics.syncs.get_or_create(&labels).inc();
+            }
+        }
+        let since = self.clock.now() - chrono::Duration::hours(1);
+        if let Ok(recent) = self.store.sync_attempts_since(server, since) {
+            let max = i64::from(target.config.jobs.config_sync.max_syncs_per_hour);
+            metrics
+                .sync_budget_left
+                .get_or_create(&labels)
+                .set((max - recent.len() as i64).max(0));
         }
     }
 

@@ -36,6 +36,8 @@ pub struct ClientSettings {
     /// Answers larger than this are refused.
     pub max_body_bytes: usize,
     pub retry: RetryPolicy,
+    /// Where to count calls, durations and errors (none in most tests).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Answers above 8 MiB are refused (the API promises at most 1 MB).
@@ -74,6 +76,7 @@ impl ClientSettings {
             key_list_ttl: DEFAULT_KEY_LIST_TTL,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             retry: RetryPolicy::default(),
+            metrics: None,
         }
     }
 }
@@ -206,7 +209,13 @@ impl ServerApi {
             let result = {
                 // Closed never happens (we never close it); treat it as "no cap".
                 let _permit = self.inner.in_flight.acquire().await.ok();
-                http::exchange(&exchange, method.clone(), &url, &endpoint, body).await
+                let started = Instant::now();
+                let result = http::exchange(&exchange, method.clone(), &url, &endpoint, body).await;
+                if let Some(metrics) = &settings.metrics {
+                    let kind = result.as_ref().err().map(|error| error.kind.label());
+                    metrics.api_call(&settings.name, &endpoint, started.elapsed(), kind);
+                }
+                result
             };
             let error = match result {
                 Ok(answer) => return Ok(answer),

@@ -146,6 +146,7 @@ fn agent(ctx: &mut Ctx<'_>, raw: Option<&RawAgent>) -> AgentConfig {
         allow_delete: raw.and_then(|r| r.allow_delete).unwrap_or(false),
         listen,
         log_format,
+        metrics_per_key: raw.and_then(|r| r.metrics_per_key).unwrap_or(false),
     }
 }
 

@@ -1,0 +1,78 @@
+//! The agent's own HTTP endpoint on `[agent].listen`: `GET /metrics` (OpenMetrics text)
+//! and `GET /healthz` (200 when the scheduler is alive and the store writable, 503 with
+//! the reason otherwise). It serves an already-bound listener, so tests bind port 0.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct HttpState {
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<Store>,
+    /// Set by the daemon from the scheduler's own liveness check.
+    pub scheduler_alive: Arc<AtomicBool>,
+}
+
+/// The router (exposed for tests).
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+/// Serve until `stop` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(state): State<HttpState>) -> Response {
+    if !state.scheduler_alive.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scheduler is not running\n",
+        )
+            .into_response();
+    }
+    // SQLite work is quick, but keep it off the async workers all the same.
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.check_writable()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(Err(error)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state store is not writable: {error}\n"),
+        )
+            .into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("health check failed: {error}\n"),
+        )
+            .into_response(),
+    }
+}
