@@ -267,3 +267,27 @@ async fn config_sync_through_check_repairs_in_one_run() {
         .unwrap();
     assert!(details.contains("still shows"), "{details}");
 }
+
+#[test]
+fn status_needs_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &[("fra-1", "http://127.0.0.1:1/api".to_string())],
+    );
+    let output = Command::new(BIN)
+        .args(["status", "--json", "-c"])
+        .arg(&config)
+        .env_remove("CHECK_TEST_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status[0]["name"], "fra-1");
+    assert!(status[0]["state"].is_null(), "nothing recorded yet");
+}

@@ -132,7 +132,15 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
 
 pub fn run(path: &Path, json: bool) -> anyhow::Result<u8> {
     crate::logging::init(crate::logging::LogFormat::Auto, "warn");
-    let config = match crate::app::load_config(path) {
+    // status reads only the store: it needs state_dir, the server names and the time
+    // zone, not the secrets, so unset *_env variables must not stop it.
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let any_secret = |_: &str| Some("[not needed by status]".to_string());
+    let lenient = crate::config::from_str_with_env(&text, path, &any_secret);
+    let config = match lenient
+        .map_err(|_| ())
+        .or_else(|_| crate::app::load_config(path))
+    {
         Ok(loaded) => loaded.config,
         Err(report) => {
             eprint!("{report}");
