@@ -12,14 +12,18 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::EXIT_PROBLEMS;
-use crate::clock::SystemClock;
+use crate::alert::{AlertSink, DispatchOptions, Dispatcher, Pipeline, Sink, SinkOptions};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::jobs::RunMode;
-use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, LogSink, RunOptions, Runner};
+use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, RunOptions, Runner};
 use crate::scheduler::{ScheduledTask, Scheduler};
 
 /// How long in-flight runs may take to finish after SIGTERM.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long notification sends in flight may take to finish after the scheduler stopped.
+pub const DISPATCH_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 const SCHEDULED: RunOptions = RunOptions {
     dry_run: false,
@@ -74,10 +78,22 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
     }
     let mut config = Arc::new(loaded.config);
     let store = crate::app::open_store(&config)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sinks = Sink::build_all(
+        &config.alerts,
+        config.agent.timezone,
+        &SinkOptions::default(),
+    )?;
+    let pipeline = Arc::new(Pipeline::new(store.clone(), clock.clone(), &config.alerts));
+    let dispatcher = Dispatcher::start(
+        pipeline.clone(),
+        sinks,
+        DispatchOptions::new(config.alerts.max_age),
+    );
     let runner = Arc::new(Runner::new(
         store,
-        Arc::new(SystemClock),
-        Arc::new(LogSink),
+        clock,
+        Arc::new(AlertSink(pipeline)),
         DEFAULT_MAX_CONCURRENT_RUNS,
     ));
     let initial = tasks(&config, &runner)?;
@@ -116,6 +132,10 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
             "stopped after the deadline; unfinished runs were cancelled"
         );
     }
+    // After the scheduler: the last runs' notices are queued by now.
+    if dispatcher.shutdown(DISPATCH_SHUTDOWN_DEADLINE).await {
+        tracing::info!("alert dispatcher stopped; undelivered notifications stay queued");
+    }
     Ok(super::EXIT_OK)
 }
 
@@ -142,6 +162,11 @@ async fn reload(
     if loaded.config.agent.state_dir != current.agent.state_dir {
         tracing::warn!(
             "SIGHUP: [agent].state_dir changed; the new directory is used after a restart"
+        );
+    }
+    if loaded.config.alerts != current.alerts {
+        tracing::warn!(
+            "SIGHUP: [alerts] changed; the new alert settings and sinks apply after a restart"
         );
     }
     let config = Arc::new(loaded.config);
