@@ -201,15 +201,12 @@ impl SmtpServer {
                     if socket.write_all(&greeting).await.is_err() {
                         return;
                     }
-                    match converse(&mut socket, &mut session).await {
-                        Ok(Next::UpgradeTls) => {
-                            let Ok(tls) = acceptor.accept(socket).await else {
-                                return;
-                            };
-                            session.tls_active();
-                            let _ = converse(tls, &mut session).await;
-                        }
-                        _ => {}
+                    if let Ok(Next::UpgradeTls) = converse(&mut socket, &mut session).await {
+                        let Ok(tls) = acceptor.accept(socket).await else {
+                            return;
+                        };
+                        session.tls_active();
+                        let _ = converse(tls, &mut session).await;
                     }
                 });
             }
