@@ -94,7 +94,10 @@ impl Harness {
 
     /// One run of `job` on `server` that found `findings` (recorded, then handed to
     /// the alert pipeline, like the runner does).
-    pub fn run(&self, server: &str, job: JobKind, findings: Vec<Finding>) {
+    pub fn run(&self, server: &str, job: JobKind, mut findings: Vec<Finding>) {
+        for finding in &mut findings {
+            finding.job = job;
+        }
         let now = keywarden::clock::Clock::now(&self.clock);
         let changes = self
             .store
