@@ -45,7 +45,11 @@ impl WebhookSink {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        secrets.extend(config.headers.iter().map(|(_, v)| v.expose().to_string()));
+        for (_, value) in &config.headers {
+            // "Bearer <token>": the token alone too.
+            secrets.push(value.expose().to_string());
+            secrets.extend(value.expose().split_whitespace().map(str::to_string));
+        }
         secrets.extend(config.secret.iter().map(|s| s.expose().to_string()));
         let url = config.url.expose();
         secrets.extend(
@@ -147,15 +151,8 @@ impl WebhookSink {
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| parse_retry_after(value, Utc::now()));
-        // A short excerpt helps ("chat not found"); scrubbed in case it echoes us.
-        let excerpt: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect();
-        let error = scrub(&format!("HTTP {status}: {}", excerpt.trim()), &self.secrets);
+        // Only the status: a response body may quote what we sent (tokens, headers).
+        let error = scrub(&format!("HTTP {status}"), &self.secrets);
         Err(classify(status, error, retry_after))
     }
 
