@@ -78,6 +78,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a test notification to every alert sink (or one) now; print per sink
+    /// "delivered" or the error. Exit 0 if all delivered, 2 otherwise.
+    AlertTest {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this sink (by its `name`).
+        #[arg(long)]
+        sink: Option<String>,
+    },
     /// Run the simulated VPN Key Management API standalone (for trying keywarden out).
     Sim {
         /// Address to listen on.

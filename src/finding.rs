@@ -34,6 +34,9 @@ pub enum FindingKind {
     RealityUnconfirmed,
     /// Any job: the server's answers could not be read (garbled, wrong shape).
     ApiError,
+    /// alerts: a notification sink refuses delivery for good (4xx, authentication
+    /// refused) or notifications to it expired undelivered. Sent to the other sinks.
+    NotificationsFailing,
 }
 
 impl FindingKind {
@@ -50,6 +53,7 @@ impl FindingKind {
             FindingKind::RealityInvalid => "reality_invalid",
             FindingKind::RealityUnconfirmed => "reality_unconfirmed",
             FindingKind::ApiError => "api_error",
+            FindingKind::NotificationsFailing => "notifications_failing",
         }
     }
 
@@ -60,7 +64,7 @@ impl FindingKind {
             .find(|kind| kind.as_str() == name)
     }
 
-    pub const ALL: [FindingKind; 11] = [
+    pub const ALL: [FindingKind; 12] = [
         FindingKind::ServerUnreachable,
         FindingKind::AuthFailed,
         FindingKind::TrafficMonitorUnavailable,
@@ -72,6 +76,7 @@ impl FindingKind {
         FindingKind::RealityInvalid,
         FindingKind::RealityUnconfirmed,
         FindingKind::ApiError,
+        FindingKind::NotificationsFailing,
     ];
 }
 

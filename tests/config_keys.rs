@@ -86,6 +86,7 @@ from = "a@b"
 to = ["c@d"]
 min_severity = "info"
 timeout = "30s"
+rate_limit_per_minute = 20
 
 [[alerts.webhook]]
 name = "w"
@@ -98,6 +99,7 @@ secret_env = "S"
 headers = { X-A = "b" }
 min_severity = "info"
 timeout = "10s"
+rate_limit_per_minute = 20
 "#;
 
 fn join(prefix: &str, key: &str) -> String {

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::clock::SystemClock;
+use crate::alert::pipeline::CHECK_NOTIFY_DEADLINE;
+use crate::alert::{AlertSink, DispatchOptions, FlushReport, Pipeline, Sink, SinkOptions};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{JobKind, Severity};
 use crate::jobs::RunMode;
-use crate::jobs::runner::{LogSink, RunOptions, RunReport, Runner, Target};
+use crate::jobs::runner::{FindingSink, LogSink, RunOptions, RunReport, Runner, Target};
 use crate::store::RunOutcome;
 
 /// Nagios exit codes.
@@ -39,6 +41,9 @@ pub struct CheckReport {
     pub exit_code: u8,
     pub dry_run: bool,
     pub runs: Vec<RunReport>,
+    /// With `--notify`: what was delivered and what stays queued for the daemon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<FlushReport>,
 }
 
 /// The exit code for a set of runs (pure): the worst finding, and a run that could
@@ -84,17 +89,36 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
             return Ok(UNKNOWN);
         }
     };
-    if args.notify {
-        // The alert engine plugs in as a FindingSink; until it is configured, findings
-        // are logged at warn/error, which is what --notify can do here.
-        tracing::warn!(
-            "--notify: findings are logged; alert delivery arrives with the alert sinks"
-        );
-    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // Without --notify, findings are only recorded (and logged): the alert state is
+    // left alone, so the daemon still announces them.
+    let notify = if args.notify {
+        match Sink::build_all(
+            &config.alerts,
+            config.agent.timezone,
+            &SinkOptions::default(),
+        ) {
+            Ok(sinks) => {
+                let pipeline = Pipeline::new(store.clone(), clock.clone(), &config.alerts);
+                Some((Arc::new(pipeline.without_group_wait()), sinks))
+            }
+            Err(error) => {
+                eprintln!("keywarden check: {error}");
+                println!("UNKNOWN: {error}");
+                return Ok(UNKNOWN);
+            }
+        }
+    } else {
+        None
+    };
+    let sink: Arc<dyn FindingSink> = match &notify {
+        Some((pipeline, _)) => Arc::new(AlertSink(pipeline.clone())),
+        None => Arc::new(LogSink),
+    };
     let runner = Arc::new(Runner::new(
         store,
-        Arc::new(SystemClock),
-        Arc::new(LogSink),
+        clock,
+        sink,
         crate::jobs::runner::DEFAULT_MAX_CONCURRENT_RUNS,
     ));
     let options = RunOptions {
@@ -106,11 +130,24 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
     };
     let runs = run_all(&runner, targets, &args.jobs, options).await;
     let code = exit_code(&runs);
+    let notifications = match notify {
+        Some((pipeline, sinks)) => Some(
+            crate::alert::flush(
+                pipeline,
+                sinks,
+                DispatchOptions::new(config.alerts.max_age),
+                CHECK_NOTIFY_DEADLINE,
+            )
+            .await,
+        ),
+        None => None,
+    };
     let report = CheckReport {
         status: status_name(code),
         exit_code: code,
         dry_run: args.dry_run || config.agent.dry_run,
         runs,
+        notifications,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -198,6 +235,22 @@ pub fn render_text(report: &CheckReport) -> String {
             for line in finding.details.lines() {
                 let _ = writeln!(out, "      {line}");
             }
+        }
+    }
+    if let Some(notifications) = &report.notifications {
+        let _ = writeln!(
+            out,
+            "\nnotifications: {} delivered",
+            notifications.delivered
+        );
+        for left in &notifications.undelivered {
+            let _ = writeln!(
+                out,
+                "  {}: {} not delivered, left queued for the daemon (last error: {})",
+                left.sink,
+                left.pending,
+                left.last_error.as_deref().unwrap_or("none yet")
+            );
         }
     }
     out

@@ -2,6 +2,7 @@
 
 use crate::cli::Command;
 
+pub mod alert_test;
 pub mod check;
 pub mod probe;
 pub mod run;
@@ -44,6 +45,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             )
             .await
         }
+        Command::AlertTest { config, sink } => alert_test::run(&config.path, sink.as_deref()).await,
         Command::Status { config, json } => status::run(&config.path, json),
         Command::Sim {
             listen,

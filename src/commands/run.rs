@@ -14,11 +14,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use super::EXIT_PROBLEMS;
-use crate::clock::SystemClock;
+use crate::alert::{AlertSink, DispatchOptions, Dispatcher, Pipeline, Sink, SinkOptions};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, JobKind};
 use crate::http::HttpState;
 use crate::jobs::RunMode;
-use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, LogSink, RunOptions, Runner};
+use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, RunOptions, Runner};
 use crate::metrics::Metrics;
 use crate::scheduler::{ScheduledTask, Scheduler};
 
@@ -27,6 +28,9 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How often the daemon refreshes its liveness flag and checks the heartbeat cycle.
 const LIVENESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long notification sends in flight may take to finish after the scheduler stopped.
+pub const DISPATCH_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 const SCHEDULED: RunOptions = RunOptions {
     dry_run: false,
@@ -86,10 +90,22 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
     let mut config = Arc::new(loaded.config);
     let store = crate::app::open_store(&config)?;
     let metrics = Arc::new(Metrics::new(config.agent.metrics_per_key));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sinks = Sink::build_all(
+        &config.alerts,
+        config.agent.timezone,
+        &SinkOptions::default(),
+    )?;
+    let pipeline = Arc::new(Pipeline::new(store.clone(), clock.clone(), &config.alerts));
+    let dispatcher = Dispatcher::start(
+        pipeline.clone(),
+        sinks,
+        DispatchOptions::new(config.alerts.max_age),
+    );
     let runner = Runner::new(
         store.clone(),
-        Arc::new(SystemClock),
-        Arc::new(LogSink),
+        clock,
+        Arc::new(AlertSink(pipeline)),
         DEFAULT_MAX_CONCURRENT_RUNS,
     )
     .with_metrics(metrics.clone());
@@ -150,6 +166,10 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
             "stopped after the deadline; unfinished runs were cancelled"
         );
     }
+    // After the scheduler: the last runs' notices are queued by now.
+    if dispatcher.shutdown(DISPATCH_SHUTDOWN_DEADLINE).await {
+        tracing::info!("alert dispatcher stopped; undelivered notifications stay queued");
+    }
     Ok(super::EXIT_OK)
 }
 
@@ -187,6 +207,11 @@ async fn reload(
     ) {
         tracing::warn!(
             "SIGHUP: [agent] state_dir, listen and metrics_per_key take effect after a restart"
+        );
+    }
+    if loaded.config.alerts != current.alerts {
+        tracing::warn!(
+            "SIGHUP: [alerts] changed; the new alert settings and sinks apply after a restart"
         );
     }
     let config = Arc::new(loaded.config);

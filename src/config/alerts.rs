@@ -140,6 +140,8 @@ pub struct EmailSinkConfig {
     pub min_severity: Severity,
     /// Timeout of one delivery.
     pub timeout: Duration,
+    /// Messages per minute at most; beyond it, pending alerts are merged into one digest.
+    pub rate_limit_per_minute: u32,
 }
 
 /// Body format of a webhook.
@@ -184,6 +186,8 @@ pub struct WebhookSinkConfig {
     pub min_severity: Severity,
     /// Timeout of one delivery.
     pub timeout: Duration,
+    /// Messages per minute at most; beyond it, pending alerts are merged into one digest.
+    pub rate_limit_per_minute: u32,
 }
 
 #[cfg(test)]

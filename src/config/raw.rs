@@ -85,6 +85,7 @@ pub const ALL_KEYS: &[&str] = &[
     "alerts.email[].to",
     "alerts.email[].min_severity",
     "alerts.email[].timeout",
+    "alerts.email[].rate_limit_per_minute",
     "alerts.webhook",
     "alerts.webhook[].name",
     "alerts.webhook[].url",
@@ -96,6 +97,7 @@ pub const ALL_KEYS: &[&str] = &[
     "alerts.webhook[].headers",
     "alerts.webhook[].min_severity",
     "alerts.webhook[].timeout",
+    "alerts.webhook[].rate_limit_per_minute",
 ];
 
 /// Keys whose value is a free-form table (any key allowed inside).
@@ -345,6 +347,8 @@ pub struct RawEmail {
     pub min_severity: Option<Spanned<String>>,
     /// SMTP timeout. Default "30s".
     pub timeout: Option<Spanned<NumOrStr>>,
+    /// Messages per minute at most; beyond, pending alerts merge into a digest. Default 20.
+    pub rate_limit_per_minute: Option<Spanned<i64>>,
 }
 
 /// `[[alerts.webhook]]`
@@ -371,4 +375,6 @@ pub struct RawWebhook {
     pub min_severity: Option<Spanned<String>>,
     /// HTTP timeout. Default "10s".
     pub timeout: Option<Spanned<NumOrStr>>,
+    /// Messages per minute at most; beyond, pending alerts merge into a digest. Default 20.
+    pub rate_limit_per_minute: Option<Spanned<i64>>,
 }

@@ -263,6 +263,11 @@ fn email(out: &mut Out, sink: &EmailSinkConfig) {
     out.kv(4, "to", sink.to.join(", "));
     out.kv(4, "min_severity", sink.min_severity);
     out.kv(4, "timeout", format_duration(sink.timeout));
+    out.kv(
+        4,
+        "rate_limit",
+        format!("{} per minute", sink.rate_limit_per_minute),
+    );
 }
 
 fn webhook(out: &mut Out, sink: &WebhookSinkConfig) {
@@ -280,6 +285,11 @@ fn webhook(out: &mut Out, sink: &WebhookSinkConfig) {
     }
     out.kv(4, "min_severity", sink.min_severity);
     out.kv(4, "timeout", format_duration(sink.timeout));
+    out.kv(
+        4,
+        "rate_limit",
+        format!("{} per minute", sink.rate_limit_per_minute),
+    );
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! functions. The connection is behind a std mutex held only inside one call, never
 //! across an `.await`.
 
+mod alerts;
 mod error;
 mod schema;
 
@@ -15,6 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+pub use alerts::{OUTBOX_KEPT_DAYS, OutboxCounts, SinkHealth};
 pub use error::StoreError;
 
 use crate::config::{JobKind, Severity};
@@ -150,7 +152,11 @@ pub fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_ts(path: &Path, what: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn parse_ts(
+    path: &Path,
+    what: &'static str,
+    text: &str,
+) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| StoreError::Corrupt {
@@ -160,7 +166,7 @@ fn parse_ts(path: &Path, what: &'static str, text: &str) -> Result<DateTime<Utc>
         })
 }
 
-fn parse_opt_ts(
+pub(super) fn parse_opt_ts(
     path: &Path,
     what: &'static str,
     text: Option<String>,
@@ -210,7 +216,7 @@ impl Store {
         &self.path
     }
 
-    fn with<T>(
+    pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {

@@ -73,7 +73,58 @@ CREATE TABLE server_state (
     updated_at           TEXT NOT NULL
 );
 "#,
+    // v2: alerts (the quota issue appends its own; the order is settled at merge).
+    ALERT_SCHEMA,
 ];
+
+/// Alert lifecycle per fingerprint, the outbox per sink, and sink health.
+pub const ALERT_SCHEMA: &str = r#"
+CREATE TABLE alert_state (
+    fingerprint            TEXT PRIMARY KEY,   -- server/kind/subject
+    server                 TEXT NOT NULL,
+    kind                   TEXT NOT NULL,
+    subject                TEXT NOT NULL,
+    status                 TEXT NOT NULL,      -- firing | resolved
+    severity               TEXT NOT NULL,
+    summary                TEXT NOT NULL,
+    details                TEXT NOT NULL,
+    started_at             TEXT NOT NULL,
+    ended_at               TEXT,
+    last_notified_at       TEXT,               -- when a notice was last queued
+    last_notified_severity TEXT,               -- NULL: no resolved notice owed
+    max_notified_severity  TEXT,               -- routes the resolved notice
+    held                   INTEGER NOT NULL DEFAULT 0,  -- inhibited (server unreachable)
+    updated_at             TEXT NOT NULL
+);
+CREATE INDEX alert_state_by_server ON alert_state (server);
+
+CREATE TABLE alert_outbox (
+    id              INTEGER PRIMARY KEY,
+    sink            TEXT NOT NULL,
+    server          TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL,
+    reason          TEXT NOT NULL,             -- new | repeat | changed | released | resolved | test
+    alert           TEXT NOT NULL,             -- the alert as JSON, as it was when queued
+    created_at      TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,             -- group_wait, then backoff
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    delivered_at    TEXT,
+    dropped_at      TEXT,
+    drop_reason     TEXT                       -- max_age | permanent failure | superseded | test
+);
+CREATE INDEX alert_outbox_pending ON alert_outbox (sink, id)
+    WHERE delivered_at IS NULL AND dropped_at IS NULL;
+
+CREATE TABLE sink_health (
+    sink                 TEXT PRIMARY KEY,
+    failing              INTEGER NOT NULL DEFAULT 0,  -- notifications_failing raised
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    last_error           TEXT,
+    last_attempt_at      TEXT,
+    last_success_at      TEXT
+);
+"#;
 
 /// The schema version this build writes.
 pub fn current_version() -> i64 {

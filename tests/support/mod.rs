@@ -2,7 +2,10 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod alerts;
+pub mod hooks;
 pub mod replay;
+pub mod smtp;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -125,6 +125,12 @@ pub(super) fn email(
             Duration::from_secs(defaults::EMAIL_TIMEOUT_SECS),
             true,
         ),
+        rate_limit_per_minute: ctx.int_in(
+            raw.rate_limit_per_minute.as_ref(),
+            &at(prefix, "rate_limit_per_minute"),
+            1..=10_000,
+            defaults::RATE_LIMIT_PER_MINUTE,
+        ),
     }
 }
 

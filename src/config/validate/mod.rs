@@ -48,6 +48,7 @@ pub mod defaults {
     pub const SMTP_PORT: u16 = 587;
     pub const EMAIL_TIMEOUT_SECS: u64 = 30;
     pub const WEBHOOK_TIMEOUT_SECS: u64 = 10;
+    pub const RATE_LIMIT_PER_MINUTE: u32 = 20;
 }
 
 /// A valid configuration with its warnings and the key paths of inline secrets.

@@ -102,6 +102,12 @@ pub(super) fn webhook(
             Duration::from_secs(defaults::WEBHOOK_TIMEOUT_SECS),
             true,
         ),
+        rate_limit_per_minute: ctx.int_in(
+            raw.rate_limit_per_minute.as_ref(),
+            &at(prefix, "rate_limit_per_minute"),
+            1..=10_000,
+            defaults::RATE_LIMIT_PER_MINUTE,
+        ),
     }
 }
 

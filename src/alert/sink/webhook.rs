@@ -1,0 +1,243 @@
+//! The webhook sink: POST a json (optionally HMAC-signed), Slack or Telegram body.
+//! 2xx is delivered; 408, 429 (honouring Retry-After) and 5xx are transient; other
+//! statuses are permanent. Redirects are not followed (they would carry our headers
+//! elsewhere). Error texts never contain the URL (Slack and Telegram put tokens there).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use super::{SendError, SinkError, scrub};
+use crate::alert::model::Message;
+use crate::alert::render::{chat, json};
+use crate::config::{WebhookFormat, WebhookSinkConfig};
+
+/// The most a Retry-After is honoured for (a receiver asking for a day is broken).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+#[derive(Debug)]
+pub struct WebhookSink {
+    pub config: WebhookSinkConfig,
+    client: reqwest::Client,
+    headers: HeaderMap,
+    tz: Tz,
+    /// Texts that must not appear in errors: URL path segments and query values,
+    /// header values, the signing secret.
+    secrets: Vec<String>,
+}
+
+impl WebhookSink {
+    pub fn new(config: &WebhookSinkConfig, tz: Tz) -> Result<WebhookSink, SinkError> {
+        let fail = |reason: String| SinkError {
+            sink: config.name.clone(),
+            reason,
+        };
+        let mut headers = HeaderMap::new();
+        let mut secrets = Vec::new();
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| fail(format!("invalid header name {name:?}")))?;
+            let mut value = HeaderValue::from_str(value.expose())
+                .map_err(|_| fail(format!("invalid value of header {name}")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        for (_, value) in &config.headers {
+            // "Bearer <token>": the token alone too.
+            secrets.push(value.expose().to_string());
+            secrets.extend(value.expose().split_whitespace().map(str::to_string));
+        }
+        secrets.extend(config.secret.iter().map(|s| s.expose().to_string()));
+        let url = config.url.expose();
+        secrets.extend(
+            url.path_segments()
+                .into_iter()
+                .flatten()
+                .map(str::to_string),
+        );
+        secrets.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
+        secrets.extend(url.password().map(str::to_string));
+        // Longest first, so a token is replaced whole before any part of it.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("keywarden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| fail(format!("HTTP client: {}", error.without_url())))?;
+        Ok(WebhookSink {
+            config: config.clone(),
+            client,
+            headers,
+            tz,
+            secrets,
+        })
+    }
+
+    /// How many calls a message takes (Telegram splits long ones).
+    pub fn calls(&self, message: &Message) -> u32 {
+        match self.config.format {
+            WebhookFormat::Telegram => {
+                chat::telegram_texts(message, self.tz, chat::TELEGRAM_LIMIT).len() as u32
+            }
+            _ => 1,
+        }
+        .max(1)
+    }
+
+    /// The bodies to POST, in order, each with its extra headers.
+    pub fn bodies(&self, message: &Message, sent_at: DateTime<Utc>) -> Vec<(Vec<u8>, HeaderMap)> {
+        match self.config.format {
+            WebhookFormat::Json => {
+                let body = json::to_bytes(message, sent_at);
+                let mut headers = HeaderMap::new();
+                if let Some(secret) = &self.config.secret {
+                    let timestamp = sent_at.timestamp();
+                    let signature = json::signature(secret.expose().as_bytes(), timestamp, &body);
+                    headers.insert("x-keywarden-timestamp", HeaderValue::from(timestamp));
+                    if let Ok(value) = HeaderValue::from_str(&signature) {
+                        headers.insert("x-keywarden-signature", value);
+                    }
+                }
+                vec![(body, headers)]
+            }
+            WebhookFormat::Slack => vec![(
+                serde_json::to_vec(&chat::slack(message, self.tz)).unwrap_or_default(),
+                HeaderMap::new(),
+            )],
+            WebhookFormat::Telegram => {
+                let chat_id = self.config.chat_id.as_deref().unwrap_or_default();
+                chat::telegram(message, self.tz, chat_id)
+                    .iter()
+                    .map(|body| {
+                        (
+                            serde_json::to_vec(body).unwrap_or_default(),
+                            HeaderMap::new(),
+                        )
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub async fn send(&self, message: &Message, sent_at: DateTime<Utc>) -> Result<(), SendError> {
+        for (body, extra) in self.bodies(message, sent_at) {
+            self.post(body, extra).await?;
+        }
+        Ok(())
+    }
+
+    async fn post(&self, body: Vec<u8>, extra: HeaderMap) -> Result<(), SendError> {
+        let response = self
+            .client
+            .post(self.config.url.expose().clone())
+            .header(CONTENT_TYPE, "application/json")
+            .headers(self.headers.clone())
+            .headers(extra)
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| parse_retry_after(value, Utc::now()));
+        // Only the status: a response body may quote what we sent (tokens, headers).
+        let error = scrub(&format!("HTTP {status}"), &self.secrets);
+        Err(classify(status, error, retry_after))
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> SendError {
+        let permanent = error.is_builder();
+        let error = error.without_url();
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        let text = scrub(&format!("http: {text}"), &self.secrets);
+        if permanent {
+            SendError::permanent(text)
+        } else {
+            SendError::transient(text)
+        }
+    }
+}
+
+/// 2xx aside: 408, 429 and 5xx are worth retrying, the rest is not.
+pub fn classify(status: StatusCode, error: String, retry_after: Option<Duration>) -> SendError {
+    if status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+    {
+        SendError::Transient { error, retry_after }
+    } else {
+        SendError::Permanent { error }
+    }
+}
+
+/// Retry-After as seconds or an HTTP date, capped at `MAX_RETRY_AFTER`.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = DateTime::parse_from_rfc2822(value)
+                .ok()?
+                .with_timezone(&Utc);
+            (at - now).to_std().unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn statuses_and_retry_after() {
+        let s = |code: u16| StatusCode::from_u16(code).unwrap();
+        for code in [408, 429, 500, 502, 503] {
+            assert!(matches!(
+                classify(s(code), String::new(), None),
+                SendError::Transient { .. }
+            ));
+        }
+        for code in [301, 400, 401, 403, 404, 410, 413] {
+            assert!(matches!(
+                classify(s(code), String::new(), None),
+                SendError::Permanent { .. }
+            ));
+        }
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 10:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn scrub_removes_tokens() {
+        let secrets = vec!["bot123:ABC".to_string(), "sendMessage".to_string()];
+        assert_eq!(
+            scrub("POST /bot123:ABC/sendMessage failed", &secrets),
+            "POST /[redacted]/[redacted] failed"
+        );
+    }
+}
