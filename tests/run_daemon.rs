@@ -244,6 +244,19 @@ async fn metrics_and_healthz_are_served() {
         config_text(dir.path(), &[("fra-1", &server.base_url())]),
     )
     .unwrap();
+    // A webhook sink, so notifications show up in the metrics too.
+    let hooks = support::hooks::Receiver::start().await;
+    let sink = format!(
+        "\n[alerts]\ngroup_wait = \"200ms\"\n\n[[alerts.webhook]]\nname = \"hook\"\nurl = \"{}\"\n",
+        hooks.url("/hook")
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("\n[[servers]]", &format!("{sink}\n[[servers]]"));
+    std::fs::write(&config, text).unwrap();
+    server
+        .handle()
+        .break_reality(keywarden::sim::RealityField::Dest);
     let mut daemon = Daemon::start(&config, dir.path());
     wait_for("the metrics address is logged", || {
         metrics_addr(&daemon.log()).is_some()
@@ -251,6 +264,7 @@ async fn metrics_and_healthz_are_served() {
     .await;
     let addr = metrics_addr(&daemon.log()).unwrap();
     wait_for("a few runs", || posts_to(&server, "verify-reality") >= 2).await;
+    wait_for("the alert is delivered", || !hooks.requests().is_empty()).await;
     keywarden::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let health = http
@@ -259,20 +273,29 @@ async fn metrics_and_healthz_are_served() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let text = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for expected in [
+    let expected = [
         "keywarden_server_up{server=\"fra-1\"} 1",
-        "keywarden_job_runs_total{server=\"fra-1\",job=\"reality\",outcome=\"ok\"}",
+        "keywarden_job_runs_total{server=\"fra-1\",job=\"reality\",outcome=\"critical\"}",
+        "keywarden_alerts_firing{severity=\"critical\"} 1",
+        "keywarden_notifications_sent_total{sink=\"hook\"} 1",
         "keywarden_api_request_duration_seconds_count{server=\"fra-1\",endpoint=\"POST /api/system/verify-reality\"}",
         "keywarden_job_duration_seconds_bucket{",
-    ] {
+    ];
+    // The delivery is counted just after the receiver answered: poll briefly.
+    let mut text = String::new();
+    for _ in 0..50 {
+        let response = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        text = response.text().await.unwrap();
+        if expected.iter().all(|e| text.contains(e)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for expected in expected {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
     assert!(!text.contains(TEST_API_KEY));

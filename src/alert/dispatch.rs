@@ -17,7 +17,10 @@ use super::model::{AGENT, Alert, AlertStatus, Item, Message, Notice, OutboxRow, 
 use super::pipeline::Pipeline;
 use super::sink::{SendError, Sink};
 use crate::config::Severity;
+use crate::metrics::{Metrics, SinkLabels};
 use crate::store::{OUTBOX_KEPT_DAYS, SinkHealth, StoreError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 /// Timing of the dispatcher (tests shorten it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +93,16 @@ impl Worker {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
+    /// Add `n` to one of the per-sink notification counters, when metrics are on.
+    fn meter(&self, family: fn(&Metrics) -> &Family<SinkLabels, Counter>, n: u64) {
+        if let Some(metrics) = &self.pipeline.metrics {
+            let labels = SinkLabels {
+                sink: self.sink.name().to_string(),
+            };
+            family(metrics).get_or_create(&labels).inc_by(n);
+        }
+    }
+
     /// Expire, plan, send what is due.
     async fn pass(&mut self) -> Result<PassOutcome, StoreError> {
         let store = self.pipeline.store.clone();
@@ -110,6 +123,7 @@ impl Worker {
             let ids: Vec<i64> = expired.iter().map(|r| r.id).collect();
             store.mark_dropped(&ids, now, "max_age", None)?;
             self.count(|s| s.dropped_max_age += ids.len() as u64);
+            self.meter(|m| &m.notifications_dropped, ids.len() as u64);
             let last_error = expired.iter().rev().find_map(|r| r.last_error.clone());
             tracing::warn!(sink = %name, dropped = ids.len(), last_error = last_error.as_deref().unwrap_or(""), "undelivered notifications dropped after max_age");
             let error = format!(
@@ -178,6 +192,7 @@ impl Worker {
                     s.messages_sent += 1;
                     s.notices_delivered += ids.len() as u64;
                 });
+                self.meter(|m| &m.notifications_sent, ids.len() as u64);
                 tracing::info!(sink = %name, notices = ids.len(), "notification delivered");
                 let was_failing = health.failing;
                 health.failing = false;
@@ -195,6 +210,7 @@ impl Worker {
                 let retry_at = now + chrono(delay);
                 store.mark_retry(&ids, retry_at, &error)?;
                 self.count(|s| s.failed_attempts += 1);
+                self.meter(|m| &m.notifications_failed, 1);
                 tracing::warn!(sink = %name, notices = ids.len(), attempts, retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())), %error, "notification not delivered; will retry");
                 health.consecutive_failures += 1;
                 health.last_error = Some(error);
@@ -207,6 +223,8 @@ impl Worker {
                     s.failed_attempts += 1;
                     s.dropped_permanent += ids.len() as u64;
                 });
+                self.meter(|m| &m.notifications_failed, 1);
+                self.meter(|m| &m.notifications_dropped, ids.len() as u64);
                 tracing::error!(sink = %name, notices = ids.len(), %error, "notification refused for good; not retrying");
                 health.consecutive_failures += 1;
                 health.last_error = Some(error.clone());

@@ -27,6 +27,8 @@ pub struct Pipeline {
     /// Load-decide-store is one critical section: two jobs of one server finishing
     /// together must not both announce the same alert.
     deciding: Mutex<()>,
+    /// Where the dispatcher counts notifications per sink (the daemon only).
+    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -54,7 +56,14 @@ impl Pipeline {
             routing,
             wakers,
             deciding: Mutex::new(()),
+            metrics: None,
         }
+    }
+
+    /// Count sent, failed and dropped notifications per sink in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Pipeline {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The same, without group_wait: a one-shot `check --notify` sends at once.

@@ -96,7 +96,9 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
         config.agent.timezone,
         &SinkOptions::default(),
     )?;
-    let pipeline = Arc::new(Pipeline::new(store.clone(), clock.clone(), &config.alerts));
+    let pipeline =
+        Pipeline::new(store.clone(), clock.clone(), &config.alerts).with_metrics(metrics.clone());
+    let pipeline = Arc::new(pipeline);
     let dispatcher = Dispatcher::start(
         pipeline.clone(),
         sinks,
@@ -104,7 +106,7 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
     );
     let runner = Runner::new(
         store.clone(),
-        clock,
+        clock.clone(),
         Arc::new(AlertSink(pipeline)),
         DEFAULT_MAX_CONCURRENT_RUNS,
     )
@@ -136,6 +138,7 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
         tokio::select! {
             _ = tick.tick() => {
                 alive.store(scheduler.is_alive(), Ordering::Relaxed);
+                outbox_gauges(&store, &metrics, clock.now());
                 heartbeat(&config, &runner, &heartbeat_client).await;
             }
             _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
@@ -237,6 +240,25 @@ async fn reload(
             tracing::error!(error = %format!("{error:#}"), "SIGHUP: cannot apply the new configuration; still running on the old one");
             None
         }
+    }
+}
+
+/// Outbox depth and the age of its oldest undelivered notification.
+fn outbox_gauges(
+    store: &crate::store::Store,
+    metrics: &Metrics,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    if let Ok(counts) = store.outbox_counts() {
+        metrics
+            .outbox_depth
+            .set(counts.iter().map(|c| c.pending as i64).sum());
+    }
+    if let Ok(oldest) = store.oldest_pending_outbox() {
+        let age = oldest
+            .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        metrics.outbox_oldest_age_seconds.set(age);
     }
 }
 

@@ -271,6 +271,20 @@ impl Store {
         })
     }
 
+    /// When the oldest notice still waiting for delivery was queued.
+    pub fn oldest_pending_outbox(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let oldest: Option<String> = self.with(|conn| {
+            conn.query_row(
+                "SELECT MIN(created_at) FROM alert_outbox WHERE delivered_at IS NULL AND dropped_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+        })?;
+        oldest
+            .map(|t| parse_ts(self.path(), "alert_outbox.created_at", &t))
+            .transpose()
+    }
+
     /// Pending, delivered and dropped notices per sink.
     pub fn outbox_counts(&self) -> Result<Vec<OutboxCounts>, StoreError> {
         self.with(|conn| {
