@@ -1,6 +1,7 @@
 //! keywarden: a watchdog for fleets of Xray (VLESS + Reality) servers behind the
 //! VPN Key Management API. The binary (`src/main.rs`) is a thin shell over this library.
 
+pub mod agent;
 pub mod alert;
 pub mod app;
 pub mod cli;

@@ -1,0 +1,252 @@
+//! The running agent: store, metrics, alert pipeline and dispatcher, runner, scheduler
+//! and the /metrics endpoint, started and stopped as one. `keywarden run` drives it
+//! from signals; `keywarden demo` drives the very same agent against the simulator.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::{AlertSink, DispatchOptions, Dispatcher, Pipeline, Sink, SinkOptions};
+use crate::clock::Clock;
+use crate::config::{Config, JobKind};
+use crate::http::HttpState;
+use crate::jobs::RunMode;
+use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, FindingSink, RunOptions, Runner};
+use crate::metrics::Metrics;
+use crate::scheduler::{ScheduledTask, Scheduler, ShutdownReport};
+use crate::store::Store;
+
+/// How long notification sends in flight may take to finish after the scheduler stopped.
+pub const DISPATCH_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+const SCHEDULED: RunOptions = RunOptions {
+    dry_run: false,
+    mode: RunMode::Daemon,
+    respect_backoff: true,
+};
+
+/// Wraps the alert sink, e.g. to print a timeline in front of it (the demo).
+pub type SinkWrapper = Box<dyn FnOnce(Arc<dyn FindingSink>) -> Arc<dyn FindingSink> + Send>;
+
+/// How to start an agent beyond its configuration.
+pub struct AgentOptions {
+    pub clock: Arc<dyn Clock>,
+    pub sinks: SinkOptions,
+    pub dispatch: DispatchOptions,
+    pub wrap_sink: Option<SinkWrapper>,
+}
+
+impl AgentOptions {
+    pub fn new(clock: Arc<dyn Clock>, config: &Config) -> AgentOptions {
+        AgentOptions {
+            clock,
+            sinks: SinkOptions::default(),
+            dispatch: DispatchOptions::new(config.alerts.max_age),
+            wrap_sink: None,
+        }
+    }
+}
+
+/// A started agent.
+pub struct Agent {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub runner: Arc<Runner>,
+    pub clock: Arc<dyn Clock>,
+    scheduler: Scheduler,
+    dispatcher: Dispatcher,
+    alive: Arc<AtomicBool>,
+    stop_http: CancellationToken,
+    http: Option<tokio::task::JoinHandle<()>>,
+    /// Where /metrics and /healthz are served, when enabled.
+    pub http_addr: Option<std::net::SocketAddr>,
+    heartbeat_client: reqwest::Client,
+}
+
+impl Agent {
+    pub async fn start(config: Arc<Config>, options: AgentOptions) -> anyhow::Result<Agent> {
+        let store = crate::app::open_store(&config)?;
+        let metrics = Arc::new(Metrics::new(config.agent.metrics_per_key));
+        let clock = options.clock;
+        let sinks = Sink::build_all(&config.alerts, config.agent.timezone, &options.sinks)?;
+        let pipeline = Pipeline::new(store.clone(), clock.clone(), &config.alerts)
+            .with_metrics(metrics.clone());
+        let pipeline = Arc::new(pipeline);
+        let dispatcher = Dispatcher::start(pipeline.clone(), sinks, options.dispatch);
+        let mut sink: Arc<dyn FindingSink> = Arc::new(AlertSink(pipeline));
+        if let Some(wrap) = options.wrap_sink {
+            sink = wrap(sink);
+        }
+        let runner = Runner::new(
+            store.clone(),
+            clock.clone(),
+            sink,
+            DEFAULT_MAX_CONCURRENT_RUNS,
+        )
+        .with_metrics(metrics.clone());
+        let runner = Arc::new(runner);
+        let alive = Arc::new(AtomicBool::new(false));
+        let stop_http = CancellationToken::new();
+        let http_state = HttpState {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            scheduler_alive: alive.clone(),
+        };
+        let (http, http_addr) = start_http(&config, http_state, stop_http.clone()).await?;
+        let scheduler = Scheduler::start(config.agent.timezone, tasks(&config, &runner, &metrics)?)
+            .await
+            .context("starting the scheduler")?;
+        alive.store(true, Ordering::Relaxed);
+        Ok(Agent {
+            config,
+            store,
+            metrics,
+            runner,
+            clock,
+            scheduler,
+            dispatcher,
+            alive,
+            stop_http,
+            http,
+            http_addr,
+            heartbeat_client: reqwest::Client::new(),
+        })
+    }
+
+    /// Swap in a new configuration's servers and schedules. [agent] and [alerts]
+    /// settings apply after a restart.
+    pub async fn reload(&mut self, config: Arc<Config>) -> anyhow::Result<()> {
+        let tasks = tasks(&config, &self.runner, &self.metrics)?;
+        self.scheduler.replace(config.agent.timezone, tasks).await?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Periodic upkeep: liveness for /healthz, outbox gauges, the heartbeat.
+    pub async fn tick(&self) {
+        self.alive
+            .store(self.scheduler.is_alive(), Ordering::Relaxed);
+        outbox_gauges(&self.store, &self.metrics, self.clock.now());
+        heartbeat(&self.config, &self.runner, &self.heartbeat_client).await;
+    }
+
+    /// Stop scheduling, let runs in flight finish within `deadline`, then stop the
+    /// dispatcher (undelivered notifications stay queued) and the HTTP endpoint.
+    pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        self.alive.store(false, Ordering::Relaxed);
+        let report = self.scheduler.shutdown(deadline).await;
+        // After the scheduler: the last runs' notices are queued by now.
+        if self.dispatcher.shutdown(DISPATCH_SHUTDOWN_DEADLINE).await {
+            tracing::info!("alert dispatcher stopped; undelivered notifications stay queued");
+        }
+        self.stop_http.cancel();
+        if let Some(http) = self.http {
+            let _ = http.await;
+        }
+        report
+    }
+}
+
+/// One scheduled task per (server, job) the server runs.
+pub fn tasks(
+    config: &Arc<Config>,
+    runner: &Arc<Runner>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Vec<ScheduledTask>> {
+    let mut tasks = Vec::new();
+    for target in crate::app::targets_with_metrics(config, None, Some(metrics.clone()))? {
+        for job in JobKind::ALL
+            .into_iter()
+            .filter(|job| target.server.runs(*job))
+        {
+            let runner = runner.clone();
+            let target = target.clone();
+            let id = format!("{}/{}", target.server.name, job.as_str());
+            let schedule = config.jobs.schedule(job).clone();
+            tasks.push(ScheduledTask::new(id, schedule, move |cancelled| {
+                let runner = runner.clone();
+                let target = target.clone();
+                async move {
+                    tokio::select! {
+                        _ = cancelled.cancelled() => {
+                            tracing::warn!(server = %target.server.name, job = job.as_str(), "run cancelled at shutdown");
+                        }
+                        _ = runner.run(&target, job, SCHEDULED) => {}
+                    }
+                }
+            }));
+        }
+    }
+    Ok(tasks)
+}
+
+type HttpTask = (
+    Option<tokio::task::JoinHandle<()>>,
+    Option<std::net::SocketAddr>,
+);
+
+/// Bind `[agent].listen` and serve /metrics and /healthz on it.
+async fn start_http(
+    config: &Config,
+    state: HttpState,
+    stop: CancellationToken,
+) -> anyhow::Result<HttpTask> {
+    let Some(addr) = config.agent.listen else {
+        return Ok((None, None));
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (set [agent].listen, or \"\" to disable it)")
+    })?;
+    let bound = listener.local_addr().ok();
+    // Log the bound address: with port 0 (tests) that is the only way to find it.
+    tracing::info!(addr = %bound.unwrap_or(addr), "serving /metrics and /healthz");
+    let task = tokio::spawn(async move {
+        if let Err(error) = crate::http::serve(listener, state, stop).await {
+            tracing::error!(%error, "the metrics endpoint stopped");
+        }
+    });
+    Ok((Some(task), bound))
+}
+
+/// Outbox depth and the age of its oldest undelivered notification.
+fn outbox_gauges(store: &Store, metrics: &Metrics, now: chrono::DateTime<chrono::Utc>) {
+    if let Ok(counts) = store.outbox_counts() {
+        metrics
+            .outbox_depth
+            .set(counts.iter().map(|c| c.pending as i64).sum());
+    }
+    if let Ok(oldest) = store.oldest_pending_outbox() {
+        let age = oldest
+            .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        metrics.outbox_oldest_age_seconds.set(age);
+    }
+}
+
+/// GET the heartbeat URL when every scheduled (server, job) ran since the last one.
+async fn heartbeat(config: &Config, runner: &Runner, client: &reqwest::Client) {
+    let Some(url) = &config.alerts.heartbeat_url else {
+        return;
+    };
+    let expected: Vec<(String, JobKind)> = config
+        .servers
+        .iter()
+        .flat_map(|server| {
+            JobKind::ALL
+                .into_iter()
+                .filter(|job| server.runs(*job))
+                .map(|job| (server.name.clone(), job))
+        })
+        .collect();
+    if !runner.cycle().take_if_complete(&expected) {
+        return;
+    }
+    match crate::heartbeat::ping(client, url).await {
+        Ok(()) => tracing::debug!("heartbeat sent"),
+        Err(error) => tracing::warn!(%error, "heartbeat failed"),
+    }
+}
