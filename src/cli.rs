@@ -87,6 +87,12 @@ pub enum Command {
         #[arg(long)]
         sink: Option<String>,
     },
+    /// The whole agent against the built-in simulated server, with a scripted scenario.
+    Demo {
+        /// Leave the simulator and the agent running afterwards, with a ready agent.toml.
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Run the simulated VPN Key Management API standalone (for trying keywarden out).
     Sim {
         /// Address to listen on.

@@ -47,6 +47,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::AlertTest { config, sink } => alert_test::run(&config.path, sink.as_deref()).await,
         Command::Status { config, json } => status::run(&config.path, json),
+        Command::Demo { keep_running } => crate::demo::run(keep_running).await,
         Command::Sim {
             listen,
             api,

@@ -28,7 +28,10 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
-        let shared = Shared { timeline, received: received.clone() };
+        let shared = Shared {
+            timeline,
+            received: received.clone(),
+        };
         let app = Router::new().route("/hook", post(hook)).with_state(shared);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -42,7 +45,10 @@ impl Receiver {
 
     /// Every body received so far.
     pub fn received(&self) -> Vec<Value> {
-        self.received.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -53,11 +59,20 @@ async fn hook(State(shared): State<Shared>, body: String) -> StatusCode {
     for alert in &alerts {
         let severity = alert["severity"].as_str().unwrap_or("");
         let summary = alert["summary"].as_str().unwrap_or("");
-        shared.timeline.say("webhook", &format!("received {status} {severity}: {summary}"));
+        shared.timeline.say(
+            "webhook",
+            &format!("received {status} {severity}: {summary}"),
+        );
     }
     if alerts.is_empty() {
-        shared.timeline.say("webhook", &format!("received: {value}"));
+        shared
+            .timeline
+            .say("webhook", &format!("received: {value}"));
     }
-    shared.received.lock().unwrap_or_else(|p| p.into_inner()).push(value);
+    shared
+        .received
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(value);
     StatusCode::OK
 }

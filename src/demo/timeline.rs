@@ -18,15 +18,24 @@ pub struct Timeline {
 
 impl Default for Timeline {
     fn default() -> Self {
-        Timeline { started: Instant::now(), lines: Arc::new(Mutex::new(Vec::new())) }
+        Timeline {
+            started: Instant::now(),
+            lines: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 }
 
 impl Timeline {
     pub fn say(&self, who: &str, text: &str) {
-        let line = format!("[+{:5.1}s] {who:<10} {text}", self.started.elapsed().as_secs_f64());
+        let line = format!(
+            "[+{:5.1}s] {who:<10} {text}",
+            self.started.elapsed().as_secs_f64()
+        );
         println!("{line}");
-        self.lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
     }
 
     /// Everything printed so far.
@@ -50,10 +59,17 @@ impl FindingSink for TimelineSink {
         let quiet = report.findings.is_empty() && report.error.is_none();
         // Routine "all is well" runs would drown the story; show what matters.
         let routine = quiet
-            && report.plan.iter().all(|line| line.contains("answered in") || line.contains("verified Reality settings") || line.is_empty());
+            && report.plan.iter().all(|line| {
+                line.contains("answered in")
+                    || line.contains("verified Reality settings")
+                    || line.is_empty()
+            });
         if !routine {
             for line in &report.plan {
-                self.timeline.say("keywarden", &format!("{} {}: {line}", report.server, report.job.as_str()));
+                self.timeline.say(
+                    "keywarden",
+                    &format!("{} {}: {line}", report.server, report.job.as_str()),
+                );
             }
         }
         for finding in &report.findings {
@@ -63,11 +79,17 @@ impl FindingSink for TimelineSink {
                     Severity::Warning => "WARNING",
                     Severity::Info => "info",
                 };
-                self.timeline.say("finding", &format!("{severity} {} ({})", finding.summary, finding.kind.as_str()));
+                self.timeline.say(
+                    "finding",
+                    &format!("{severity} {} ({})", finding.summary, finding.kind.as_str()),
+                );
             }
         }
         for resolved in &changes.resolved {
-            self.timeline.say("finding", &format!("resolved: {} ({})", resolved.summary, resolved.kind));
+            self.timeline.say(
+                "finding",
+                &format!("resolved: {} ({})", resolved.summary, resolved.kind),
+            );
         }
         self.next.deliver(report, changes);
     }

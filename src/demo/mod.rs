@@ -1,0 +1,170 @@
+//! `keywarden demo`: the whole agent against the built-in simulated server, with a
+//! scripted scenario and a readable timeline. Nothing is faked beyond the simulated
+//! server: the same config validation, store, scheduler, jobs and alert pipeline as
+//! `keywarden run`, with second-level schedules.
+
+mod receiver;
+mod scenario;
+mod timeline;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::agent::{Agent, AgentOptions};
+use crate::clock::SystemClock;
+use crate::sim::{ApiGeneration, SimOptions, SimServer};
+use receiver::Receiver;
+use timeline::{Timeline, TimelineSink};
+
+/// The demo's API key: a throwaway for a loopback simulator, so printing it is fine.
+pub const DEMO_API_KEY: &str = "demo-key-not-secret";
+/// Keys on the simulated server.
+pub const DEMO_KEYS: usize = 20;
+/// Every key's monthly allowance in the demo.
+pub const DEMO_LIMIT_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// The demo's agent.toml (validated like any other).
+pub fn config_text(state_dir: &std::path::Path, sim_url: &str, hook_url: &str) -> String {
+    format!(
+        r#"[agent]
+state_dir = "{state}"
+timezone = "UTC"
+listen = "127.0.0.1:0"
+
+[[servers]]
+name = "demo-1"
+url = "{sim_url}"
+api_key_env = "KEYWARDEN_DEMO_API_KEY"
+timeout = "2s"
+action_timeout = "5s"
+
+[jobs.health]
+schedule = "*/1 * * * * *"
+failures_before_alert = 2
+[jobs.config_sync]
+schedule = "*/2 * * * * *"
+confirmations = 2
+max_syncs_per_hour = 10
+[jobs.reality]
+schedule = "*/3 * * * * *"
+[jobs.quota]
+schedule = "*/2 * * * * *"
+
+[quotas]
+limit = "1 GiB"
+period = "monthly"
+warn_at = [80, 95]
+on_exceed = "reset"
+
+[alerts]
+min_severity = "warning"
+group_wait = "1s"
+repeat_interval = "1h"
+
+[[alerts.webhook]]
+name = "demo-hook"
+url = "{hook_url}"
+format = "json"
+"#,
+        state = state_dir.display()
+    )
+}
+
+pub async fn run(keep_running: bool) -> anyhow::Result<u8> {
+    crate::logging::init(
+        crate::logging::LogFormat::Text,
+        "warn,tokio_cron_scheduler=error",
+    );
+    let timeline = Timeline::default();
+    let sim = SimServer::start_local(SimOptions::new(ApiGeneration::V1, DEMO_KEYS, DEMO_API_KEY))
+        .await
+        .context("demo: starting the simulated server")?;
+    let receiver = Receiver::start(timeline.clone())
+        .await
+        .context("demo: starting the webhook receiver")?;
+    let state = tempfile_dir()?;
+    let text = config_text(state.path(), &sim.base_url(), &receiver.url());
+    let env = |name: &str| (name == "KEYWARDEN_DEMO_API_KEY").then(|| DEMO_API_KEY.to_string());
+    let loaded = crate::config::from_str_with_env(&text, &state.path().join("agent.toml"), &env)
+        .map_err(|errors| anyhow::anyhow!("demo config invalid:\n{errors}"))?;
+    let config = Arc::new(loaded.config);
+    scenario::prepare(&sim.handle());
+
+    timeline.say(
+        "demo",
+        &format!(
+            "simulated VPN API 1.0.0 with {DEMO_KEYS} keys at {}",
+            sim.base_url()
+        ),
+    );
+    timeline.say("demo", &format!("webhook receiver at {}", receiver.url()));
+    timeline.say(
+        "demo",
+        &format!("state store in {}", state.path().display()),
+    );
+    let mut options = AgentOptions::new(Arc::new(SystemClock), &config);
+    let sink_timeline = timeline.clone();
+    options.wrap_sink = Some(Box::new(move |next| {
+        Arc::new(TimelineSink {
+            timeline: sink_timeline,
+            next,
+        })
+    }));
+    let agent = Agent::start(config.clone(), options)
+        .await
+        .context("demo: starting the agent")?;
+    timeline.say("demo", "agent started: health every 1 s, config sync every 2 s, Reality every 3 s, quota every 2 s");
+
+    let outcome = scenario::play(&sim.handle(), &agent, &timeline, &receiver).await;
+    if keep_running {
+        keep_running_until_ctrl_c(&agent, &sim, &state, &text).await?;
+    }
+    let _ = agent.shutdown(Duration::from_secs(10)).await;
+    sim.shutdown().await;
+    println!();
+    println!("{}", outcome.summary());
+    Ok(if outcome.all_passed() { 0 } else { 1 })
+}
+
+fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("keywarden-demo-")
+        .tempdir()
+        .context("demo: creating a temporary state directory")
+}
+
+async fn keep_running_until_ctrl_c(
+    agent: &Agent,
+    sim: &SimServer,
+    state: &tempfile::TempDir,
+    text: &str,
+) -> anyhow::Result<()> {
+    let config_path = state.path().join("agent.toml");
+    std::fs::write(&config_path, text).context("demo: writing agent.toml")?;
+    println!();
+    println!("The simulator and the agent keep running (Ctrl-C stops both).");
+    println!(
+        "  simulator:  {}  (admin routes under /_sim/, same X-API-Key)",
+        sim.base_url()
+    );
+    if let Some(addr) = agent.http_addr {
+        println!("  metrics:    http://{addr}/metrics   health: http://{addr}/healthz");
+    }
+    println!("  agent.toml: {}", config_path.display());
+    println!();
+    println!("Try, in another terminal:");
+    println!("  export KEYWARDEN_DEMO_API_KEY={DEMO_API_KEY}");
+    for command in ["probe", "check --dry-run", "status", "usage"] {
+        println!("  keywarden {command} -c {}", config_path.display());
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => agent.tick().await,
+            result = tokio::signal::ctrl_c() => { result.context("demo: waiting for Ctrl-C")?; break; }
+        }
+    }
+    Ok(())
+}
