@@ -54,15 +54,13 @@ impl Receiver {
 
 async fn hook(State(shared): State<Shared>, body: String) -> StatusCode {
     let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    let status = value["status"].as_str().unwrap_or("?");
     let alerts = value["alerts"].as_array().cloned().unwrap_or_default();
     for alert in &alerts {
+        let status = alert["status"].as_str().unwrap_or("?");
         let severity = alert["severity"].as_str().unwrap_or("");
         let summary = alert["summary"].as_str().unwrap_or("");
-        shared.timeline.say(
-            "webhook",
-            &format!("received {status} {severity}: {summary}"),
-        );
+        let text = format!("received: {status} {severity}: {summary}");
+        shared.timeline.say("webhook", &text);
     }
     if alerts.is_empty() {
         shared

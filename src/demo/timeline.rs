@@ -56,20 +56,13 @@ pub struct TimelineSink {
 
 impl FindingSink for TimelineSink {
     fn deliver(&self, report: &RunReport, changes: &FindingChanges) {
-        let quiet = report.findings.is_empty() && report.error.is_none();
-        // Routine "all is well" runs would drown the story; show what matters.
-        let routine = quiet
-            && report.plan.iter().all(|line| {
-                line.contains("answered in")
-                    || line.contains("verified Reality settings")
-                    || line.is_empty()
-            });
-        if !routine {
+        // Runs that found nothing and changed nothing would drown the story.
+        let eventful =
+            !report.findings.is_empty() || !changes.resolved.is_empty() || report.error.is_some();
+        if eventful {
             for line in &report.plan {
-                self.timeline.say(
-                    "keywarden",
-                    &format!("{} {}: {line}", report.server, report.job.as_str()),
-                );
+                let text = format!("{} {}: {line}", report.server, report.job.as_str());
+                self.timeline.say("keywarden", &text);
             }
         }
         for finding in &report.findings {
