@@ -1,76 +1,160 @@
-//! /metrics and /healthz served from an ephemeral loopback port.
+//! /metrics and /healthz served from an ephemeral loopback port: the exposition parses
+//! with a Prometheus text parser, and /healthz says 503 when it should.
+
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use keywarden::config::JobKind;
 use keywarden::http::{HttpState, serve};
+use keywarden::jobs::RunMode;
+use keywarden::jobs::runner::{RunOptions, Runner};
 use keywarden::metrics::Metrics;
+use keywarden::sim::ApiGeneration;
 use keywarden::store::Store;
+use support::agent::{clock, config, server_block};
+use support::{sim, within};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::test]
-async fn healthz_follows_the_scheduler_and_metrics_are_openmetrics() {
+struct Endpoint {
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn serve_state(state: HttpState) -> Endpoint {
     keywarden::tls::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path()).unwrap());
-    let metrics = Arc::new(Metrics::new(false));
-    metrics.set_server_up("fra-1", false);
-    let alive = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let state = HttpState {
-        metrics,
-        store,
-        scheduler_alive: alive.clone(),
-    };
-    let server = tokio::spawn(serve(listener, state, stop.clone()));
-    let http = reqwest::Client::new();
+    let task = tokio::spawn(serve(listener, state, stop.clone()));
+    Endpoint { addr, stop, task }
+}
 
-    let down = http
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(down.status(), 503);
-    assert!(
-        down.text()
+impl Endpoint {
+    async fn get(&self, path: &str) -> (u16, String, String) {
+        let response = reqwest::get(format!("http://{}{path}", self.addr))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, content_type, response.text().await.unwrap())
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        within("the endpoint stops", self.task)
             .await
             .unwrap()
-            .contains("scheduler is not running")
-    );
-    alive.store(true, Ordering::Relaxed);
-    let up = http
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(up.status(), 200);
+            .unwrap();
+    }
+}
 
-    let response = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap();
-    let content_type = response.headers()["content-type"]
-        .to_str()
+#[tokio::test]
+async fn metrics_after_real_runs_parse_as_prometheus_text() {
+    let server = sim(ApiGeneration::V1, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server_block("fra-1", &server.base_url(), ""));
+    let metrics = Arc::new(Metrics::new(false));
+    let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
+    let clock = clock();
+    let runner = Runner::new(
+        store.clone(),
+        Arc::new(clock),
+        Arc::new(keywarden::jobs::runner::LogSink),
+        4,
+    )
+    .with_metrics(metrics.clone());
+    let target = keywarden::app::targets_with_metrics(&config, None, Some(metrics.clone()))
         .unwrap()
-        .to_string();
+        .remove(0);
+    let options = RunOptions {
+        dry_run: false,
+        mode: RunMode::Daemon,
+        respect_backoff: true,
+    };
+    for job in [JobKind::Health, JobKind::ConfigSync, JobKind::Reality] {
+        within("run", runner.run(&target, job, options)).await;
+    }
+    let endpoint = serve_state(HttpState {
+        metrics,
+        store,
+        scheduler_alive: Arc::new(AtomicBool::new(true)),
+    })
+    .await;
+    let (status, content_type, text) = endpoint.get("/metrics").await;
+    assert_eq!(status, 200);
     assert!(
         content_type.starts_with("application/openmetrics-text"),
         "{content_type}"
     );
-    let text = response.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("a valid exposition");
+    let value = |name: &str, label: (&str, &str)| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+            .map(|s| s.value.clone())
+    };
     assert!(
-        text.contains("keywarden_server_up{server=\"fra-1\"} 0"),
-        "{text}"
+        matches!(value("keywarden_server_up", ("server", "fra-1")), Some(prometheus_parse::Value::Gauge(v)) if v == 1.0)
     );
-    assert!(text.trim_end().ends_with("# EOF"));
+    let runs: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "keywarden_job_runs_total")
+        .collect();
+    assert_eq!(runs.len(), 3, "one series per job: {runs:?}");
+    assert!(scrape.samples.iter().any(|s| {
+        s.metric == "keywarden_api_request_duration_seconds"
+            || s.metric
+                .starts_with("keywarden_api_request_duration_seconds")
+    }));
+    assert!(
+        matches!(value("keywarden_sync_budget_left", ("server", "fra-1")), Some(prometheus_parse::Value::Gauge(v)) if v == 4.0)
+    );
+    endpoint.stop().await;
+}
 
-    stop.cancel();
-    tokio::time::timeout(std::time::Duration::from_secs(5), server)
-        .await
-        .expect("server stops")
-        .unwrap()
-        .unwrap();
+#[tokio::test]
+async fn healthz_follows_the_scheduler_and_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let writable = Arc::new(Store::open(dir.path()).unwrap());
+    let alive = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(Metrics::new(false));
+    let endpoint = serve_state(HttpState {
+        metrics: metrics.clone(),
+        store: writable,
+        scheduler_alive: alive.clone(),
+    })
+    .await;
+    let (status, _, body) = endpoint.get("/healthz").await;
+    assert_eq!(
+        (status, body.contains("scheduler is not running")),
+        (503, true),
+        "{body}"
+    );
+    alive.store(true, Ordering::Relaxed);
+    assert_eq!(endpoint.get("/healthz").await.0, 200);
+    endpoint.stop().await;
+
+    // The same database, read-only: /healthz must say the store cannot be written.
+    let read_only =
+        Arc::new(Store::open_read_only(&dir.path().join(keywarden::store::DB_FILE)).unwrap());
+    let endpoint = serve_state(HttpState {
+        metrics,
+        store: read_only,
+        scheduler_alive: alive,
+    })
+    .await;
+    let (status, _, body) = endpoint.get("/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("state store is not writable"), "{body}");
+    endpoint.stop().await;
 }

@@ -192,6 +192,23 @@ impl Store {
     }
 
     /// Open a database file directly.
+    /// Open an existing database read-only (no migration, no writes): for looking at
+    /// a store another process owns. `check_writable` fails on it.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let sql = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
     pub fn open_file(path: &Path) -> Result<Store, StoreError> {
         let sql = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
@@ -234,7 +251,16 @@ impl Store {
 
     /// Whether a write goes through now (for /healthz).
     pub fn check_writable(&self) -> Result<(), StoreError> {
-        self.with(|conn| conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;"))
+        // A real write, rolled back when the transaction drops: taking the lock alone
+        // succeeds on a read-only database and says nothing about a full disk.
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO job_runs (server, job, started_at, duration_ms, outcome) VALUES ('', '', '', 0, 'ok')",
+                [],
+            )?;
+            Ok(())
+        })
     }
 
     /// The schema version of the open database.
