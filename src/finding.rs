@@ -34,6 +34,22 @@ pub enum FindingKind {
     RealityUnconfirmed,
     /// Any job: the server's answers could not be read (garbled, wrong shape).
     ApiError,
+    /// quota (info): counters dropped without keywarden resetting them (a reset by someone
+    /// else, an Xray restart); the new value was counted, nothing was lost.
+    CounterResetSeen,
+    /// quota: a key crossed a `warn_at` percentage (one-shot, once per period and level).
+    QuotaWarning,
+    /// quota: a key crossed 100% of its limit (one-shot, once per period or allowance).
+    QuotaExceeded,
+    /// quota: a key over its limit was deleted (one-shot).
+    KeyDeleted,
+    /// quota: the server accepted counter resets that did not take effect (one digest per
+    /// server and period).
+    ResetNotApplied,
+    /// quota: quotas are not being enforced: runs keep failing, or counters froze.
+    TrafficDataStale,
+    /// quota (critical): a plan to reset or delete too many keys at once was not executed.
+    MassActionBlocked,
 }
 
 impl FindingKind {
@@ -50,6 +66,13 @@ impl FindingKind {
             FindingKind::RealityInvalid => "reality_invalid",
             FindingKind::RealityUnconfirmed => "reality_unconfirmed",
             FindingKind::ApiError => "api_error",
+            FindingKind::CounterResetSeen => "counter_reset_seen",
+            FindingKind::QuotaWarning => "quota_warning",
+            FindingKind::QuotaExceeded => "quota_exceeded",
+            FindingKind::KeyDeleted => "key_deleted",
+            FindingKind::ResetNotApplied => "reset_not_applied",
+            FindingKind::TrafficDataStale => "traffic_data_stale",
+            FindingKind::MassActionBlocked => "mass_action_blocked",
         }
     }
 
@@ -60,7 +83,7 @@ impl FindingKind {
             .find(|kind| kind.as_str() == name)
     }
 
-    pub const ALL: [FindingKind; 11] = [
+    pub const ALL: [FindingKind; 18] = [
         FindingKind::ServerUnreachable,
         FindingKind::AuthFailed,
         FindingKind::TrafficMonitorUnavailable,
@@ -72,6 +95,13 @@ impl FindingKind {
         FindingKind::RealityInvalid,
         FindingKind::RealityUnconfirmed,
         FindingKind::ApiError,
+        FindingKind::CounterResetSeen,
+        FindingKind::QuotaWarning,
+        FindingKind::QuotaExceeded,
+        FindingKind::KeyDeleted,
+        FindingKind::ResetNotApplied,
+        FindingKind::TrafficDataStale,
+        FindingKind::MassActionBlocked,
     ];
 }
 
