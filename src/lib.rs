@@ -9,6 +9,7 @@ pub mod config;
 pub mod finding;
 pub mod jobs;
 pub mod logging;
+pub mod quota;
 pub mod scheduler;
 pub mod secret;
 pub mod server_api;
