@@ -5,6 +5,7 @@
 //! across an `.await`.
 
 mod error;
+mod quota;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 pub use error::StoreError;
+pub use quota::{Intent, IntentState, QuotaCommit};
 
 use crate::config::{JobKind, Severity};
 use crate::finding::{Finding, FindingKind};
@@ -150,7 +152,11 @@ pub fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_ts(path: &Path, what: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn parse_ts(
+    path: &Path,
+    what: &'static str,
+    text: &str,
+) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| StoreError::Corrupt {
@@ -160,7 +166,7 @@ fn parse_ts(path: &Path, what: &'static str, text: &str) -> Result<DateTime<Utc>
         })
 }
 
-fn parse_opt_ts(
+pub(super) fn parse_opt_ts(
     path: &Path,
     what: &'static str,
     text: Option<String>,
@@ -210,7 +216,7 @@ impl Store {
         &self.path
     }
 
-    fn with<T>(
+    pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
