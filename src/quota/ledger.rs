@@ -158,7 +158,7 @@ pub fn account(
         }
         Reading::Counter { bytes, .. } => bytes,
     };
-    let expected = entry.expect_drop || sync_at.is_some_and(|at| entry.read_at < Some(at));
+    let expected = entry.expect_drop || sync_at.is_some_and(|at| entry.read_at <= Some(at));
     let (growth, drop) = match entry.counter {
         // First figure for a key adopted while idle: all of it is this period's.
         None => (bytes, None),

@@ -383,6 +383,20 @@ impl Store {
         })
     }
 
+    /// A quota run could not observe its server: count it; returns the failures in a row.
+    pub fn quota_note_failure(&self, server: &str, now: DateTime<Utc>) -> Result<u32, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                "INSERT INTO quota_servers (server, consecutive_failures, updated_at) VALUES (?1, 1, ?2)
+                 ON CONFLICT (server) DO UPDATE SET consecutive_failures = consecutive_failures + 1, updated_at = ?2
+                 RETURNING consecutive_failures",
+                params![server, ts(now)],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        })
+    }
+
     /// Intents not finished yet (pending or sending), oldest first.
     pub fn quota_open_intents(&self, server: &str) -> Result<Vec<Intent>, StoreError> {
         self.with(|conn| {
