@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod quota;
 pub mod replay;
 
 use std::future::Future;
