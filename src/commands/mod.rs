@@ -7,6 +7,7 @@ pub mod probe;
 pub mod run;
 pub mod sim;
 pub mod status;
+pub mod usage;
 pub mod validate;
 
 /// Exit code: everything fine.
@@ -45,6 +46,11 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             .await
         }
         Command::Status { config, json } => status::run(&config.path, json),
+        Command::Usage {
+            config,
+            server,
+            json,
+        } => usage::run(&config.path, server.as_deref(), json),
         Command::Sim {
             listen,
             api,
