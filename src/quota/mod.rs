@@ -1,9 +1,10 @@
 //! Traffic accounting and quotas, the pure part: period arithmetic (`period`), the usage
 //! ledger (`ledger`), rule matching (`rules`), thresholds and `on_exceed` (`evaluate`),
-//! and the run's plan with the blast-radius guard (`plan`). No IO, no clock, no server:
-//! the quota job (`jobs::quota`) observes, calls in here, persists and executes.
-//! See docs/quotas.md.
+//! actions and the blast-radius guard (`action`), and the run's plan (`plan`). No IO, no
+//! clock, no server: the quota job (`jobs::quota`) observes, calls in here, persists and
+//! executes. See docs/quotas.md.
 
+pub mod action;
 pub mod evaluate;
 pub mod ledger;
 pub mod period;

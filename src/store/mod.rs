@@ -6,6 +6,7 @@
 
 mod error;
 mod quota;
+mod quota_intents;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 pub use error::StoreError;
-pub use quota::{Intent, IntentState, QuotaCommit};
+pub use quota::QuotaCommit;
+pub use quota_intents::{Intent, IntentState};
 
 use crate::config::{JobKind, Severity};
 use crate::finding::{Finding, FindingKind};

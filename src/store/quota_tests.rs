@@ -5,6 +5,8 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
 use crate::quota::ledger::{KeyInfo, Reading, adopt};
+use crate::quota::plan::{ActionKind, Reason};
+use crate::store::IntentState;
 
 fn at(minute: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 10, minute, 0).unwrap()

@@ -13,9 +13,8 @@
 
 mod execute;
 mod observe;
+mod outcome;
 mod report;
-
-use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
@@ -24,9 +23,8 @@ pub use observe::{ObserveError, STALE_AFTER};
 use self::execute::Finished;
 use super::{JobContext, JobResult};
 use crate::config::CounterResets;
-use crate::finding::{Finding, FindingKind};
 use crate::quota::plan::{Accounting, Action, Observed, ServerMemory, ServerResets, Settings};
-use crate::quota::{self, Plan, human_bytes, period, rules};
+use crate::quota::{self, Plan};
 use crate::store::{QuotaCommit, Store};
 
 /// Failed runs in a row that make the accounting stale.
@@ -75,7 +73,35 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
     let now = ctx.clock.now();
     let (accounting, plan) = quota::plan(&observed, &settings(ctx), now);
     tracing::debug!(server = %ctx.server.name, actions = plan.actions.len(), blocked = plan.blocked.len(), "quota plan");
-    let mut memory = next_memory(&observed, &accounting, &plan, now);
+    let memory = next_memory(&observed, &accounting, &plan, now);
+    let suspended =
+        match commit_and_execute(ctx, &observed, &accounting, &plan, memory, crash).await {
+            Ok((done, suspended)) => {
+                merge(&mut finished, done);
+                suspended
+            }
+            Err(result) => return result,
+        };
+    let seen = outcome::Seen {
+        observed: &observed,
+        accounting: &accounting,
+        plan: &plan,
+        finished: &finished,
+        suspended,
+    };
+    outcome::report(ctx, &seen)
+}
+
+/// Commit the ledger with the new intents, carry them out, and suspend resets the server
+/// ignores (`auto`). `Err`: the run ends here (a store failure, or a test's crash point).
+async fn commit_and_execute(
+    ctx: &JobContext<'_>,
+    observed: &Observed,
+    accounting: &Accounting,
+    plan: &Plan,
+    mut memory: ServerMemory,
+    crash: Option<CrashPoint>,
+) -> Result<(Finished, bool), JobResult> {
     let intents: Vec<Action> = match ctx.dry_run {
         true => Vec::new(),
         false => plan
@@ -85,6 +111,7 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
             .cloned()
             .collect(),
     };
+    let (server, now) = (ctx.server.name.as_str(), ctx.clock.now());
     let commit = QuotaCommit {
         entries: &accounting.entries,
         history: &accounting.history,
@@ -93,41 +120,30 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
         api_version: &observed.api_version,
         now,
     };
-    if let Err(error) = ctx.store.quota_commit(&ctx.server.name, &commit) {
-        return store_failure(error);
-    }
+    ctx.store
+        .quota_commit(server, &commit)
+        .map_err(store_failure)?;
     if crash == Some(CrashPoint::AfterIntents) {
-        return JobResult::default();
+        return Err(JobResult::default());
     }
-    if !intents.is_empty() {
-        match open_intents(ctx, crash).await {
-            Ok(done) if done.crashed => return JobResult::default(),
-            Ok(done) => merge(&mut finished, done),
-            Err(error) => return store_failure(error),
-        }
+    let finished = match intents.is_empty() {
+        true => Finished::default(),
+        false => open_intents(ctx, crash).await.map_err(store_failure)?,
+    };
+    if finished.crashed {
+        return Err(JobResult::default());
     }
-    let suspend = suspend_resets(ctx, &plan, &finished);
-    if suspend {
+    let suspended = suspend_resets(ctx, plan, &finished);
+    if suspended {
         memory.resets_suspended_version = Some(observed.api_version.clone());
-        let saved =
-            ctx.store
-                .quota_save_memory(&ctx.server.name, &memory, &observed.api_version, now);
+        let saved = ctx
+            .store
+            .quota_save_memory(server, &memory, &observed.api_version, now);
         if let Err(error) = saved {
-            tracing::error!(server = %ctx.server.name, %error, "quota: cannot save the reset suspension");
+            tracing::error!(server, %error, "quota: cannot save the reset suspension");
         }
     }
-    let mut result = JobResult::default();
-    summarize(ctx, &observed, &accounting, &plan, &finished, &mut result);
-    findings(
-        ctx,
-        &observed,
-        &accounting,
-        &plan,
-        &finished,
-        suspend,
-        &mut result,
-    );
-    result
+    Ok((finished, suspended))
 }
 
 async fn open_intents(
@@ -205,7 +221,7 @@ fn store_failure(error: crate::store::StoreError) -> JobResult {
 fn failed(ctx: &JobContext<'_>, error: ObserveError, finished: &Finished) -> JobResult {
     let server = ctx.server.name.as_str();
     let mut result = JobResult::default();
-    deleted_findings(server, finished, &mut result.findings);
+    outcome::deleted_findings(server, finished, &mut result.findings);
     let failures = ctx
         .store
         .quota_note_failure(server, ctx.clock.now())
@@ -225,176 +241,4 @@ fn failed(ctx: &JobContext<'_>, error: ObserveError, finished: &Finished) -> Job
         error => result.transport_failure = Some(error.to_string()),
     }
     result
-}
-
-fn deleted_findings(server: &str, finished: &Finished, out: &mut Vec<Finding>) {
-    for (action, already_gone) in &finished.deleted {
-        out.push(report::deleted(server, action, *already_gone));
-    }
-}
-
-/// Plan lines: what was counted, decided and done.
-fn summarize(
-    ctx: &JobContext<'_>,
-    observed: &Observed,
-    accounting: &Accounting,
-    plan: &Plan,
-    finished: &Finished,
-    result: &mut JobResult,
-) {
-    let server = ctx.server.name.as_str();
-    let mut line = format!(
-        "{server}: {} keys accounted, {} counted this run",
-        observed.keys.len(),
-        human_bytes(accounting.growth)
-    );
-    let mut extra = |n: usize, what: &str| {
-        if n > 0 {
-            line.push_str(&format!(", {n} {what}"));
-        }
-    };
-    extra(accounting.adopted, "adopted");
-    extra(plan.boundaries, "started a new period");
-    extra(finished.resets(), "counter resets");
-    extra(finished.applied, "verified");
-    extra(finished.not_applied.len(), "not applied");
-    extra(finished.unfinished, "left for the next run");
-    extra(accounting.failed_readings, "readings failed");
-    result.plan.push(line);
-    match &plan.server_resets {
-        ServerResets::Never if plan.ledger_only_resets > 0 => result.plan.push(format!(
-            "{server}: counter_resets = \"never\": {} period(s) started in the ledger only",
-            plan.ledger_only_resets
-        )),
-        ServerResets::Suspended { version } if plan.ledger_only_resets > 0 => result.plan.push(format!(
-            "{server}: not calling reset (API {version} ignored every reset); the ledger started {} period(s)",
-            plan.ledger_only_resets
-        )),
-        _ => {}
-    }
-    if plan.resets_resumed {
-        result.plan.push(format!(
-            "{server}: the API version changed: trying counter resets again"
-        ));
-    }
-    let mut lines: Vec<String> = plan
-        .notices
-        .iter()
-        .map(|n| report::notice_line(server, n))
-        .collect();
-    lines.extend(
-        plan.actions
-            .iter()
-            .filter(|a| a.call_server)
-            .map(|a| report::action_line(server, a, ctx.dry_run)),
-    );
-    lines.extend(
-        plan.blocked
-            .iter()
-            .map(|a| format!("BLOCKED {}", report::action_line(server, a, true))),
-    );
-    lines.extend(finished.failed_deletes.iter().map(|(a, error)| {
-        format!(
-            "{server}: delete of key {} failed: {error}",
-            report::key_label(&a.name, &a.uuid)
-        )
-    }));
-    result.plan.extend(report::capped(lines));
-}
-
-/// The run's findings.
-fn findings(
-    ctx: &JobContext<'_>,
-    observed: &Observed,
-    accounting: &Accounting,
-    plan: &Plan,
-    finished: &Finished,
-    suspended: bool,
-    result: &mut JobResult,
-) {
-    let server = ctx.server.name.as_str();
-    let out = &mut result.findings;
-    if !accounting.drops.is_empty() {
-        out.push(report::drops(server, &accounting.drops));
-    }
-    for notice in &plan.notices {
-        let next = next_reset(ctx, observed, notice);
-        out.extend(report::notice(
-            server,
-            notice,
-            ctx.config.agent.timezone,
-            next,
-        ));
-    }
-    if !plan.blocked.is_empty() {
-        out.push(report::blocked(server, &plan.blocked, observed.keys.len()));
-    }
-    deleted_findings(server, finished, out);
-    if let Some(digest) = not_applied_digest(ctx, finished, suspended) {
-        out.push(digest);
-    }
-    let changed_at = match accounting.changed {
-        true => None,
-        false => observed.memory.traffic_changed_at,
-    };
-    if observe::frozen(changed_at, accounting.connections, ctx.clock.now()) {
-        let why = format!(
-            "no key's traffic counter changed for {} h while the server reports open connections",
-            STALE_AFTER.num_hours()
-        );
-        out.push(report::stale(server, &why));
-    }
-}
-
-/// The next reset of a notice's key (for its text).
-fn next_reset(
-    ctx: &JobContext<'_>,
-    observed: &Observed,
-    notice: &quota::Notice,
-) -> Option<DateTime<Utc>> {
-    let uuid = match notice {
-        quota::Notice::Warning { uuid, .. } | quota::Notice::Exceeded { uuid, .. } => uuid,
-        quota::Notice::DeleteCancelled { .. } => return None,
-    };
-    let key = observed.keys.iter().find(|k| &k.uuid == uuid)?;
-    let quotas = &ctx.config.quotas;
-    let policy =
-        rules::matching(quotas, &ctx.server.name, &key.id, &key.uuid, &key.name).policy(quotas);
-    period::window(policy, ctx.config.agent.timezone, ctx.clock.now()).next
-}
-
-/// One `reset_not_applied` per server and period: raised when one of the periods of the
-/// listed resets has not had its digest yet.
-fn not_applied_digest(
-    ctx: &JobContext<'_>,
-    finished: &Finished,
-    suspended: bool,
-) -> Option<Finding> {
-    if finished.not_applied.is_empty() {
-        return None;
-    }
-    let periods: HashSet<String> = finished
-        .not_applied
-        .iter()
-        .filter_map(|r| r.action.intent_key.split(' ').nth(1).map(str::to_owned))
-        .collect();
-    let periods: Vec<String> = periods.into_iter().collect();
-    let server = ctx.server.name.as_str();
-    let kind = FindingKind::ResetNotApplied.as_str();
-    match ctx
-        .store
-        .quota_notice_once(server, kind, &periods, ctx.clock.now())
-    {
-        Ok(true) => Some(report::not_applied(
-            server,
-            &finished.not_applied,
-            finished.applied,
-            suspended,
-        )),
-        Ok(false) => None,
-        Err(error) => {
-            tracing::error!(server, %error, "quota: cannot record the reset digest");
-            None
-        }
-    }
 }
