@@ -25,6 +25,9 @@ pub enum ObserveError {
 pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
     let server = &ctx.server.name;
     let capabilities = ctx.api.capabilities().await?;
+    // Read fresh (capabilities are cached): `counter_resets = "auto"` tries resets again
+    // when the version changes.
+    let version = ctx.api.api_status().await?.version;
     let keys = ctx.api.list_keys().await?;
     let readings = match capabilities.bulk_traffic {
         true => bulk_readings(ctx.api, &keys).await?,
@@ -44,7 +47,7 @@ pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
         .collect();
     Ok(Observed {
         server: server.clone(),
-        api_version: capabilities.version,
+        api_version: version,
         keys,
         ledger,
         memory,

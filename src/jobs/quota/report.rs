@@ -123,7 +123,7 @@ pub fn notice(
             ..
         } => {
             let done = match (*on_exceed, delete_at) {
-                ("reset", _) => "its traffic allowance starts afresh (keywarden resets its counter; the key keeps working), unless the blast-radius guard holds the reset back.".to_owned(),
+                ("reset", _) => "its allowance starts afresh in keywarden's ledger and the server's counter is reset where counter_resets allows; the key keeps working (unless the blast-radius guard holds the reset back).".to_owned(),
                 ("delete", Some(at)) => format!("nothing yet: the key will be deleted at {} if it is still over its limit then (grace).", when(*at, tz)),
                 _ => "nothing (on_exceed = \"alert\").".to_owned(),
             };
