@@ -1,6 +1,7 @@
-//! Crash safety of the quota job: a run killed between writing its intents and finishing
-//! them (an injected crash point), or a reset whose answer is lost to a timeout after the
-//! server did it, leaves exactly one reset per key and period.
+//! Crash safety of the quota job and how resets are judged: a run killed between writing
+//! its intents and finishing them (an injected crash point), or a reset whose answer is
+//! lost to a timeout after the server did it, leaves exactly one reset per key and period;
+//! a 2.x "Traffic history not found" means there was nothing to reset.
 
 mod support;
 
@@ -160,4 +161,29 @@ async fn a_reset_answer_lost_to_a_timeout_is_judged_by_reading_back() {
             vec![(IntentState::Done, "applied".to_string())]
         );
     }
+}
+
+#[tokio::test]
+async fn a_2x_reset_without_traffic_history_means_nothing_to_reset() {
+    let rig = Rig::new(ApiGeneration::V2, 2, &monthly("reset")).await;
+    rig.set_counter(0, 10 * MIB);
+    rig.run_at(start()).await;
+    rig.set_counter(0, 150 * MIB);
+    let fault = Fault::Status {
+        status: 404,
+        detail: "Traffic history not found for this key".into(),
+    };
+    // Both candidates (by id, then by uuid) answer 404; the first answer is the one judged.
+    rig.handle().fail_next(Route::ResetTraffic, 2, fault);
+    let result = rig.run_at(start() + chrono::Duration::minutes(10)).await;
+    assert_eq!(
+        kinds(&result),
+        [FindingKind::QuotaWarning, FindingKind::QuotaExceeded],
+        "not a reset_not_applied: {result:#?}"
+    );
+    assert_eq!(
+        states(&rig),
+        vec![(IntentState::Done, "nothing_to_reset".to_string())]
+    );
+    assert_eq!(rig.entry(0).used, 0, "the ledger's fresh allowance stands");
 }

@@ -209,6 +209,11 @@ impl Run<'_> {
         let policy = rule.policy(quotas);
         let window = self.window(rule, policy);
         let mut entry = self.account(key, &window)?;
+        if key.reading == Reading::Failed {
+            // Untouched this run: a boundary is handled (caught up) at the next reading,
+            // so no traffic of the ending period is lost to a reset.
+            return Some(entry);
+        }
         if let Some(start) = window.start.filter(|start| *start > entry.period_start) {
             self.roll_over(key, &mut entry, start);
         }
