@@ -59,7 +59,13 @@ async fn thresholds_are_raised_once_per_period() {
         let warning = &result.findings[0];
         assert_eq!(warning.subject, format!("{}@80%", rig.key(0).uuid));
         assert_eq!(warning.severity, Severity::Warning);
-        assert!(warning.summary.contains("used 80%"), "{}", warning.summary);
+        assert!(
+            warning
+                .summary
+                .contains("crossed 80% of its quota: 90.0 MiB of 100.0 MiB (90%)"),
+            "{}",
+            warning.summary
+        );
         assert!(warning.details.contains("one-shot"), "{}", warning.details);
         rig.set_counter(0, base + 91 * MIB);
         assert!(rig.run().await.findings.is_empty(), "{generation:?}");

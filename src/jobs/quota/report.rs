@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use crate::config::{JobKind, Severity};
 use crate::finding::{Finding, FindingKind};
-use crate::quota::evaluate::Notice;
+use crate::quota::evaluate::{Notice, percent};
 use crate::quota::human_bytes;
 use crate::quota::ledger::Drop;
 use crate::quota::plan::{Action, ActionKind, Reason};
@@ -101,9 +101,10 @@ pub fn notice(
                 format!("{uuid}@{level}%"),
                 Severity::Warning,
                 format!(
-                    "{server}: key \"{name}\" used {level}% of its quota ({} of {})",
+                    "{server}: key \"{name}\" crossed {level}% of its quota: {} of {} ({}%)",
                     human_bytes(*used),
-                    human_bytes(*limit)
+                    human_bytes(*limit),
+                    percent(*used, *limit)
                 ),
                 format!(
                     "Seen: key {} crossed {} of its {} quota this period.\nDone: nothing yet; the next threshold is raised when crossed. The period resets {next}.\nNext: tell the key's user, or raise the limit in a [[quotas.rules]] entry.\n{ONE_SHOT}",
