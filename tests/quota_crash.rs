@@ -187,3 +187,32 @@ async fn a_2x_reset_without_traffic_history_means_nothing_to_reset() {
     );
     assert_eq!(rig.entry(0).used, 0, "the ledger's fresh allowance stands");
 }
+
+#[tokio::test]
+async fn a_reset_that_could_not_reach_the_server_is_finished_by_the_next_run() {
+    let rig = Rig::new(ApiGeneration::V1, 1, &monthly("alert")).await;
+    rig.set_counter(0, 10 * MIB);
+    rig.run_at(start()).await;
+    rig.set_counter(0, 11 * MIB);
+    // At the boundary the proxy fails the reset and both tries of the read-back.
+    let down = Fault::Html { status: 502 };
+    rig.handle().fail_next(Route::ResetTraffic, 1, down.clone());
+    rig.handle().fail_next(Route::KeyTraffic, 2, down);
+    let boundary = rig.run_at(utc(12, 1, 0, 5)).await;
+    assert!(boundary.findings.is_empty(), "{boundary:#?}");
+    assert!(
+        boundary.plan[0].contains("1 left for the next run"),
+        "{boundary:#?}"
+    );
+    assert_eq!(states(&rig), vec![(IntentState::Sending, String::new())]);
+    assert_eq!(rig.handle().reset_count(), 0);
+
+    let next = rig.run_at(utc(12, 1, 0, 15)).await;
+    assert!(next.findings.is_empty(), "{next:#?}");
+    assert_eq!(
+        states(&rig),
+        vec![(IntentState::Done, "applied".to_string())]
+    );
+    assert_eq!(rig.handle().reset_count(), 1);
+    assert_eq!(rig.key(0).total_bytes, 0);
+}

@@ -210,7 +210,9 @@ async fn reset(
         (Ok(after), _) if ledger::reset_applied(baseline, after) => (Verdict::Applied, Some(after)),
         (Ok(after), None) => (Verdict::NotApplied, Some(after)),
         (Ok(after), Some(error)) => (Verdict::Failed(error), Some(after)),
-        (Err(_), Some(error)) => (Verdict::Failed(error), None),
+        // Neither the reset nor the read got through (the server is away): the next run
+        // reads the counter first and resets only if it did not drop.
+        (Err(_), Some(error)) => (Verdict::Unfinished(error), None),
         (Err(error), None) => (Verdict::Unverified(error.to_string()), None),
     }
 }
