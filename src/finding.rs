@@ -76,6 +76,20 @@ impl FindingKind {
         }
     }
 
+    /// Event notices of the quota job: raised only in the run where the event happened,
+    /// so they "resolve" at the next run by design. A resolved notice means nothing for
+    /// them; the alert engine may skip it (see docs/quotas.md).
+    pub fn is_one_shot(self) -> bool {
+        matches!(
+            self,
+            FindingKind::CounterResetSeen
+                | FindingKind::QuotaWarning
+                | FindingKind::QuotaExceeded
+                | FindingKind::KeyDeleted
+                | FindingKind::ResetNotApplied
+        )
+    }
+
     /// Parse the snake_case name (as stored).
     pub fn parse(name: &str) -> Option<FindingKind> {
         FindingKind::ALL
@@ -144,5 +158,24 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }
         assert_eq!(FindingKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn quota_event_notices_are_one_shot_conditions_are_not() {
+        let one_shot: Vec<&str> = FindingKind::ALL
+            .into_iter()
+            .filter(|k| k.is_one_shot())
+            .map(FindingKind::as_str)
+            .collect();
+        assert_eq!(
+            one_shot,
+            [
+                "counter_reset_seen",
+                "quota_warning",
+                "quota_exceeded",
+                "key_deleted",
+                "reset_not_applied"
+            ]
+        );
     }
 }
