@@ -93,6 +93,17 @@ pub enum Command {
         #[arg(long)]
         keep_running: bool,
     },
+    /// Traffic per key this period, from the state store: used, limit, percent, next reset.
+    Usage {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only keys of this server (by its `name`).
+        #[arg(long)]
+        server: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the simulated VPN Key Management API standalone (for trying keywarden out).
     Sim {
         /// Address to listen on.

@@ -37,6 +37,22 @@ pub enum FindingKind {
     /// alerts: a notification sink refuses delivery for good (4xx, authentication
     /// refused) or notifications to it expired undelivered. Sent to the other sinks.
     NotificationsFailing,
+    /// quota (info): counters dropped without keywarden resetting them (a reset by someone
+    /// else, an Xray restart); the new value was counted, nothing was lost.
+    CounterResetSeen,
+    /// quota: a key crossed a `warn_at` percentage (one-shot, once per period and level).
+    QuotaWarning,
+    /// quota: a key crossed 100% of its limit (one-shot, once per period or allowance).
+    QuotaExceeded,
+    /// quota: a key over its limit was deleted (one-shot).
+    KeyDeleted,
+    /// quota: the server accepted counter resets that did not take effect (one digest per
+    /// server and period).
+    ResetNotApplied,
+    /// quota: quotas are not being enforced: runs keep failing, or counters froze.
+    TrafficDataStale,
+    /// quota (critical): a plan to reset or delete too many keys at once was not executed.
+    MassActionBlocked,
 }
 
 impl FindingKind {
@@ -54,7 +70,28 @@ impl FindingKind {
             FindingKind::RealityUnconfirmed => "reality_unconfirmed",
             FindingKind::ApiError => "api_error",
             FindingKind::NotificationsFailing => "notifications_failing",
+            FindingKind::CounterResetSeen => "counter_reset_seen",
+            FindingKind::QuotaWarning => "quota_warning",
+            FindingKind::QuotaExceeded => "quota_exceeded",
+            FindingKind::KeyDeleted => "key_deleted",
+            FindingKind::ResetNotApplied => "reset_not_applied",
+            FindingKind::TrafficDataStale => "traffic_data_stale",
+            FindingKind::MassActionBlocked => "mass_action_blocked",
         }
+    }
+
+    /// Event notices of the quota job: raised only in the run where the event happened,
+    /// so they "resolve" at the next run by design. A resolved notice means nothing for
+    /// them; the alert engine may skip it (see docs/quotas.md).
+    pub fn is_one_shot(self) -> bool {
+        matches!(
+            self,
+            FindingKind::CounterResetSeen
+                | FindingKind::QuotaWarning
+                | FindingKind::QuotaExceeded
+                | FindingKind::KeyDeleted
+                | FindingKind::ResetNotApplied
+        )
     }
 
     /// Parse the snake_case name (as stored).
@@ -64,7 +101,7 @@ impl FindingKind {
             .find(|kind| kind.as_str() == name)
     }
 
-    pub const ALL: [FindingKind; 12] = [
+    pub const ALL: [FindingKind; 19] = [
         FindingKind::ServerUnreachable,
         FindingKind::AuthFailed,
         FindingKind::TrafficMonitorUnavailable,
@@ -77,6 +114,13 @@ impl FindingKind {
         FindingKind::RealityUnconfirmed,
         FindingKind::ApiError,
         FindingKind::NotificationsFailing,
+        FindingKind::CounterResetSeen,
+        FindingKind::QuotaWarning,
+        FindingKind::QuotaExceeded,
+        FindingKind::KeyDeleted,
+        FindingKind::ResetNotApplied,
+        FindingKind::TrafficDataStale,
+        FindingKind::MassActionBlocked,
     ];
 }
 
@@ -119,5 +163,24 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }
         assert_eq!(FindingKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn quota_event_notices_are_one_shot_conditions_are_not() {
+        let one_shot: Vec<&str> = FindingKind::ALL
+            .into_iter()
+            .filter(|k| k.is_one_shot())
+            .map(FindingKind::as_str)
+            .collect();
+        assert_eq!(
+            one_shot,
+            [
+                "counter_reset_seen",
+                "quota_warning",
+                "quota_exceeded",
+                "key_deleted",
+                "reset_not_applied"
+            ]
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod jobs;
 pub mod logging;
 pub mod metrics;
+pub mod quota;
 pub mod scheduler;
 pub mod secret;
 pub mod server_api;

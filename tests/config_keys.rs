@@ -64,6 +64,7 @@ period_day = 2
 warn_at = [90]
 on_exceed = "reset"
 grace = "1h"
+allow_mass = false
 
 [alerts]
 min_severity = "warning"

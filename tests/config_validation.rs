@@ -344,6 +344,37 @@ fn delete_without_allow_delete_in_a_rule() {
 }
 
 #[test]
+fn allow_mass_is_a_rule_switch_off_by_default() {
+    let text = format!(
+        "{BASE}[quotas]\nlimit = \"1 GiB\"\non_exceed = \"reset\"\n[[quotas.rules]]\nmatch_name = \"trial-*\"\nallow_mass = true\n[[quotas.rules]]\nmatch_name = \"watch-*\"\non_exceed = \"alert\"\nallow_mass = true\n"
+    );
+    let loaded = load(&text).expect("valid");
+    let quotas = &loaded.config.quotas;
+    assert!(!quotas.defaults.allow_mass);
+    assert!(quotas.rules[0].policy.allow_mass);
+    assert!(quotas.rules[1].policy.allow_mass);
+    let warning = loaded
+        .warnings
+        .iter()
+        .find(|w| w.contains("quotas.rules[1].allow_mass"))
+        .unwrap_or_else(|| panic!("{:?}", loaded.warnings));
+    assert!(warning.contains("has no effect"), "{warning}");
+    assert!(
+        !loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("rules[0].allow_mass")),
+        "{:?}",
+        loaded.warnings
+    );
+    let problem = problem_at(
+        &format!("{BASE}[[quotas.rules]]\nmatch_name = \"a\"\nallow_mass = \"yes\"\n"),
+        "quotas.rules[0].allow_mass",
+    );
+    assert_hint(&problem, &["bool"]);
+}
+
+#[test]
 fn unknown_time_zone() {
     let text = format!("[agent]\ntimezone = \"europe/berlin\"\n{BASE}");
     let problem = problem_at(&text, "agent.timezone");

@@ -201,10 +201,13 @@ fn step(
         }
         AlertStatus::Resolved => {
             // Only what was announced is owed a resolved notice; the rest is dropped.
-            let Some(max) = state
-                .max_notified_severity
-                .filter(|_| state.last_notified_severity.is_some() && routing.send_resolved)
-            else {
+            // One-shot event notices (a quota warning) "resolve" at the next run by
+            // design: a resolved notice for them would only be noise.
+            let one_shot = crate::finding::FindingKind::parse(&state.alert.kind)
+                .is_some_and(|k| k.is_one_shot());
+            let Some(max) = state.max_notified_severity.filter(|_| {
+                state.last_notified_severity.is_some() && routing.send_resolved && !one_shot
+            }) else {
                 state.held = false;
                 state.last_notified_severity = None;
                 return None;

@@ -8,6 +8,7 @@ pub mod probe;
 pub mod run;
 pub mod sim;
 pub mod status;
+pub mod usage;
 pub mod validate;
 
 /// Exit code: everything fine.
@@ -48,6 +49,11 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::AlertTest { config, sink } => alert_test::run(&config.path, sink.as_deref()).await,
         Command::Status { config, json } => status::run(&config.path, json),
         Command::Demo { keep_running } => crate::demo::run(keep_running).await,
+        Command::Usage {
+            config,
+            server,
+            json,
+        } => usage::run(&config.path, server.as_deref(), json),
         Command::Sim {
             listen,
             api,

@@ -39,6 +39,9 @@ pub struct QuotaPolicy {
     pub on_exceed: OnExceed,
     /// With `OnExceed::Delete`: how long a key may stay over its limit before deletion.
     pub grace: Duration,
+    /// Resets and deletes of keys under this policy are exempt from the blast-radius guard
+    /// (a rule's `allow_mass`; always false for the defaults).
+    pub allow_mass: bool,
 }
 
 /// Quota period.
@@ -249,6 +252,7 @@ mod tests {
             warn_at: vec![80, 95],
             on_exceed: OnExceed::Alert,
             grace: Duration::from_secs(86_400),
+            allow_mass: false,
         }
     }
 

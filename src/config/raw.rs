@@ -65,6 +65,7 @@ pub const ALL_KEYS: &[&str] = &[
     "quotas.rules[].warn_at",
     "quotas.rules[].on_exceed",
     "quotas.rules[].grace",
+    "quotas.rules[].allow_mass",
     "alerts",
     "alerts.min_severity",
     "alerts.repeat_interval",
@@ -295,6 +296,8 @@ pub struct RawRule {
     pub on_exceed: Option<Spanned<String>>,
     /// Overrides `quotas.grace`.
     pub grace: Option<Spanned<NumOrStr>>,
+    /// Lets this rule's resets and deletes pass the blast-radius guard. Default false.
+    pub allow_mass: Option<Spanned<bool>>,
 }
 
 /// `[alerts]`

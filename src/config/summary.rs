@@ -195,6 +195,13 @@ fn policy(out: &mut Out, indent: usize, policy: &QuotaPolicy, tz: Tz, now: DateT
         other => other.as_str().to_owned(),
     };
     out.kv(indent, "on_exceed", on_exceed);
+    if policy.allow_mass {
+        out.kv(
+            indent,
+            "allow_mass",
+            "yes (exempt from the blast-radius guard)",
+        );
+    }
 }
 
 fn quotas(out: &mut Out, config: &Config, now: DateTime<Utc>) {

@@ -7,6 +7,7 @@
 
 pub mod config_sync;
 pub mod health;
+pub mod quota;
 pub mod reality;
 pub mod runner;
 
@@ -69,10 +70,6 @@ pub async fn run_job(job: JobKind, ctx: &JobContext<'_>) -> JobResult {
         JobKind::Health => health::run(ctx).await,
         JobKind::ConfigSync => config_sync::run(ctx).await,
         JobKind::Reality => reality::run(ctx).await,
-        // The quota job arrives with traffic accounting.
-        JobKind::Quota => JobResult {
-            plan: vec!["quota accounting is not available in this release".into()],
-            ..JobResult::default()
-        },
+        JobKind::Quota => quota::run(ctx).await,
     }
 }

@@ -6,6 +6,8 @@
 
 mod alerts;
 mod error;
+mod quota;
+mod quota_intents;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,8 @@ use serde::Serialize;
 
 pub use alerts::{OUTBOX_KEPT_DAYS, OutboxCounts, SinkHealth};
 pub use error::StoreError;
+pub use quota::QuotaCommit;
+pub use quota_intents::{Intent, IntentState};
 
 use crate::config::{JobKind, Severity};
 use crate::finding::{Finding, FindingKind};

@@ -73,8 +73,10 @@ CREATE TABLE server_state (
     updated_at           TEXT NOT NULL
 );
 "#,
-    // v2: alerts (the quota issue appends its own; the order is settled at merge).
+    // v2: alerts.
     ALERT_SCHEMA,
+    // v3: traffic accounting and quotas.
+    QUOTA_SCHEMA,
 ];
 
 /// Alert lifecycle per fingerprint, the outbox per sink, and sink health.
@@ -123,6 +125,91 @@ CREATE TABLE sink_health (
     last_error           TEXT,
     last_attempt_at      TEXT,
     last_success_at      TEXT
+);
+"#;
+
+/// The quota job's tables (traffic accounting). Kept apart so that migrations from
+/// parallel branches can be renumbered at merge without touching their text.
+pub const QUOTA_SCHEMA: &str = r#"
+-- The usage ledger: one row per key and server; keywarden's own truth about traffic.
+CREATE TABLE quota_ledger (
+    server        TEXT NOT NULL,
+    uuid          TEXT NOT NULL,
+    key_id        TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    counter       INTEGER,                -- last counter seen; NULL: none yet (idle 1.x key)
+    used          INTEGER NOT NULL,       -- bytes counted against the limit (this allowance)
+    period_total  INTEGER NOT NULL,       -- bytes of the current period
+    period_start  TEXT NOT NULL,
+    adopted       INTEGER NOT NULL,       -- 1 until the key's first full period
+    warned        INTEGER NOT NULL,       -- highest warn_at level raised (0: none)
+    exceeded_at   TEXT,                   -- 100% crossed in this allowance
+    exceed_resets INTEGER NOT NULL,       -- on_exceed resets in this period
+    delete_due    TEXT,                   -- on_exceed = delete: end of the grace
+    expect_drop   INTEGER NOT NULL,       -- a reset was sent, not yet confirmed by a reading
+    last_reset    TEXT,                   -- keywarden last started a period or allowance
+    first_seen    TEXT NOT NULL,
+    read_at       TEXT,
+    changed_at    TEXT,
+    gone_at       TEXT,                   -- the server no longer lists the key
+    PRIMARY KEY (server, uuid)
+);
+
+-- Finished periods.
+CREATE TABLE quota_history (
+    id           INTEGER PRIMARY KEY,
+    server       TEXT NOT NULL,
+    uuid         TEXT NOT NULL,
+    key_id       TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    period_end   TEXT NOT NULL,
+    total        INTEGER NOT NULL,        -- bytes in the period
+    used         INTEGER NOT NULL,        -- bytes of its last allowance
+    adopted      INTEGER NOT NULL         -- the key was adopted during this period
+);
+CREATE INDEX quota_history_by_key ON quota_history (server, uuid, period_start);
+
+-- Resets and deletes: written (pending) with the ledger change that decided them, marked
+-- sending right before the remote call, done after verification. intent_key makes each
+-- happen once per key and period (or allowance).
+CREATE TABLE quota_intents (
+    id             INTEGER PRIMARY KEY,
+    server         TEXT NOT NULL,
+    uuid           TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    action         TEXT NOT NULL,         -- reset | delete
+    reason         TEXT NOT NULL,         -- boundary | exceeded | grace_ended
+    intent_key     TEXT NOT NULL,
+    counter_before INTEGER,
+    state          TEXT NOT NULL,         -- pending | sending | done | failed
+    outcome        TEXT NOT NULL DEFAULT '',
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    UNIQUE (server, uuid, intent_key)
+);
+CREATE INDEX quota_intents_open ON quota_intents (server, state);
+
+-- Per server: what the quota job remembers between runs.
+CREATE TABLE quota_servers (
+    server                   TEXT PRIMARY KEY,
+    first_run_at             TEXT,
+    api_version              TEXT,
+    consecutive_failures     INTEGER NOT NULL DEFAULT 0,
+    traffic_changed_at       TEXT,
+    sync_noted_at            TEXT,        -- config_sync restarted Xray (drops are expected)
+    resets_suspended_version TEXT,        -- counter_resets = auto: resets ignored by this version
+    updated_at               TEXT NOT NULL
+);
+
+-- Notices raised once per server and period (the reset_not_applied digest).
+CREATE TABLE quota_notices (
+    server     TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    period_key TEXT NOT NULL,
+    at         TEXT NOT NULL,
+    PRIMARY KEY (server, kind, period_key)
 );
 "#;
 

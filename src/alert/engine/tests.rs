@@ -328,3 +328,28 @@ url = "https://x.example/h"
         ]
     );
 }
+
+#[test]
+fn one_shot_notices_get_no_resolved_notice() {
+    let runs = vec![
+        (
+            0,
+            vec![present("fra-1", FindingKind::QuotaWarning, Warning)],
+        ),
+        (1, vec![gone("fra-1", FindingKind::QuotaWarning)]),
+        (
+            2,
+            vec![present("fra-1", FindingKind::QuotaExceeded, Warning)],
+        ),
+        (3, vec![gone("fra-1", FindingKind::QuotaExceeded)]),
+    ];
+    assert_eq!(
+        play(&routing(), runs),
+        vec![
+            v(&["mail:new:quota_warning"]),
+            v(&[]),
+            v(&["mail:new:quota_exceeded"]),
+            v(&[])
+        ]
+    );
+}

@@ -29,6 +29,7 @@ fn builtin_policy() -> QuotaPolicy {
         warn_at: defaults::WARN_AT.to_vec(),
         on_exceed: OnExceed::Alert,
         grace: Duration::from_secs(defaults::QUOTA_GRACE_SECS),
+        allow_mass: false,
     }
 }
 
@@ -100,7 +101,19 @@ fn rule(
         on_exceed: raw.on_exceed.as_ref(),
         grace: raw.grace.as_ref(),
     };
-    let policy = policy(ctx, defaults, &overrides, prefix, allow_delete);
+    let mut policy = policy(ctx, defaults, &overrides, prefix, allow_delete);
+    if let Some(field) = &raw.allow_mass {
+        policy.allow_mass = *field.get_ref();
+        if policy.allow_mass
+            && (policy.on_exceed == OnExceed::Alert || policy.limit_bytes.is_none())
+        {
+            ctx.warn(
+                span_of(field),
+                at(prefix, "allow_mass"),
+                "has no effect: the rule never resets or deletes keys (it needs a limit and on_exceed = \"reset\" or \"delete\")",
+            );
+        }
+    }
     Some(QuotaRule {
         matcher: matcher?,
         server,
@@ -260,6 +273,8 @@ fn policy(
         warn_at,
         on_exceed,
         grace,
+        // Only a rule may lift the guard (set by `rule`), never the defaults.
+        allow_mass: false,
     }
 }
 

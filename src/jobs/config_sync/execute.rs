@@ -92,6 +92,7 @@ async fn sync(
     }
     audit(ctx, now, SYNC_ACTION, STARTED, &drift.audit_text());
     tracing::info!(server, drift = %drift.describe(false), "config_sync: syncing");
+    crate::jobs::quota::note_sync_pending(ctx.store, server, now);
     let answer = ctx.api.sync_config().await;
     if let Err(error) = &answer
         && matches!(error.kind, ApiErrorKind::RateLimited { .. })

@@ -1,0 +1,328 @@
+//! Carrying out intents: the server calls of resets and deletes, and what they change in
+//! the ledger. An intent is already in the store (pending) when this runs; it is marked
+//! `sending` right before its call and `done` after verification, in batches. A `sending`
+//! intent found on start may or may not have reached the server: its counter is read
+//! first, and only a counter that did not drop is reset (so each key is reset once).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinSet;
+
+use super::CrashPoint;
+use super::observe::read_counter;
+use super::report::NotApplied;
+use crate::jobs::JobContext;
+use crate::quota::ledger::{self, KeyInfo};
+use crate::quota::plan::{Action, ActionKind};
+use crate::quota::{Entry, Reading};
+use crate::server_api::{ApiError, DeleteOutcome, KeyRef, ServerApi};
+use crate::store::{AuditEntry, Intent, IntentState, StoreError};
+
+/// What finishing intents came to (over one or more batches).
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// Deleted keys (true: already gone when keywarden finished the delete).
+    pub deleted: Vec<(Action, bool)>,
+    pub not_applied: Vec<NotApplied>,
+    /// Resets verified by reading the counter back.
+    pub applied: usize,
+    /// 2.x answered "Traffic history not found": nothing to reset.
+    pub nothing_to_reset: usize,
+    /// The counter could not be read back; the next reading settles it.
+    pub unverified: usize,
+    /// Left open for the next run (the server could not be asked).
+    pub unfinished: usize,
+    pub failed_deletes: Vec<(Action, String)>,
+    /// Stopped at a test's crash point.
+    pub crashed: bool,
+}
+
+impl Finished {
+    pub fn resets(&self) -> usize {
+        self.applied + self.not_applied.len() + self.nothing_to_reset + self.unverified
+    }
+}
+
+/// How one intent ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Applied,
+    NotApplied,
+    NothingToReset,
+    Unverified(String),
+    /// The reset call failed and the counter did not drop.
+    Failed(String),
+    /// 404 "Key not found": the key is gone.
+    KeyGone,
+    Deleted,
+    AlreadyGone,
+    DeleteFailed(String),
+    /// Not decided: leave the intent open.
+    Unfinished(String),
+}
+
+impl Verdict {
+    /// (state, outcome) stored, `None` to leave the intent open.
+    fn stored(&self) -> Option<(IntentState, String)> {
+        let done = |outcome: &str| Some((IntentState::Done, outcome.to_owned()));
+        match self {
+            Verdict::Applied => done("applied"),
+            Verdict::NotApplied => done("not_applied"),
+            Verdict::NothingToReset => done("nothing_to_reset"),
+            Verdict::Unverified(error) => done(&format!("unverified: {error}")),
+            Verdict::Failed(error) => done(&format!("failed: {error}")),
+            Verdict::KeyGone => done("key_gone"),
+            Verdict::Deleted => done("deleted"),
+            Verdict::AlreadyGone => done("already_gone"),
+            Verdict::DeleteFailed(error) => Some((IntentState::Failed, format!("failed: {error}"))),
+            Verdict::Unfinished(_) => None,
+        }
+    }
+}
+
+/// One intent's result: the verdict and the counter read back.
+struct Outcome {
+    intent: Intent,
+    verdict: Verdict,
+    read_back: Option<u64>,
+    baseline: Option<u64>,
+}
+
+/// Intents carried out together: one store transaction marks them sending, one finishes them.
+const BATCH_PER_CONNECTION: usize = 8;
+
+/// Carry out `intents` (pending or sending), in batches.
+pub async fn finish(
+    ctx: &JobContext<'_>,
+    intents: Vec<Intent>,
+    crash: Option<CrashPoint>,
+) -> Result<Finished, StoreError> {
+    let mut finished = Finished::default();
+    if intents.is_empty() {
+        return Ok(finished);
+    }
+    let server = ctx.server.name.as_str();
+    let mut ledger: HashMap<String, Entry> = ctx
+        .store
+        .quota_ledger(server)?
+        .into_iter()
+        .map(|e| (e.uuid.clone(), e))
+        .collect();
+    let batch = ctx.server.concurrency.max(1) * BATCH_PER_CONNECTION;
+    for chunk in intents.chunks(batch) {
+        let pending: Vec<i64> = chunk
+            .iter()
+            .filter(|i| i.state == IntentState::Pending)
+            .map(|i| i.id)
+            .collect();
+        ctx.store.quota_mark_sending(&pending, ctx.clock.now())?;
+        let outcomes = call_server(ctx.api, chunk, &ledger).await;
+        if crash == Some(CrashPoint::AfterRemoteCalls) {
+            finished.crashed = true;
+            return Ok(finished);
+        }
+        settle(ctx, outcomes, &mut ledger, &mut finished)?;
+    }
+    Ok(finished)
+}
+
+/// Make the calls of one batch concurrently (the client caps requests in flight).
+async fn call_server(
+    api: &ServerApi,
+    chunk: &[Intent],
+    ledger: &HashMap<String, Entry>,
+) -> Vec<Outcome> {
+    let mut tasks = JoinSet::new();
+    for intent in chunk {
+        let baseline = ledger
+            .get(&intent.action.uuid)
+            .map_or(intent.action.counter_before, |e| e.counter);
+        let (api, intent) = (api.clone(), intent.clone());
+        tasks.spawn(async move {
+            let (verdict, read_back) = match intent.action.kind {
+                ActionKind::Reset => {
+                    let sent_before = intent.state == IntentState::Sending;
+                    reset(&api, &intent.action, baseline, sent_before).await
+                }
+                ActionKind::Delete => (delete(&api, &intent.action).await, None),
+            };
+            Outcome {
+                intent,
+                verdict,
+                read_back,
+                baseline,
+            }
+        });
+    }
+    let mut outcomes = Vec::with_capacity(chunk.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(outcome) => outcomes.push(outcome),
+            // A panicked call leaves its intent open; the next run finishes it.
+            Err(error) => tracing::error!(%error, "quota: an intent's task failed"),
+        }
+    }
+    outcomes
+}
+
+/// Whether a counter read after a reset (possibly long after) shows the reset happened.
+fn dropped(baseline: Option<u64>, now: u64) -> bool {
+    baseline.is_some_and(|before| now < before) || ledger::reset_applied(baseline, now)
+}
+
+/// 2.x answers a reset of a counter with no history since the last reset with this 404.
+fn nothing_to_reset(error: &ApiError) -> bool {
+    error.is_not_found()
+        && error
+            .server_detail()
+            .is_some_and(|d| d.contains("Traffic history not found"))
+}
+
+/// Reset one key's counter and read it back. `sent_before`: a previous run may already
+/// have sent this reset, so a counter that dropped means it did.
+async fn reset(
+    api: &ServerApi,
+    action: &Action,
+    baseline: Option<u64>,
+    sent_before: bool,
+) -> (Verdict, Option<u64>) {
+    if sent_before {
+        match read_counter(api, &action.key_id, &action.uuid).await {
+            Ok(now) if dropped(baseline, now) => return (Verdict::Applied, Some(now)),
+            Ok(_) => {}
+            Err(error) if error.is_not_found() => return (Verdict::KeyGone, None),
+            Err(error) => return (Verdict::Unfinished(error.to_string()), None),
+        }
+    }
+    let key = KeyRef::both(&action.key_id, &action.uuid);
+    let call_error = match api.reset_traffic(&key).await {
+        Ok(_) => None,
+        Err(error) if nothing_to_reset(&error) => return (Verdict::NothingToReset, None),
+        Err(error) if error.is_not_found() => return (Verdict::KeyGone, None),
+        // A timeout may hide a reset that happened: the read-back decides.
+        Err(error) => Some(error.to_string()),
+    };
+    match (
+        read_counter(api, &action.key_id, &action.uuid).await,
+        call_error,
+    ) {
+        (Ok(after), _) if ledger::reset_applied(baseline, after) => (Verdict::Applied, Some(after)),
+        (Ok(after), None) => (Verdict::NotApplied, Some(after)),
+        (Ok(after), Some(error)) => (Verdict::Failed(error), Some(after)),
+        // Neither the reset nor the read got through (the server is away): the next run
+        // reads the counter first and resets only if it did not drop.
+        (Err(_), Some(error)) => (Verdict::Unfinished(error), None),
+        (Err(error), None) => (Verdict::Unverified(error.to_string()), None),
+    }
+}
+
+async fn delete(api: &ServerApi, action: &Action) -> Verdict {
+    match api
+        .delete_key(&KeyRef::both(&action.key_id, &action.uuid))
+        .await
+    {
+        Ok(DeleteOutcome::Deleted) => Verdict::Deleted,
+        Ok(DeleteOutcome::AlreadyGone) => Verdict::AlreadyGone,
+        Err(error) => Verdict::DeleteFailed(error.to_string()),
+    }
+}
+
+/// Apply a batch's outcomes to the ledger, store them with the intents, audit each.
+fn settle(
+    ctx: &JobContext<'_>,
+    outcomes: Vec<Outcome>,
+    ledger: &mut HashMap<String, Entry>,
+    finished: &mut Finished,
+) -> Result<(), StoreError> {
+    let now = ctx.clock.now();
+    let mut stored = Vec::with_capacity(outcomes.len());
+    let mut changed = Vec::new();
+    for outcome in outcomes {
+        let Some((state, label)) = outcome.verdict.stored() else {
+            finished.unfinished += 1;
+            continue;
+        };
+        if let Some(entry) = ledger.get_mut(&outcome.intent.action.uuid) {
+            apply(entry, &outcome, now);
+            changed.push(entry.clone());
+        }
+        audit(ctx, &outcome, &label, now);
+        count(&outcome, finished);
+        stored.push((outcome.intent.id, state, label));
+    }
+    ctx.store
+        .quota_finish(&ctx.server.name, &stored, &changed, now)
+}
+
+/// What an outcome does to the key's ledger entry.
+fn apply(entry: &mut Entry, outcome: &Outcome, now: DateTime<Utc>) {
+    match &outcome.verdict {
+        Verdict::KeyGone | Verdict::Deleted | Verdict::AlreadyGone => entry.gone_at = Some(now),
+        _ => {
+            if let Some(after) = outcome.read_back {
+                // A reset was sent: the read-back is a reading across it.
+                entry.expect_drop = true;
+                let action = &outcome.intent.action;
+                let key = KeyInfo {
+                    id: &action.key_id,
+                    uuid: &action.uuid,
+                    name: &action.name,
+                };
+                let reading = Reading::Counter {
+                    bytes: after,
+                    connections: None,
+                };
+                ledger::account(entry, &key, reading, None, now);
+            }
+        }
+    }
+}
+
+fn count(outcome: &Outcome, finished: &mut Finished) {
+    let action = outcome.intent.action.clone();
+    let not_applied = |error: Option<String>| NotApplied {
+        action: action.clone(),
+        before: outcome.baseline,
+        after: outcome.read_back,
+        error,
+    };
+    match &outcome.verdict {
+        Verdict::Applied => finished.applied += 1,
+        Verdict::NotApplied => finished.not_applied.push(not_applied(None)),
+        Verdict::Failed(error) => finished.not_applied.push(not_applied(Some(error.clone()))),
+        Verdict::NothingToReset => finished.nothing_to_reset += 1,
+        Verdict::Unverified(_) => finished.unverified += 1,
+        Verdict::Deleted => finished.deleted.push((action, false)),
+        Verdict::AlreadyGone => finished.deleted.push((action, true)),
+        Verdict::DeleteFailed(error) => finished.failed_deletes.push((action, error.clone())),
+        Verdict::KeyGone | Verdict::Unfinished(_) => {}
+    }
+}
+
+fn audit(ctx: &JobContext<'_>, outcome: &Outcome, label: &str, now: DateTime<Utc>) {
+    let action = &outcome.intent.action;
+    let figures = match (outcome.baseline, outcome.read_back) {
+        (Some(before), Some(after)) => format!("; counter {before} -> {after}"),
+        _ => String::new(),
+    };
+    let entry = AuditEntry {
+        at: now,
+        server: ctx.server.name.clone(),
+        action: format!("quota_{}", action.kind.as_str()),
+        target: action.uuid.clone(),
+        result: label.split(':').next().unwrap_or(label).to_owned(),
+        detail: format!(
+            "{}; {}; {}{figures}{}",
+            action.name,
+            action.reason.as_str(),
+            action.intent_key,
+            label
+                .split_once(": ")
+                .map_or(String::new(), |(_, why)| format!("; {why}"))
+        ),
+    };
+    if let Err(error) = ctx.store.append_audit(&entry) {
+        tracing::error!(server = %ctx.server.name, %error, "quota: cannot write the audit log");
+    }
+}

@@ -1,0 +1,244 @@
+//! The quota job: traffic accounting and quota enforcement on one server. It owns the
+//! usage ledger, the quota intents and the quota findings; it must not touch config.json
+//! or Reality (config_sync only tells it, through `note_sync_pending`, that it is about to
+//! restart Xray). Each run:
+//!
+//! 1. finishes intents left open by a previous run (a crash between intent and completion);
+//! 2. observes (key list, counters, the ledger) -> plans (pure, `crate::quota`);
+//! 3. commits the ledger, the finished periods and the new intents in one transaction;
+//! 4. carries out the intents (resets read back and verified, deletes), unless a dry run;
+//! 5. reports: threshold notices, drops, the guard, the reset digest, staleness.
+//!
+//! See docs/quotas.md for the accounting rules and why notices are one-shot.
+
+mod execute;
+mod observe;
+mod outcome;
+mod report;
+
+use chrono::{DateTime, Utc};
+
+pub use observe::{ObserveError, STALE_AFTER};
+
+use self::execute::Finished;
+use super::{JobContext, JobResult};
+use crate::config::CounterResets;
+use crate::quota::plan::{Accounting, Action, Observed, ServerMemory, ServerResets, Settings};
+use crate::quota::{self, Plan};
+use crate::store::{QuotaCommit, Store};
+
+/// Failed runs in a row that make the accounting stale.
+pub const FAILURES_BEFORE_STALE: u32 = 3;
+
+/// Where a test stops a run as if the process had been killed (crash-safety tests only).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// The intents are committed; nothing was sent.
+    AfterIntents,
+    /// The calls were made; nothing was recorded about them.
+    AfterRemoteCalls,
+}
+
+/// config_sync calls this right before a sync POST: the sync restarts Xray, which may zero
+/// the counters; the next quota run then takes the drop as expected (the new value is
+/// counted, no `counter_reset_seen`). Never fails the sync: a store error is logged.
+pub fn note_sync_pending(store: &Store, server: &str, now: DateTime<Utc>) {
+    if let Err(error) = store.quota_note_sync(server, now) {
+        tracing::warn!(server, %error, "quota: cannot note the sync; a counter drop after it will be reported");
+    }
+}
+
+/// Run the job once on `ctx.server`.
+pub async fn run(ctx: &JobContext<'_>) -> JobResult {
+    run_with(ctx, None).await
+}
+
+/// `run`, stopping at `crash` as if the process died there (tests).
+#[doc(hidden)]
+pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobResult {
+    let mut finished = Finished::default();
+    if !ctx.dry_run {
+        // On start, intents left open by a previous run are finished first.
+        match open_intents(ctx, crash).await {
+            Ok(done) if done.crashed => return JobResult::default(),
+            Ok(done) => finished = done,
+            Err(error) => return store_failure(error),
+        }
+    }
+    let observed = match observe::observe(ctx).await {
+        Ok(observed) => observed,
+        Err(error) => return failed(ctx, error, &finished),
+    };
+    let now = ctx.clock.now();
+    let (accounting, plan) = quota::plan(&observed, &settings(ctx), now);
+    tracing::debug!(server = %ctx.server.name, actions = plan.actions.len(), blocked = plan.blocked.len(), "quota plan");
+    let memory = next_memory(&observed, &accounting, &plan, now);
+    let suspended =
+        match commit_and_execute(ctx, &observed, &accounting, &plan, memory, crash).await {
+            Ok((done, suspended)) => {
+                merge(&mut finished, done);
+                suspended
+            }
+            Err(result) => return result,
+        };
+    let seen = outcome::Seen {
+        observed: &observed,
+        accounting: &accounting,
+        plan: &plan,
+        finished: &finished,
+        suspended,
+    };
+    outcome::report(ctx, &seen)
+}
+
+/// Commit the ledger with the new intents, carry them out, and suspend resets the server
+/// ignores (`auto`). `Err`: the run ends here (a store failure, or a test's crash point).
+async fn commit_and_execute(
+    ctx: &JobContext<'_>,
+    observed: &Observed,
+    accounting: &Accounting,
+    plan: &Plan,
+    mut memory: ServerMemory,
+    crash: Option<CrashPoint>,
+) -> Result<(Finished, bool), JobResult> {
+    let intents: Vec<Action> = match ctx.dry_run {
+        true => Vec::new(),
+        false => plan
+            .actions
+            .iter()
+            .filter(|a| a.call_server)
+            .cloned()
+            .collect(),
+    };
+    let (server, now) = (ctx.server.name.as_str(), ctx.clock.now());
+    let commit = QuotaCommit {
+        entries: &accounting.entries,
+        history: &accounting.history,
+        intents: &intents,
+        memory: &memory,
+        api_version: &observed.api_version,
+        now,
+    };
+    ctx.store
+        .quota_commit(server, &commit)
+        .map_err(store_failure)?;
+    if crash == Some(CrashPoint::AfterIntents) {
+        return Err(JobResult::default());
+    }
+    let finished = match intents.is_empty() {
+        true => Finished::default(),
+        false => open_intents(ctx, crash).await.map_err(store_failure)?,
+    };
+    if finished.crashed {
+        return Err(JobResult::default());
+    }
+    let suspended = suspend_resets(ctx, plan, &finished);
+    if suspended {
+        memory.resets_suspended_version = Some(observed.api_version.clone());
+        let saved = ctx
+            .store
+            .quota_save_memory(server, &memory, &observed.api_version, now);
+        if let Err(error) = saved {
+            tracing::error!(server, %error, "quota: cannot save the reset suspension");
+        }
+    }
+    Ok((finished, suspended))
+}
+
+async fn open_intents(
+    ctx: &JobContext<'_>,
+    crash: Option<CrashPoint>,
+) -> Result<Finished, crate::store::StoreError> {
+    let open = ctx.store.quota_open_intents(&ctx.server.name)?;
+    execute::finish(ctx, open, crash).await
+}
+
+fn merge(into: &mut Finished, more: Finished) {
+    into.deleted.extend(more.deleted);
+    into.not_applied.extend(more.not_applied);
+    into.failed_deletes.extend(more.failed_deletes);
+    into.applied += more.applied;
+    into.nothing_to_reset += more.nothing_to_reset;
+    into.unverified += more.unverified;
+    into.unfinished += more.unfinished;
+}
+
+fn settings<'a>(ctx: &'a JobContext<'_>) -> Settings<'a> {
+    Settings {
+        quotas: &ctx.config.quotas,
+        tz: ctx.config.agent.timezone,
+        allow_delete: ctx.config.agent.allow_delete,
+        counter_resets: ctx.server.counter_resets,
+        dry_run: ctx.dry_run,
+    }
+}
+
+/// The server's memory after a successful observation.
+fn next_memory(
+    observed: &Observed,
+    accounting: &Accounting,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> ServerMemory {
+    let previous = &observed.memory;
+    let traffic_changed_at = match (accounting.changed, previous.traffic_changed_at) {
+        (false, Some(at)) => Some(at),
+        _ => Some(now),
+    };
+    ServerMemory {
+        first_run_at: previous.first_run_at.or(Some(now)),
+        consecutive_failures: 0,
+        traffic_changed_at,
+        sync_noted_at: previous.sync_noted_at,
+        resets_suspended_version: match plan.resets_resumed {
+            true => None,
+            false => previous.resets_suspended_version.clone(),
+        },
+    }
+}
+
+/// `counter_resets = "auto"`: resets were made in this run and every one that could be
+/// judged was ignored: stop calling reset until the API version changes.
+fn suspend_resets(ctx: &JobContext<'_>, plan: &Plan, finished: &Finished) -> bool {
+    ctx.server.counter_resets == CounterResets::Auto
+        && plan.server_resets == ServerResets::Call
+        && finished.applied == 0
+        && finished.not_applied.iter().any(|r| r.error.is_none())
+}
+
+/// The store is local: without it no ledger holds, so nothing is done.
+fn store_failure(error: crate::store::StoreError) -> JobResult {
+    tracing::error!(%error, "quota: the state store failed");
+    JobResult {
+        transport_failure: Some(format!("quota not run: {error}")),
+        ..JobResult::default()
+    }
+}
+
+/// The server could not be observed: counted; after `FAILURES_BEFORE_STALE` in a row the
+/// accounting is stale.
+fn failed(ctx: &JobContext<'_>, error: ObserveError, finished: &Finished) -> JobResult {
+    let server = ctx.server.name.as_str();
+    let mut result = JobResult::default();
+    outcome::deleted_findings(server, finished, &mut result.findings);
+    let failures = ctx
+        .store
+        .quota_note_failure(server, ctx.clock.now())
+        .unwrap_or_else(|store_error| {
+            tracing::error!(server, error = %store_error, "quota: cannot count the failed run");
+            1
+        });
+    if failures >= FAILURES_BEFORE_STALE {
+        let why = format!("the last {failures} quota runs failed ({error})");
+        result.findings.push(report::stale(server, &why));
+    }
+    match error {
+        ObserveError::Api(error) if !error.is_transient() => {
+            tracing::warn!(server, %error, "quota: traffic unreadable");
+            result.findings.push(report::api_error(server, &error));
+        }
+        error => result.transport_failure = Some(error.to_string()),
+    }
+    result
+}
