@@ -3,9 +3,9 @@
 //! server: the same config validation, store, scheduler, jobs and alert pipeline as
 //! `keywarden run`, with second-level schedules.
 
-mod receiver;
-mod scenario;
-mod timeline;
+pub mod receiver;
+pub mod scenario;
+pub mod timeline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,8 @@ use anyhow::Context;
 use crate::agent::{Agent, AgentOptions};
 use crate::clock::SystemClock;
 use crate::sim::{ApiGeneration, SimOptions, SimServer};
-use receiver::Receiver;
+pub use receiver::Receiver;
+pub use scenario::Outcome;
 use timeline::{Timeline, TimelineSink};
 
 /// The demo's API key: a throwaway for a loopback simulator, so printing it is fine.
@@ -72,57 +73,95 @@ format = "json"
     )
 }
 
+/// A started demo: simulator, webhook receiver, and the agent, all on loopback.
+pub struct Demo {
+    pub sim: SimServer,
+    pub receiver: Receiver,
+    pub agent: Agent,
+    pub timeline: Timeline,
+    /// The agent.toml the demo runs on (its secret is the throwaway demo key).
+    pub config_text: String,
+    pub state_dir: std::path::PathBuf,
+}
+
+impl Demo {
+    /// Start everything, with the state store in `state_dir`.
+    pub async fn start(state_dir: &std::path::Path) -> anyhow::Result<Demo> {
+        let timeline = Timeline::default();
+        let sim =
+            SimServer::start_local(SimOptions::new(ApiGeneration::V1, DEMO_KEYS, DEMO_API_KEY))
+                .await
+                .context("demo: starting the simulated server")?;
+        let receiver = Receiver::start(timeline.clone())
+            .await
+            .context("demo: starting the webhook receiver")?;
+        let text = config_text(state_dir, &sim.base_url(), &receiver.url());
+        let env = |name: &str| (name == "KEYWARDEN_DEMO_API_KEY").then(|| DEMO_API_KEY.to_string());
+        let loaded = crate::config::from_str_with_env(&text, &state_dir.join("agent.toml"), &env)
+            .map_err(|errors| anyhow::anyhow!("demo config invalid:\n{errors}"))?;
+        let config = Arc::new(loaded.config);
+        scenario::prepare(&sim.handle());
+        timeline.say(
+            "demo",
+            &format!(
+                "simulated VPN API 1.0.0 with {DEMO_KEYS} keys at {}",
+                sim.base_url()
+            ),
+        );
+        timeline.say("demo", &format!("webhook receiver at {}", receiver.url()));
+        timeline.say("demo", &format!("state store in {}", state_dir.display()));
+        let mut options = AgentOptions::new(Arc::new(SystemClock), &config);
+        let sink_timeline = timeline.clone();
+        options.wrap_sink = Some(Box::new(move |next| {
+            Arc::new(TimelineSink {
+                timeline: sink_timeline,
+                next,
+            })
+        }));
+        let agent = Agent::start(config, options)
+            .await
+            .context("demo: starting the agent")?;
+        timeline.say("demo", "agent started: health every 1 s, config sync every 2 s, Reality every 3 s, quota every 2 s");
+        Ok(Demo {
+            sim,
+            receiver,
+            agent,
+            timeline,
+            config_text: text,
+            state_dir: state_dir.to_path_buf(),
+        })
+    }
+
+    /// Play the scripted scenario; each step waits for the agent to deal with it.
+    pub async fn play(&self) -> Outcome {
+        scenario::play(
+            &self.sim.handle(),
+            &self.agent,
+            &self.timeline,
+            &self.receiver,
+        )
+        .await
+    }
+
+    /// Stop the agent (letting runs finish) and the simulator.
+    pub async fn stop(self) {
+        let _ = self.agent.shutdown(Duration::from_secs(10)).await;
+        self.sim.shutdown().await;
+    }
+}
+
 pub async fn run(keep_running: bool) -> anyhow::Result<u8> {
     crate::logging::init(
         crate::logging::LogFormat::Text,
         "warn,tokio_cron_scheduler=error",
     );
-    let timeline = Timeline::default();
-    let sim = SimServer::start_local(SimOptions::new(ApiGeneration::V1, DEMO_KEYS, DEMO_API_KEY))
-        .await
-        .context("demo: starting the simulated server")?;
-    let receiver = Receiver::start(timeline.clone())
-        .await
-        .context("demo: starting the webhook receiver")?;
     let state = tempfile_dir()?;
-    let text = config_text(state.path(), &sim.base_url(), &receiver.url());
-    let env = |name: &str| (name == "KEYWARDEN_DEMO_API_KEY").then(|| DEMO_API_KEY.to_string());
-    let loaded = crate::config::from_str_with_env(&text, &state.path().join("agent.toml"), &env)
-        .map_err(|errors| anyhow::anyhow!("demo config invalid:\n{errors}"))?;
-    let config = Arc::new(loaded.config);
-    scenario::prepare(&sim.handle());
-
-    timeline.say(
-        "demo",
-        &format!(
-            "simulated VPN API 1.0.0 with {DEMO_KEYS} keys at {}",
-            sim.base_url()
-        ),
-    );
-    timeline.say("demo", &format!("webhook receiver at {}", receiver.url()));
-    timeline.say(
-        "demo",
-        &format!("state store in {}", state.path().display()),
-    );
-    let mut options = AgentOptions::new(Arc::new(SystemClock), &config);
-    let sink_timeline = timeline.clone();
-    options.wrap_sink = Some(Box::new(move |next| {
-        Arc::new(TimelineSink {
-            timeline: sink_timeline,
-            next,
-        })
-    }));
-    let agent = Agent::start(config.clone(), options)
-        .await
-        .context("demo: starting the agent")?;
-    timeline.say("demo", "agent started: health every 1 s, config sync every 2 s, Reality every 3 s, quota every 2 s");
-
-    let outcome = scenario::play(&sim.handle(), &agent, &timeline, &receiver).await;
+    let demo = Demo::start(state.path()).await?;
+    let outcome = demo.play().await;
     if keep_running {
-        keep_running_until_ctrl_c(&agent, &sim, &state, &text).await?;
+        keep_running_until_ctrl_c(&demo).await?;
     }
-    let _ = agent.shutdown(Duration::from_secs(10)).await;
-    sim.shutdown().await;
+    demo.stop().await;
     println!();
     println!("{}", outcome.summary());
     Ok(if outcome.all_passed() { 0 } else { 1 })
@@ -135,14 +174,10 @@ fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
         .context("demo: creating a temporary state directory")
 }
 
-async fn keep_running_until_ctrl_c(
-    agent: &Agent,
-    sim: &SimServer,
-    state: &tempfile::TempDir,
-    text: &str,
-) -> anyhow::Result<()> {
-    let config_path = state.path().join("agent.toml");
-    std::fs::write(&config_path, text).context("demo: writing agent.toml")?;
+async fn keep_running_until_ctrl_c(demo: &Demo) -> anyhow::Result<()> {
+    let (agent, sim) = (&demo.agent, &demo.sim);
+    let config_path = demo.state_dir.join("agent.toml");
+    std::fs::write(&config_path, &demo.config_text).context("demo: writing agent.toml")?;
     println!();
     println!("The simulator and the agent keep running (Ctrl-C stops both).");
     println!(

@@ -78,7 +78,10 @@ impl FindingSink for TimelineSink {
                 );
             }
         }
-        for resolved in &changes.resolved {
+        // One-shot notices (a quota warning) "resolve" by design at the next run.
+        let one_shot =
+            |kind: &str| crate::finding::FindingKind::parse(kind).is_some_and(|k| k.is_one_shot());
+        for resolved in changes.resolved.iter().filter(|r| !one_shot(&r.kind)) {
             self.timeline.say(
                 "finding",
                 &format!("resolved: {} ({})", resolved.summary, resolved.kind),
