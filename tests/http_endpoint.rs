@@ -158,3 +158,80 @@ async fn healthz_follows_the_scheduler_and_the_store() {
     assert!(body.contains("state store is not writable"), "{body}");
     endpoint.stop().await;
 }
+
+#[tokio::test]
+async fn quota_runs_export_per_key_usage_and_reset_outcomes() {
+    let server = sim(ApiGeneration::V1, 2).await;
+    let handle = server.handle();
+    let keys = handle.keys();
+    for key in &keys {
+        handle.set_counter(&key.id, 100 * 1024);
+        handle.set_connections(&key.id, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[agent]\nstate_dir = \"{}\"\nmetrics_per_key = true\n[quotas]\nlimit = \"1 MiB\"\non_exceed = \"reset\"\n{}",
+        dir.path().join("state").display(),
+        server_block("fra-1", &server.base_url(), "")
+    );
+    let env = |name: &str| (name == "TEST_KEY").then(|| support::TEST_API_KEY.to_string());
+    let config = Arc::new(
+        keywarden::config::from_str_with_env(&text, &dir.path().join("agent.toml"), &env)
+            .unwrap()
+            .config,
+    );
+    let metrics = Arc::new(Metrics::new(config.agent.metrics_per_key));
+    let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
+    let runner = Runner::new(
+        store,
+        Arc::new(clock()),
+        Arc::new(keywarden::jobs::runner::LogSink),
+        4,
+    )
+    .with_metrics(metrics.clone());
+    let target = keywarden::app::targets_with_metrics(&config, None, Some(metrics.clone()))
+        .unwrap()
+        .remove(0);
+    let options = RunOptions {
+        dry_run: false,
+        mode: RunMode::Daemon,
+        respect_backoff: true,
+    };
+    within(
+        "first quota run",
+        runner.run(&target, JobKind::Quota, options),
+    )
+    .await;
+    handle.add_traffic(&keys[0].id, 2 * 1024 * 1024);
+    within(
+        "second quota run",
+        runner.run(&target, JobKind::Quota, options),
+    )
+    .await;
+
+    let text = metrics.encode();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("a valid exposition");
+    let sample = |name: &str, key: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("key") == Some(key))
+            .map(|s| s.value.clone())
+    };
+    assert!(
+        matches!(sample("keywarden_key_used_bytes", &keys[1].uuid), Some(prometheus_parse::Value::Gauge(v)) if v == 102_400.0),
+        "{text}"
+    );
+    assert!(
+        matches!(sample("keywarden_key_quota_ratio", &keys[1].uuid), Some(prometheus_parse::Value::Gauge(v)) if (v - 102_400.0 / 1_048_576.0).abs() < 1e-9),
+        "{text}"
+    );
+    let resets: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "keywarden_resets_total")
+        .collect();
+    assert_eq!(resets.len(), 1, "{text}");
+    assert_eq!(resets[0].labels.get("server"), Some("fra-1"));
+}

@@ -340,6 +340,9 @@ impl Runner {
         if report.job == JobKind::ConfigSync {
             self.count_sync(metrics, target, report);
         }
+        if report.job == JobKind::Quota {
+            self.count_quota(metrics, target, report);
+        }
         if let Ok(open) = self.store.open_findings(None) {
             let count =
                 |severity: &str| open.iter().filter(|f| f.severity == severity).count() as i64;
@@ -389,6 +392,54 @@ impl Runner {
                 .sync_budget_left
                 .get_or_create(&labels)
                 .set((max - recent.len() as i64).max(0));
+        }
+    }
+
+    /// Resets and deletes of this run (from the audit log it wrote), and per-key usage
+    /// when per-key series are on.
+    fn count_quota(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
+        use crate::metrics::{KeyLabels, ResultLabels};
+        let server = report.server.as_str();
+        if let Ok(entries) = self.store.recent_audit(Some(server), 10_000) {
+            for entry in entries.iter().filter(|e| e.at >= report.started_at) {
+                let family = match entry.action.as_str() {
+                    "quota_reset" => &metrics.resets,
+                    "quota_delete" => &metrics.deletes,
+                    _ => continue,
+                };
+                let labels = ResultLabels {
+                    server: server.to_string(),
+                    result: entry.result.clone(),
+                };
+                family.get_or_create(&labels).inc();
+            }
+        }
+        if !metrics.per_key {
+            return;
+        }
+        let Ok(usage) = self.store.quota_usage(Some(server)) else {
+            return;
+        };
+        for (_, entry) in usage {
+            let labels = KeyLabels {
+                server: server.to_string(),
+                key: entry.uuid.clone(),
+            };
+            metrics
+                .key_used_bytes
+                .get_or_create(&labels)
+                .set(entry.used);
+            let policy =
+                target
+                    .config
+                    .quotas
+                    .policy_for(server, &entry.key_id, &entry.uuid, &entry.name);
+            if let Some(limit) = policy.limit_bytes.filter(|limit| *limit > 0) {
+                metrics
+                    .key_quota_ratio
+                    .get_or_create(&labels)
+                    .set(entry.used as f64 / limit as f64);
+            }
         }
     }
 
