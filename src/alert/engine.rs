@@ -28,13 +28,17 @@ pub struct Routing {
     pub sinks: Vec<SinkRoute>,
 }
 
+fn sinks_min(sinks: &[SinkRoute]) -> Option<Severity> {
+    sinks.iter().map(|sink| sink.min_severity).min()
+}
+
 fn duration(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 impl Routing {
     pub fn from_config(config: &AlertsConfig) -> Routing {
-        let sinks = config
+        let sinks: Vec<SinkRoute> = config
             .email
             .iter()
             .map(|s| (s.name.clone(), s.min_severity))
@@ -46,8 +50,11 @@ impl Routing {
             )
             .map(|(name, min_severity)| SinkRoute { name, min_severity })
             .collect();
+        // `alerts.min_severity` is every sink's default; what decides whether an alert
+        // is announced at all is the lowest severity any sink asks for.
+        let min_severity = sinks_min(&sinks).unwrap_or(config.min_severity);
         Routing {
-            min_severity: config.min_severity,
+            min_severity,
             repeat_interval: duration(config.repeat_interval),
             send_resolved: config.send_resolved,
             group_wait: duration(config.group_wait),
@@ -56,13 +63,13 @@ impl Routing {
     }
 
     /// The sinks a notice of `severity` about `alert_kind`/`subject` goes to: those
-    /// asking for it (the global minimum filters first), never the sink an
+    /// asking for it (their own `min_severity`), never the sink an
     /// `notifications_failing` alert is about.
     fn targets(&self, severity: Severity, kind: &str, subject: &str) -> Vec<&SinkRoute> {
         let about_sink = kind == FindingKind::NotificationsFailing.as_str();
         self.sinks
             .iter()
-            .filter(|sink| severity >= sink.min_severity.max(self.min_severity))
+            .filter(|sink| severity >= sink.min_severity)
             .filter(|sink| !(about_sink && sink.name == subject))
             .collect()
     }

@@ -353,3 +353,41 @@ fn one_shot_notices_get_no_resolved_notice() {
         ]
     );
 }
+
+#[test]
+fn a_sink_asking_for_info_gets_info_although_the_default_is_warning() {
+    let text = r#"
+[[servers]]
+name = "fra-1"
+url = "http://127.0.0.1:1/api"
+api_key = "k"
+
+[alerts]
+min_severity = "warning"
+
+[[alerts.webhook]]
+name = "chat"
+url = "http://127.0.0.1:2/hook"
+min_severity = "info"
+
+[[alerts.webhook]]
+name = "mail"
+url = "http://127.0.0.1:3/hook"
+"#;
+    let loaded = crate::config::from_str(text, std::path::Path::new("/tmp/agent.toml")).unwrap();
+    let routing = Routing::from_config(&loaded.config.alerts);
+    let runs = vec![
+        (
+            0,
+            vec![present("fra-1", FindingKind::CounterResetSeen, Info)],
+        ),
+        (1, vec![present("fra-1", ConfigDrift, Warning)]),
+    ];
+    assert_eq!(
+        play(&routing, runs),
+        vec![
+            v(&["chat:new:counter_reset_seen"]),
+            v(&["chat:new:config_drift", "mail:new:config_drift"])
+        ]
+    );
+}

@@ -153,17 +153,6 @@ pub(super) fn sink_severity(
     prefix: &str,
     global: Severity,
 ) -> Severity {
-    let severity = ctx.choice(field, &at(prefix, "min_severity"), SEVERITIES, global);
-    if let Some(field) = field
-        && severity < global
-    {
-        ctx.warn(
-            span_of(field),
-            at(prefix, "min_severity"),
-            format!(
-                "\"{severity}\" is below alerts.min_severity (\"{global}\"), which filters first"
-            ),
-        );
-    }
-    severity
+    // alerts.min_severity is only the default: a sink may ask for more (info) or less.
+    ctx.choice(field, &at(prefix, "min_severity"), SEVERITIES, global)
 }
