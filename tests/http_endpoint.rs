@@ -235,3 +235,64 @@ async fn quota_runs_export_per_key_usage_and_reset_outcomes() {
     assert_eq!(resets.len(), 1, "{text}");
     assert_eq!(resets[0].labels.get("server"), Some("fra-1"));
 }
+
+#[tokio::test]
+async fn the_heartbeat_goes_out_after_a_complete_cycle_and_never_names_its_url() {
+    let server = sim(ApiGeneration::V1, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &server_block("fra-1", &server.base_url(), "skip_jobs = [\"quota\"]"),
+    );
+    let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
+    let runner = Runner::new(
+        store,
+        Arc::new(clock()),
+        Arc::new(keywarden::jobs::runner::LogSink),
+        4,
+    );
+    let target = keywarden::app::targets(&config, None).unwrap().remove(0);
+    let expected: Vec<(String, JobKind)> = [JobKind::Health, JobKind::ConfigSync, JobKind::Reality]
+        .into_iter()
+        .map(|job| ("fra-1".to_string(), job))
+        .collect();
+    let options = RunOptions {
+        dry_run: false,
+        mode: RunMode::Daemon,
+        respect_backoff: true,
+    };
+    within("health", runner.run(&target, JobKind::Health, options)).await;
+    assert!(
+        !runner.cycle().take_if_complete(&expected),
+        "two jobs have not run yet"
+    );
+    within("sync", runner.run(&target, JobKind::ConfigSync, options)).await;
+    within("reality", runner.run(&target, JobKind::Reality, options)).await;
+    assert!(runner.cycle().take_if_complete(&expected));
+
+    let monitor = support::hooks::Receiver::start().await;
+    let url = keywarden::config::SecretUrl::new(monitor.url("/ping/tok-3141592").parse().unwrap());
+    let client = reqwest::Client::new();
+    keywarden::heartbeat::ping(&client, &url)
+        .await
+        .expect("the monitor answers 200");
+    let seen = monitor.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/ping/tok-3141592");
+
+    // A dead monitor: the error says what happened without the tokened URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = keywarden::config::SecretUrl::new(
+        format!("http://127.0.0.1:{port}/ping/tok-3141592")
+            .parse()
+            .unwrap(),
+    );
+    let error = keywarden::heartbeat::ping(&client, &dead)
+        .await
+        .unwrap_err();
+    assert!(!error.contains("tok-3141592"), "{error}");
+}
