@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
+use crate::quota::human_bytes;
 use crate::server_api::{ApiErrorKind, Capabilities, ClientSettings, KeyRef, ServerApi};
 
 /// What probe learned about one server. Field names are a contract (`--json`).
@@ -209,22 +210,6 @@ async fn probe_sync(api: &ServerApi, capabilities: &Capabilities, report: &mut S
     }
 }
 
-/// Human-readable bytes (binary units), e.g. "1.50 GiB".
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.2} {}", UNITS[unit])
-    }
-}
-
 fn yes_no(flag: bool) -> &'static str {
     if flag { "yes" } else { "no" }
 }
@@ -382,14 +367,6 @@ pub async fn run(path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_are_humane() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.50 KiB");
-        assert_eq!(human_bytes(6_291_456), "6.00 MiB");
-    }
 
     #[test]
     fn urls_lose_their_credentials() {
