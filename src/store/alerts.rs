@@ -70,20 +70,9 @@ type OutboxSqlRow = (
 impl Store {
     /// Alert states of one server (fingerprints `server/...`).
     pub fn alert_states(&self, server: &str) -> Result<Vec<AlertState>, StoreError> {
-        let rows: Vec<StateRow> = self.with(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT fingerprint, server, kind, subject, status, severity, summary, details, started_at,
+        let rows: Vec<StateRow> = self.tuples("SELECT fingerprint, server, kind, subject, status, severity, summary, details, started_at,
                         ended_at, last_notified_at, last_notified_severity, max_notified_severity, held
-                 FROM alert_state WHERE server = ?1 ORDER BY fingerprint",
-            )?;
-            let rows = statement.query_map(params![server], |r| {
-                Ok((
-                    r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?,
-                    r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?,
-                ))
-            })?;
-            rows.collect()
-        })?;
+                 FROM alert_state WHERE server = ?1 ORDER BY fingerprint", params![server])?;
         rows.into_iter()
             .map(|row| self.state_from_row(row))
             .collect()
@@ -146,26 +135,12 @@ impl Store {
 
     /// Undelivered, not dropped notices of `sink`, oldest first.
     pub fn pending_outbox(&self, sink: &str) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows: Vec<OutboxSqlRow> = self.with(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT id, sink, reason, alert, created_at, next_attempt_at, attempts, last_error
+        let rows: Vec<OutboxSqlRow> = self.tuples(
+            "SELECT id, sink, reason, alert, created_at, next_attempt_at, attempts, last_error
                  FROM alert_outbox WHERE sink = ?1 AND delivered_at IS NULL AND dropped_at IS NULL
                  ORDER BY id",
-            )?;
-            let rows = statement.query_map(params![sink], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?;
-            rows.collect()
-        })?;
+            params![sink],
+        )?;
         rows.into_iter()
             .map(
                 |(id, sink, reason, alert, created, next, attempts, last_error)| {

@@ -237,6 +237,22 @@ impl Store {
         &self.path
     }
 
+    /// Every row of `sql` as a tuple of its columns (rusqlite converts rows to tuples).
+    pub(super) fn tuples<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
+    {
+        self.with(|conn| {
+            let mut statement = conn.prepare(sql)?;
+            let rows = statement.query_map(args, |row| T::try_from(row))?;
+            rows.collect()
+        })
+    }
+
     pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
@@ -319,20 +335,7 @@ impl Store {
         sql: &str,
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let rows: Vec<(String, String, String, i64, String, String)> = self.with(|conn| {
-            let mut statement = conn.prepare(sql)?;
-            let rows = statement.query_map(args, |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?;
-            rows.collect()
-        })?;
+        let rows: Vec<(String, String, String, i64, String, String)> = self.tuples(sql, args)?;
         rows.into_iter()
             .map(|(server, job, started, duration_ms, outcome, detail)| {
                 Ok(RunRecord {
@@ -414,15 +417,12 @@ impl Store {
         server: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<DateTime<Utc>>, StoreError> {
-        let rows: Vec<String> = self.with(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT at FROM sync_attempts WHERE server = ?1 AND at >= ?2 ORDER BY at",
-            )?;
-            let rows = statement.query_map(params![server, ts(since)], |r| r.get(0))?;
-            rows.collect()
-        })?;
+        let rows: Vec<(String,)> = self.tuples(
+            "SELECT at FROM sync_attempts WHERE server = ?1 AND at >= ?2 ORDER BY at",
+            params![server, ts(since)],
+        )?;
         rows.iter()
-            .map(|t| parse_ts(&self.path, "sync_attempts.at", t))
+            .map(|(t,)| parse_ts(&self.path, "sync_attempts.at", t))
             .collect()
     }
 
@@ -445,23 +445,11 @@ impl Store {
         server: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows: Vec<(String, String, String, String, String, String)> = self.with(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT at, server, action, target, result, detail FROM audit_log
+        let rows: Vec<(String, String, String, String, String, String)> = self.tuples(
+            "SELECT at, server, action, target, result, detail FROM audit_log
                  WHERE ?1 IS NULL OR server = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = statement.query_map(params![server, limit as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?;
-            rows.collect()
-        })?;
+            params![server, limit as i64],
+        )?;
         rows.into_iter()
             .map(|(at, server, action, target, result, detail)| {
                 Ok(AuditEntry {
@@ -597,24 +585,7 @@ impl Store {
             "SELECT server, job, kind, subject, severity, summary, details, first_seen, last_seen, resolved_at
              FROM findings WHERE {condition} ORDER BY id"
         );
-        let rows: Vec<Row> = self.with(|conn| {
-            let mut statement = conn.prepare(&sql)?;
-            let rows = statement.query_map(args, |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ))
-            })?;
-            rows.collect()
-        })?;
+        let rows: Vec<Row> = self.tuples(&sql, args)?;
         rows.into_iter()
             .map(
                 |(
@@ -698,13 +669,7 @@ impl Store {
             i64,
             Option<String>,
         );
-        let rows: Vec<Row> = self.with(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT server, version, last_up_at, last_down_at, consecutive_failures, last_error FROM server_state ORDER BY server",
-            )?;
-            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
-            rows.collect()
-        })?;
+        let rows: Vec<Row> = self.tuples("SELECT server, version, last_up_at, last_down_at, consecutive_failures, last_error FROM server_state ORDER BY server", &[])?;
         rows.into_iter()
             .map(|(server, version, up, down, failures, last_error)| {
                 Ok(ServerState {
