@@ -400,8 +400,8 @@ impl Runner {
     fn count_quota(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
         use crate::metrics::{KeyLabels, ResultLabels};
         let server = report.server.as_str();
-        if let Ok(entries) = self.store.recent_audit(Some(server), 10_000) {
-            for entry in entries.iter().filter(|e| e.at >= report.started_at) {
+        if let Ok(entries) = self.store.audit_since(server, report.started_at) {
+            for entry in &entries {
                 let family = match entry.action.as_str() {
                     "quota_reset" => &metrics.resets,
                     "quota_delete" => &metrics.deletes,

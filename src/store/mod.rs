@@ -445,11 +445,32 @@ impl Store {
         server: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows: Vec<(String, String, String, String, String, String)> = self.tuples(
+        self.audit_entries(
             "SELECT at, server, action, target, result, detail FROM audit_log
                  WHERE ?1 IS NULL OR server = ?1 ORDER BY id DESC LIMIT ?2",
             params![server, limit as i64],
-        )?;
+        )
+    }
+
+    /// One server's audit entries at or after `since`, newest first.
+    pub fn audit_since(
+        &self,
+        server: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_entries(
+            "SELECT at, server, action, target, result, detail FROM audit_log
+                 WHERE server = ?1 AND at >= ?2 ORDER BY id DESC",
+            params![server, ts(since)],
+        )
+    }
+
+    fn audit_entries(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows: Vec<(String, String, String, String, String, String)> = self.tuples(sql, args)?;
         rows.into_iter()
             .map(|(at, server, action, target, result, detail)| {
                 Ok(AuditEntry {

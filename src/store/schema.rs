@@ -77,6 +77,8 @@ CREATE TABLE server_state (
     ALERT_SCHEMA,
     // v3: traffic accounting and quotas.
     QUOTA_SCHEMA,
+    // v4: audit entries of one server since a time (sync window, per-run counts).
+    "CREATE INDEX audit_log_by_server_at ON audit_log (server, at);",
 ];
 
 /// Alert lifecycle per fingerprint, the outbox per sink, and sink health.

@@ -304,3 +304,31 @@ fn server_state_counts_failures_and_resets_on_success() {
     assert_eq!(states[0].last_error.as_deref(), Some("refused"));
     store.check_writable().unwrap();
 }
+
+#[test]
+fn audit_since_reads_one_server_from_a_time_on() {
+    let (_dir, store) = store();
+    for (server, minute) in [("fra-1", 1), ("fra-1", 5), ("ams-2", 6), ("fra-1", 9)] {
+        let entry = AuditEntry {
+            at: at(minute),
+            server: server.into(),
+            action: "sync".into(),
+            target: "config.json".into(),
+            result: "ok".into(),
+            detail: String::new(),
+        };
+        store.append_audit(&entry).unwrap();
+    }
+    let since: Vec<_> = store
+        .audit_since("fra-1", at(5))
+        .unwrap()
+        .iter()
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(
+        since,
+        [at(9), at(5)],
+        "newest first, the boundary included, other servers left out"
+    );
+    assert_eq!(store.schema_version().unwrap(), schema::current_version());
+}

@@ -33,10 +33,6 @@ use crate::store::{AuditEntry, DriftMemory, Store, StoreError};
 /// The audit action and target of a sync.
 pub const SYNC_ACTION: &str = "sync";
 
-/// Audit entries scanned for this job's own sync results: plenty for one hour of one
-/// server; if other jobs ever write more, some 429s count against the budget (safe side).
-const AUDIT_SCAN: usize = 2000;
-
 /// Why a server could not be observed.
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -119,9 +115,13 @@ pub async fn read(api: &ServerApi, validate_sync: bool) -> Result<Read, ApiError
     Ok(Read { status, validation })
 }
 
-/// This job's sync entries in the audit log, newest first.
-fn sync_entries(store: &Store, server: &str) -> Result<Vec<AuditEntry>, StoreError> {
-    let mut entries = store.recent_audit(Some(server), AUDIT_SCAN)?;
+/// This job's sync entries in the audit log since `since`, newest first.
+fn sync_entries(
+    store: &Store,
+    server: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut entries = store.audit_since(server, since)?;
     entries.retain(|e| e.action == SYNC_ACTION && e.target == SUBJECT);
     Ok(entries)
 }
@@ -138,10 +138,7 @@ fn counted_attempts(
     if attempts.is_empty() {
         return Ok(attempts);
     }
-    for entry in sync_entries(store, server)? {
-        if entry.at < since {
-            break;
-        }
+    for entry in sync_entries(store, server, since)? {
         if entry.result == execute::DEFERRED
             && let Some(at) = attempts.iter().position(|a| *a == entry.at)
         {
@@ -160,10 +157,10 @@ fn deferrals_in_a_row(
     let Some(since) = memory.first_seen.filter(|_| memory.confirmations > 0) else {
         return Ok(0);
     };
-    let in_a_row = sync_entries(store, server)?
+    let in_a_row = sync_entries(store, server, since)?
         .iter()
         .filter(|e| e.result != execute::STARTED)
-        .take_while(|e| e.at >= since && e.result == execute::DEFERRED)
+        .take_while(|e| e.result == execute::DEFERRED)
         .count();
     Ok(u32::try_from(in_a_row).unwrap_or(u32::MAX))
 }
