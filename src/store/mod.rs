@@ -24,7 +24,7 @@ pub use quota::QuotaCommit;
 pub use quota_intents::{Intent, IntentState};
 
 use crate::config::{JobKind, Severity};
-use crate::finding::{Finding, FindingKind};
+use crate::finding::Finding;
 
 /// The file name inside `state_dir`.
 pub const DB_FILE: &str = "state.db";
@@ -741,11 +741,6 @@ pub fn parse_severity(text: &str) -> Severity {
         "critical" => Severity::Critical,
         _ => Severity::Warning,
     }
-}
-
-/// Kind as stored, when this build knows it.
-pub fn parse_kind(text: &str) -> Option<FindingKind> {
-    FindingKind::parse(text)
 }
 
 #[cfg(test)]
