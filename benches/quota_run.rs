@@ -11,8 +11,8 @@ use chrono::{TimeZone, Utc};
 use keywarden::clock::ManualClock;
 use keywarden::jobs::{JobContext, RunMode, quota};
 use keywarden::server_api::{ClientSettings, ServerApi};
-use keywarden::sim::{ApiGeneration, SimOptions, SimServer};
 use keywarden::store::Store;
+use keywarden_sim::{ApiGeneration, SimOptions, SimServer};
 
 const KEYS: usize = 10_000;
 const STEADY_RUNS: usize = 7;

@@ -19,6 +19,5 @@ pub mod quota;
 pub mod scheduler;
 pub mod secret;
 pub mod server_api;
-pub mod sim;
 pub mod store;
 pub mod tls;

@@ -6,7 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use keywarden::sim::{ApiGeneration, RealityField, SimServer};
+use keywarden_sim::{ApiGeneration, RealityField, SimServer};
 use serde_json::Value;
 use support::{TEST_API_KEY, sim};
 

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use keywarden::server_api::{ApiErrorKind, DeleteOutcome, Generation, KeyRef, ServerApi};
-use keywarden::sim::{ApiGeneration, Fault, RealityField, Route};
+use keywarden_sim::{ApiGeneration, Fault, RealityField, Route};
 use support::{client, settings, sim, within};
 
 #[tokio::test]
@@ -383,7 +383,7 @@ trait IntoRef {
     fn into_ref(self) -> KeyRef;
 }
 
-impl IntoRef for keywarden::sim::SimKey {
+impl IntoRef for keywarden_sim::SimKey {
     fn into_ref(self) -> KeyRef {
         KeyRef::both(&self.id, &self.uuid)
     }

@@ -15,8 +15,8 @@ use keywarden::finding::{Finding, FindingKind};
 use keywarden::jobs::config_sync::{self, Blocker, Plan};
 use keywarden::jobs::{JobContext, JobResult, RunMode};
 use keywarden::server_api::{ClientSettings, RetryPolicy, ServerApi};
-use keywarden::sim::{ApiGeneration, ClientPlacement, Fault, Route, SimHandle, SimServer};
 use keywarden::store::{AuditEntry, Store};
+use keywarden_sim::{ApiGeneration, ClientPlacement, Fault, Route, SimHandle, SimServer};
 use support::{TEST_API_KEY, sim, within};
 use tempfile::TempDir;
 

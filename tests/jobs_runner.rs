@@ -9,8 +9,8 @@ use keywarden::config::{JobKind, Severity};
 use keywarden::finding::FindingKind;
 use keywarden::jobs::RunMode;
 use keywarden::jobs::runner::RunOptions;
-use keywarden::sim::{ApiGeneration, Fault, RealityField, Route};
 use keywarden::store::RunOutcome;
+use keywarden_sim::{ApiGeneration, Fault, RealityField, Route};
 use support::agent::{clock, config, runner, server_block, targets};
 use support::{sim, within};
 

@@ -7,8 +7,8 @@ mod support;
 
 use keywarden::finding::FindingKind;
 use keywarden::jobs::quota::CrashPoint;
-use keywarden::sim::{ApiGeneration, Fault, Route};
 use keywarden::store::IntentState;
+use keywarden_sim::{ApiGeneration, Fault, Route};
 use support::quota::{MIB, Rig, Setup, kinds, monthly, start, utc};
 
 const BOTH: [ApiGeneration; 2] = [ApiGeneration::V1, ApiGeneration::V2];

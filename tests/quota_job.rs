@@ -6,7 +6,7 @@ mod support;
 
 use keywarden::config::Severity;
 use keywarden::finding::FindingKind;
-use keywarden::sim::ApiGeneration;
+use keywarden_sim::ApiGeneration;
 use support::quota::{MIB, Rig, Setup, kinds, monthly, of_kind, start, utc};
 
 const BOTH: [ApiGeneration; 2] = [ApiGeneration::V1, ApiGeneration::V2];

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keywarden::sim::{ApiGeneration, Fault, Route, SimServer};
 use keywarden::store::Store;
+use keywarden_sim::{ApiGeneration, Fault, Route, SimServer};
 use support::{TEST_API_KEY, sim, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keywarden");
@@ -256,7 +256,7 @@ async fn metrics_and_healthz_are_served() {
     std::fs::write(&config, text).unwrap();
     server
         .handle()
-        .break_reality(keywarden::sim::RealityField::Dest);
+        .break_reality(keywarden_sim::RealityField::Dest);
     let mut daemon = Daemon::start(&config, dir.path());
     wait_for("the metrics address is logged", || {
         metrics_addr(&daemon.log()).is_some()

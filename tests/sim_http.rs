@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use keywarden::sim::{ApiGeneration, SimHandle, SimOptions, SimServer};
+use keywarden_sim::{ApiGeneration, SimHandle, SimOptions, SimServer};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::Value;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::ApiGenerationArg;
-use crate::sim::{ApiGeneration, SimOptions, SimServer};
+use keywarden_sim::{ApiGeneration, SimOptions, SimServer};
 
 /// How long a sync or a key deletion "restarts Xray" on the real servers (about 2 s on
 /// 1.x, 6 s on 2.x), scaled down so that trying things out stays quick while clients still
@@ -30,7 +30,10 @@ pub async fn run(
         crate::logging::LogFormat::Auto,
         crate::logging::DEFAULT_FILTER,
     );
-    let generation = ApiGeneration::from(api);
+    let generation = match api {
+        ApiGenerationArg::V1 => ApiGeneration::V1,
+        ApiGenerationArg::V2 => ApiGeneration::V2,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("sim: cannot listen on {listen}"))?;

@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::agent::{Agent, AgentOptions};
 use crate::clock::SystemClock;
-use crate::sim::{ApiGeneration, SimOptions, SimServer};
+use keywarden_sim::{ApiGeneration, SimOptions, SimServer};
 pub use receiver::Receiver;
 pub use scenario::Outcome;
 use timeline::{Timeline, TimelineSink};

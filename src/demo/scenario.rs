@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::agent::Agent;
-use crate::sim::SimHandle;
+use keywarden_sim::SimHandle;
 
 use super::receiver::Receiver;
 use super::timeline::Timeline;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keywarden::sim::ApiGeneration;
+use keywarden_sim::ApiGeneration;
 use reqwest::Method;
 use serde_json::json;
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keywarden::sim::{ApiGeneration, Fault, RequestRecord, Route};
+use keywarden_sim::{ApiGeneration, Fault, RequestRecord, Route};
 use reqwest::Method;
 use serde_json::json;
 

@@ -1,6 +1,6 @@
 //! The 1.x simulator replays `v1_index.tsv`: same statuses, same shapes, same error bodies.
 
-use keywarden::sim::{ApiGeneration, RealityField};
+use keywarden_sim::{ApiGeneration, RealityField};
 use reqwest::Method;
 use serde_json::json;
 

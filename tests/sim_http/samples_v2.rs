@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use keywarden::sim::{ApiGeneration, ClientPlacement};
+use keywarden_sim::{ApiGeneration, ClientPlacement};
 use reqwest::Method;
 use serde_json::json;
 

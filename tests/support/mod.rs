@@ -59,7 +59,7 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
-use keywarden::sim::{ApiGeneration, SimOptions, SimServer};
+use keywarden_sim::{ApiGeneration, SimOptions, SimServer};
 
 /// A simulated server of `generation` with `keys` keys on an ephemeral loopback port.
 pub async fn sim(generation: ApiGeneration, keys: usize) -> SimServer {

@@ -11,8 +11,8 @@ use keywarden::jobs::quota::{self, CrashPoint};
 use keywarden::jobs::{JobContext, JobResult, RunMode};
 use keywarden::quota::Entry;
 use keywarden::server_api::{ClientSettings, RetryPolicy, ServerApi};
-use keywarden::sim::{ApiGeneration, SimHandle, SimKey, SimServer};
 use keywarden::store::Store;
+use keywarden_sim::{ApiGeneration, SimHandle, SimKey, SimServer};
 use tempfile::TempDir;
 
 use super::{TEST_API_KEY, sim, within};

@@ -74,15 +74,6 @@ impl ApiGeneration {
     }
 }
 
-impl From<crate::cli::ApiGenerationArg> for ApiGeneration {
-    fn from(arg: crate::cli::ApiGenerationArg) -> Self {
-        match arg {
-            crate::cli::ApiGenerationArg::V1 => ApiGeneration::V1,
-            crate::cli::ApiGenerationArg::V2 => ApiGeneration::V2,
-        }
-    }
-}
-
 /// How to build a simulated server.
 #[derive(Debug, Clone)]
 pub struct SimOptions {

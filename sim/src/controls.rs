@@ -144,8 +144,8 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::state::ApiError;
-    use crate::sim::{ApiGeneration, SimOptions};
+    use crate::state::ApiError;
+    use crate::{ApiGeneration, SimOptions};
 
     fn state(generation: ApiGeneration) -> State {
         State::new(&SimOptions::new(generation, 3, "k"))
