@@ -8,7 +8,6 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod demo;
 pub mod finding;
 pub mod heartbeat;
 pub mod http;

@@ -1,10 +1,16 @@
 //! The `keywarden` binary: parse the command line, set up logs, run a command, and map
 //! its outcome to an exit code (0 ok, 1 internal error, 2 problems found).
+//!
+//! `demo` and `sim` live here rather than in the library: they run the simulated API
+//! (the `keywarden-sim` crate), which the agent's library must never link.
+
+mod demo;
+mod sim_command;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use keywarden::cli::Cli;
+use keywarden::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -19,7 +25,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(keywarden::commands::dispatch(cli.command)) {
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo { keep_running } => demo::run(keep_running).await,
+            Command::Sim {
+                listen,
+                api,
+                keys,
+                api_key,
+            } => sim_command::run(listen, api, keys, api_key).await,
+            command => keywarden::commands::dispatch(command).await,
+        }
+    });
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("keywarden: {err:#}");

@@ -2,7 +2,13 @@
 //! the state store (audit log, findings) and at the webhook receiver. The demo runs
 //! the real scheduler on second-level schedules, so this takes about 15-20 s.
 
-use keywarden::demo::Demo;
+// The demo is part of the binary (it runs the simulator, which the library never links):
+// compile its module into this test as well.
+#[path = "../src/demo/mod.rs"]
+#[allow(dead_code)]
+mod demo;
+
+use demo::Demo;
 use keywarden::store::Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,6 @@ pub mod alert_test;
 pub mod check;
 pub mod probe;
 pub mod run;
-pub mod sim;
 pub mod status;
 pub mod usage;
 pub mod validate;
@@ -48,17 +47,15 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::AlertTest { config, sink } => alert_test::run(&config.path, sink.as_deref()).await,
         Command::Status { config, json } => status::run(&config.path, json),
-        Command::Demo { keep_running } => crate::demo::run(keep_running).await,
         Command::Usage {
             config,
             server,
             json,
         } => usage::run(&config.path, server.as_deref(), json),
-        Command::Sim {
-            listen,
-            api,
-            keys,
-            api_key,
-        } => sim::run(listen, api, keys, api_key).await,
+        // The binary runs these itself: they need the simulator, which this library does
+        // not link (see src/main.rs).
+        Command::Demo { .. } | Command::Sim { .. } => {
+            anyhow::bail!("`keywarden demo` and `keywarden sim` are run by the keywarden binary")
+        }
     }
 }

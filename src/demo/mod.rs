@@ -1,7 +1,8 @@
 //! `keywarden demo`: the whole agent against the built-in simulated server, with a
 //! scripted scenario and a readable timeline. Nothing is faked beyond the simulated
 //! server: the same config validation, store, scheduler, jobs and alert pipeline as
-//! `keywarden run`, with second-level schedules.
+//! `keywarden run`, with second-level schedules. Part of the binary, not the library:
+//! it runs the simulator (tests/demo_scenario.rs compiles it in by path).
 
 pub mod receiver;
 pub mod scenario;
@@ -12,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::agent::{Agent, AgentOptions};
-use crate::clock::SystemClock;
+use keywarden::agent::{Agent, AgentOptions};
+use keywarden::clock::SystemClock;
 use keywarden_sim::{ApiGeneration, SimOptions, SimServer};
 pub use receiver::Receiver;
 pub use scenario::Outcome;
@@ -97,8 +98,9 @@ impl Demo {
             .context("demo: starting the webhook receiver")?;
         let text = config_text(state_dir, &sim.base_url(), &receiver.url());
         let env = |name: &str| (name == "KEYWARDEN_DEMO_API_KEY").then(|| DEMO_API_KEY.to_string());
-        let loaded = crate::config::from_str_with_env(&text, &state_dir.join("agent.toml"), &env)
-            .map_err(|errors| anyhow::anyhow!("demo config invalid:\n{errors}"))?;
+        let loaded =
+            keywarden::config::from_str_with_env(&text, &state_dir.join("agent.toml"), &env)
+                .map_err(|errors| anyhow::anyhow!("demo config invalid:\n{errors}"))?;
         let config = Arc::new(loaded.config);
         scenario::prepare(&sim.handle());
         timeline.say(
@@ -151,8 +153,8 @@ impl Demo {
 }
 
 pub async fn run(keep_running: bool) -> anyhow::Result<u8> {
-    crate::logging::init(
-        crate::logging::LogFormat::Text,
+    keywarden::logging::init(
+        keywarden::logging::LogFormat::Text,
         "warn,tokio_cron_scheduler=error",
     );
     let state = tempfile_dir()?;

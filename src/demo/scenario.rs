@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::agent::Agent;
+use keywarden::agent::Agent;
 use keywarden_sim::SimHandle;
 
 use super::receiver::Receiver;

@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::config::Severity;
-use crate::jobs::runner::{FindingSink, RunReport};
-use crate::store::FindingChanges;
+use keywarden::config::Severity;
+use keywarden::jobs::runner::{FindingSink, RunReport};
+use keywarden::store::FindingChanges;
 
 /// Prints lines as `[+12.3s] who        text`.
 #[derive(Clone)]
@@ -79,8 +79,9 @@ impl FindingSink for TimelineSink {
             }
         }
         // One-shot notices (a quota warning) "resolve" by design at the next run.
-        let one_shot =
-            |kind: &str| crate::finding::FindingKind::parse(kind).is_some_and(|k| k.is_one_shot());
+        let one_shot = |kind: &str| {
+            keywarden::finding::FindingKind::parse(kind).is_some_and(|k| k.is_one_shot())
+        };
         for resolved in changes.resolved.iter().filter(|r| !one_shot(&r.kind)) {
             self.timeline.say(
                 "finding",

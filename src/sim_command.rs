@@ -1,13 +1,13 @@
 //! `keywarden sim`: run the simulated VPN Key Management API standalone until Ctrl-C or
 //! SIGTERM. Prints where it listens on stdout; logs go to stderr; the API key is never
-//! printed or logged.
+//! printed or logged. Part of the binary, not the library: it runs the simulator.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::ApiGenerationArg;
+use keywarden::cli::ApiGenerationArg;
 use keywarden_sim::{ApiGeneration, SimOptions, SimServer};
 
 /// How long a sync or a key deletion "restarts Xray" on the real servers (about 2 s on
@@ -26,9 +26,9 @@ pub async fn run(
     keys: usize,
     api_key: String,
 ) -> anyhow::Result<u8> {
-    crate::logging::init(
-        crate::logging::LogFormat::Auto,
-        crate::logging::DEFAULT_FILTER,
+    keywarden::logging::init(
+        keywarden::logging::LogFormat::Auto,
+        keywarden::logging::DEFAULT_FILTER,
     );
     let generation = match api {
         ApiGenerationArg::V1 => ApiGeneration::V1,
@@ -76,7 +76,7 @@ pub async fn run(
     wait_for_stop_signal().await?;
     tracing::info!("sim: stopping");
     server.shutdown().await;
-    Ok(super::EXIT_OK)
+    Ok(keywarden::commands::EXIT_OK)
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
