@@ -1,6 +1,6 @@
 //! docs/alerts.md lists every alert kind the code can raise.
 
-use keywarden::finding::FindingKind;
+use keywarden::model::FindingKind;
 
 #[test]
 fn the_catalog_lists_every_kind() {

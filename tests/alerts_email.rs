@@ -6,7 +6,7 @@ mod support;
 
 use keywarden::alert::SinkOptions;
 use keywarden::config::{JobKind, Severity};
-use keywarden::finding::FindingKind;
+use keywarden::model::FindingKind;
 use support::alerts::{Harness, eventually, finding, settle};
 use support::hooks::Receiver;
 use support::smtp::{CERT, Security, SmtpServer};

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use keywarden::alert::SinkOptions;
 use keywarden::config::{JobKind, Severity};
-use keywarden::finding::FindingKind;
+use keywarden::model::FindingKind;
 use support::alerts::{Harness, eventually, finding, settle};
 use support::hooks::{Answer, Receiver};
 use support::smtp::{Security, SmtpServer};

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use hmac::{Hmac, Mac};
 use keywarden::alert::SinkOptions;
 use keywarden::config::{JobKind, Severity};
-use keywarden::finding::FindingKind;
+use keywarden::model::FindingKind;
 use serde_json::Value;
 use support::alerts::{Harness, eventually, finding, settle};
 use support::hooks::{Answer, Receiver};

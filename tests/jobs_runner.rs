@@ -6,9 +6,9 @@ mod support;
 use std::time::Duration;
 
 use keywarden::config::{JobKind, Severity};
-use keywarden::finding::FindingKind;
 use keywarden::jobs::RunMode;
 use keywarden::jobs::runner::RunOptions;
+use keywarden::model::FindingKind;
 use keywarden::store::RunOutcome;
 use keywarden_sim::{ApiGeneration, Fault, RealityField, Route};
 use support::agent::{clock, config, runner, server_block, targets};

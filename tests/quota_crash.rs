@@ -5,8 +5,8 @@
 
 mod support;
 
-use keywarden::finding::FindingKind;
 use keywarden::jobs::quota::CrashPoint;
+use keywarden::model::FindingKind;
 use keywarden::store::IntentState;
 use keywarden_sim::{ApiGeneration, Fault, Route};
 use support::quota::{MIB, Rig, Setup, kinds, monthly, start, utc};

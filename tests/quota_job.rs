@@ -5,7 +5,7 @@
 mod support;
 
 use keywarden::config::Severity;
-use keywarden::finding::FindingKind;
+use keywarden::model::FindingKind;
 use keywarden_sim::ApiGeneration;
 use support::quota::{MIB, Rig, Setup, kinds, monthly, of_kind, start, utc};
 

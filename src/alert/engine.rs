@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::model::{AlertState, AlertStatus, Notice, Observation, Reason};
 use crate::config::{AlertsConfig, Severity};
-use crate::finding::FindingKind;
+use crate::model::FindingKind;
 
 /// One sink as routing sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,7 +210,7 @@ fn step(
             // Only what was announced is owed a resolved notice; the rest is dropped.
             // One-shot event notices (a quota warning) "resolve" at the next run by
             // design: a resolved notice for them would only be noise.
-            let one_shot = crate::finding::FindingKind::parse(&state.alert.kind)
+            let one_shot = crate::model::FindingKind::parse(&state.alert.kind)
                 .is_some_and(|k| k.is_one_shot());
             let Some(max) = state.max_notified_severity.filter(|_| {
                 state.last_notified_severity.is_some() && routing.send_resolved && !one_shot

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Severity;
-use crate::finding::{Finding, FindingKind};
+use crate::model::{Finding, FindingKind};
 
 /// Pseudo server name of alerts about keywarden itself (`notifications_failing`).
 pub const AGENT: &str = "keywarden";

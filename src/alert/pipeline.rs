@@ -13,8 +13,8 @@ use super::engine::{Routing, decide};
 use super::model::{AGENT, Facts, Observation, sink_failing_fingerprint};
 use crate::clock::Clock;
 use crate::config::{AlertsConfig, Severity};
-use crate::finding::FindingKind;
 use crate::jobs::runner::{FindingSink, LogSink, RunReport};
+use crate::model::FindingKind;
 use crate::store::{FindingChanges, Store, StoreError};
 
 /// Shared by the pipeline and the dispatcher.

@@ -5,35 +5,10 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::Url;
-use serde::{Deserialize, Serialize};
 
 use super::types::SecretSource;
+pub use crate::model::Severity;
 use crate::secret::Secret;
-
-/// How bad an alert is. Ordered: `Info < Warning < Critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A URL that may carry a token in its path or query (Telegram bot URLs, Slack hooks,
 /// heartbeat pings). Debug and Display show only `scheme://host[:port]/[redacted]`.
@@ -193,13 +168,6 @@ pub struct WebhookSinkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn severities_are_ordered() {
-        assert!(Severity::Info < Severity::Warning);
-        assert!(Severity::Warning < Severity::Critical);
-        assert_eq!(Severity::Critical.as_str(), "critical");
-    }
 
     #[test]
     fn secret_url_hides_path_query_and_userinfo() {

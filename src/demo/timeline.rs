@@ -80,7 +80,7 @@ impl FindingSink for TimelineSink {
         }
         // One-shot notices (a quota warning) "resolve" by design at the next run.
         let one_shot = |kind: &str| {
-            keywarden::finding::FindingKind::parse(kind).is_some_and(|k| k.is_one_shot())
+            keywarden::model::FindingKind::parse(kind).is_some_and(|k| k.is_one_shot())
         };
         for resolved in changes.resolved.iter().filter(|r| !one_shot(&r.kind)) {
             self.timeline.say(

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::config::{JobKind, Severity};
-use crate::finding::{Finding, FindingKind};
+use crate::model::{Finding, FindingKind};
 use crate::server_api::{ApiError, ApiErrorKind, Generation};
 
 use super::{JobContext, JobResult};

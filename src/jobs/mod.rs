@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig};
-use crate::finding::Finding;
+use crate::model::Finding;
 use crate::server_api::ServerApi;
 use crate::store::Store;
 

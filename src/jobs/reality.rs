@@ -4,7 +4,7 @@
 //! it fails every time: the finding says so and how to skip the job there.
 
 use crate::config::{JobKind, Severity};
-use crate::finding::{Finding, FindingKind};
+use crate::model::{Finding, FindingKind};
 use crate::server_api::{ApiError, ApiErrorKind, Generation};
 use crate::store::AuditEntry;
 

@@ -14,8 +14,8 @@ use tokio::sync::Semaphore;
 use super::{JobContext, JobKind, JobResult, RunMode, run_job};
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig, Severity};
-use crate::finding::Finding;
 use crate::metrics::Metrics;
+use crate::model::Finding;
 use crate::server_api::ServerApi;
 use crate::store::{FindingChanges, RunOutcome, RunRecord, Store};
 
@@ -355,8 +355,8 @@ impl Runner {
     }
 
     fn count_sync(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
-        use crate::finding::FindingKind as Kind;
         use crate::metrics::{ResultLabels, ServerLabels};
+        use crate::model::FindingKind as Kind;
         let server = report.server.as_str();
         let labels = ServerLabels {
             server: server.to_string(),
@@ -488,7 +488,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::finding::FindingKind;
+    use crate::model::FindingKind;
 
     fn at(second: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, second).unwrap()

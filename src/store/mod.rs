@@ -24,7 +24,7 @@ pub use quota::QuotaCommit;
 pub use quota_intents::{Intent, IntentState};
 
 use crate::config::{JobKind, Severity};
-use crate::finding::Finding;
+use crate::model::Finding;
 
 /// The file name inside `state_dir`.
 pub const DB_FILE: &str = "state.db";

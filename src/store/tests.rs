@@ -1,7 +1,7 @@
 use chrono::TimeZone;
 
 use super::*;
-use crate::finding::FindingKind;
+use crate::model::FindingKind;
 
 fn at(minute: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 10, minute, 0).unwrap()

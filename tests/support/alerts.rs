@@ -8,8 +8,8 @@ use std::time::Duration;
 use keywarden::alert::{AlertSink, DispatchOptions, Dispatcher, Pipeline, Sink, SinkOptions};
 use keywarden::clock::ManualClock;
 use keywarden::config::{Config, JobKind, Severity};
-use keywarden::finding::{Finding, FindingKind};
 use keywarden::jobs::runner::{FindingSink, RunReport};
+use keywarden::model::{Finding, FindingKind};
 use keywarden::store::{RunOutcome, Store};
 
 pub fn options() -> DispatchOptions {

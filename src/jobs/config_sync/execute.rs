@@ -7,9 +7,9 @@ use super::drift::Drift;
 use super::plan::{Blocker, Observed, Plan, remember};
 use super::{SYNC_ACTION, read, report};
 use crate::config::JobKind;
-use crate::finding::Finding;
 use crate::jobs::reality;
 use crate::jobs::{JobContext, JobResult};
+use crate::model::Finding;
 use crate::server_api::{ApiError, ApiErrorKind, SyncOutcome, SyncValidation};
 use crate::store::{AuditEntry, DriftMemory};
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::drift::Drift;
 use super::plan::Blocker;
 use crate::config::{JobKind, Severity};
-use crate::finding::{Finding, FindingKind};
+use crate::model::{Finding, FindingKind};
 use crate::server_api::{ApiError, SyncValidation};
 
 /// The subject of every config_sync finding: one fingerprint per (server, kind), so an

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use super::execute::Finished;
 use super::observe::{self, STALE_AFTER};
 use super::report;
-use crate::finding::{Finding, FindingKind};
 use crate::jobs::{JobContext, JobResult};
+use crate::model::{Finding, FindingKind};
 use crate::quota::plan::{Accounting, Observed, ServerResets};
 use crate::quota::{self, Plan, human_bytes, period, rules};
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::config::{JobKind, Severity};
-use crate::finding::{Finding, FindingKind};
+use crate::model::{Finding, FindingKind};
 use crate::quota::evaluate::{Notice, percent};
 use crate::quota::human_bytes;
 use crate::quota::ledger::Drop;

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::config::{JobKind, Severity};
+use super::{JobKind, Severity};
 
 /// What kind of thing was found. The snake_case names are a contract (alerts, `check
 /// --json`, the store).
