@@ -1,7 +1,8 @@
 use chrono::TimeZone;
 
 use super::*;
-use crate::model::FindingKind;
+use crate::config::JobKind;
+use crate::model::{Finding, FindingKind};
 
 fn at(minute: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 10, minute, 0).unwrap()
