@@ -96,7 +96,7 @@ async fn bench() {
         steady.push(started.elapsed());
         assert!(result.transport_failure.is_none(), "{result:?}");
     }
-    let ledger = store.quota_ledger("bench").expect("ledger");
+    let ledger = store.quota().ledger("bench").await.expect("ledger");
     assert_eq!(ledger.len(), KEYS);
     assert!(
         ledger

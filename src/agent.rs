@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{AlertSink, DispatchOptions, Dispatcher, Pipeline, Sink, SinkOptions};
+use crate::alert::{DispatchOptions, Dispatcher, Pipeline, Sink, SinkOptions};
 use crate::clock::Clock;
 use crate::config::{Config, JobKind};
 use crate::http::HttpState;
-use crate::jobs::RunMode;
-use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, FindingSink, RunOptions, Runner};
+use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, RunOptions, Runner};
+use crate::jobs::{AlertSink, FindingSink, RunMode};
 use crate::metrics::Metrics;
 use crate::scheduler::{ScheduledTask, Scheduler, ShutdownReport};
 use crate::store::Store;
@@ -69,7 +69,7 @@ pub struct Agent {
 
 impl Agent {
     pub async fn start(config: Arc<Config>, options: AgentOptions) -> anyhow::Result<Agent> {
-        let store = crate::app::open_store(&config)?;
+        let store = crate::app::open_store(&config).await?;
         let metrics = Arc::new(Metrics::new(config.agent.metrics_per_key));
         let clock = options.clock;
         let sinks = Sink::build_all(&config.alerts, config.agent.timezone, &options.sinks)?;
@@ -130,7 +130,7 @@ impl Agent {
     pub async fn tick(&self) {
         self.alive
             .store(self.scheduler.is_alive(), Ordering::Relaxed);
-        outbox_gauges(&self.store, &self.metrics, self.clock.now());
+        outbox_gauges(&self.store, &self.metrics, self.clock.now()).await;
         heartbeat(&self.config, &self.runner, &self.heartbeat_client).await;
     }
 
@@ -213,13 +213,13 @@ async fn start_http(
 }
 
 /// Outbox depth and the age of its oldest undelivered notification.
-fn outbox_gauges(store: &Store, metrics: &Metrics, now: chrono::DateTime<chrono::Utc>) {
-    if let Ok(counts) = store.outbox_counts() {
+async fn outbox_gauges(store: &Store, metrics: &Metrics, now: chrono::DateTime<chrono::Utc>) {
+    if let Ok(counts) = store.alerts().counts().await {
         metrics
             .outbox_depth
             .set(counts.iter().map(|c| c.pending as i64).sum());
     }
-    if let Ok(oldest) = store.oldest_pending_outbox() {
+    if let Ok(oldest) = store.alerts().oldest_pending().await {
         let age = oldest
             .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0)
             .unwrap_or(0.0);

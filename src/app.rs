@@ -17,9 +17,13 @@ pub fn load_config(path: &Path) -> Result<Loaded, String> {
         .map_err(|errors: ConfigErrors| crate::commands::validate::problem_report(&errors, path))
 }
 
-/// Open the state store in `[agent].state_dir`.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
-    let store = Store::open(&config.agent.state_dir).context("opening the state store")?;
+/// Open the state store in `[agent].state_dir` (migrating it, on a blocking thread).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+    let dir = config.agent.state_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await
+        .context("opening the state store")?
+        .context("opening the state store")?;
     Ok(Arc::new(store))
 }
 

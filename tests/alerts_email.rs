@@ -7,7 +7,7 @@ mod support;
 use keywarden::alert::SinkOptions;
 use keywarden::config::{JobKind, Severity};
 use keywarden::model::FindingKind;
-use support::alerts::{Harness, eventually, finding, settle};
+use support::alerts::{Harness, eventually, eventually_async, finding, settle};
 use support::hooks::Receiver;
 use support::smtp::{CERT, Security, SmtpServer};
 use support::within;
@@ -45,7 +45,8 @@ async fn starttls_with_auth_delivers_envelope_subject_and_body() {
             FindingKind::ConfigDriftPersists,
             Severity::Critical,
         )],
-    );
+    )
+    .await;
     within(
         "the mail",
         eventually("one mail", || smtp.mails().len() == 1),
@@ -90,7 +91,8 @@ async fn plain_smtp_delivers() {
             FindingKind::ServerUnreachable,
             Severity::Critical,
         )],
-    );
+    )
+    .await;
     within(
         "the mail",
         eventually("one mail", || smtp.mails().len() == 1),
@@ -121,7 +123,8 @@ async fn a_refused_login_is_permanent_and_reported_once_to_the_other_sinks() {
             server,
             JobKind::ConfigSync,
             vec![finding(server, FindingKind::ConfigDrift, Severity::Warning)],
-        );
+        )
+        .await;
         settle().await;
     }
     within(
@@ -145,11 +148,18 @@ async fn a_refused_login_is_permanent_and_reported_once_to_the_other_sinks() {
     assert!(details.contains("535"), "{details}");
     assert!(!details.contains(PASSWORD));
     assert!(smtp.mails().is_empty());
-    let health = h.store.sink_health("ops-mail").unwrap();
+    let health = h.store.alerts().sink_health("ops-mail").await.unwrap();
     assert!(health.failing);
     assert!(!health.last_error.unwrap().contains(PASSWORD));
     // Nothing is retried after a permanent failure.
-    assert!(h.store.pending_outbox("ops-mail").unwrap().is_empty());
+    assert!(
+        h.store
+            .alerts()
+            .pending("ops-mail")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     h.stop().await;
 }
 
@@ -164,23 +174,30 @@ async fn a_relay_down_then_up_gets_each_notification_exactly_once() {
             server,
             JobKind::ConfigSync,
             vec![finding(server, FindingKind::ConfigDrift, Severity::Warning)],
-        );
+        )
+        .await;
     }
-    let attempted = || {
+    let attempted = || async {
         h.store
-            .pending_outbox("ops-mail")
+            .alerts()
+            .pending("ops-mail")
+            .await
             .unwrap()
             .iter()
             .all(|r| r.attempts >= 1)
     };
-    within("first attempts", eventually("both attempted", attempted)).await;
+    within(
+        "first attempts",
+        eventually_async("both attempted", attempted),
+    )
+    .await;
     // Down for a while: retries keep failing.
     for _ in 0..3 {
         h.advance(120);
         settle().await;
     }
     assert!(smtp.mails().is_empty());
-    let pending = h.store.pending_outbox("ops-mail").unwrap();
+    let pending = h.store.alerts().pending("ops-mail").await.unwrap();
     assert_eq!(pending.len(), 2);
     assert!(pending.iter().all(|r| r.attempts >= 2), "{pending:?}");
     smtp.set_down(false);
@@ -226,15 +243,18 @@ async fn notifications_left_at_a_restart_arrive_after_it_once() {
             FindingKind::ConfigDrift,
             Severity::Warning,
         )],
-    );
-    let attempted = || {
+    )
+    .await;
+    let attempted = || async {
         h.store
-            .pending_outbox("ops-mail")
+            .alerts()
+            .pending("ops-mail")
+            .await
             .unwrap()
             .first()
             .is_some_and(|r| r.attempts >= 1)
     };
-    within("an attempt", eventually("attempted", attempted)).await;
+    within("an attempt", eventually_async("attempted", attempted)).await;
     h.stop().await;
     let Harness { dir, clock, .. } = h;
     // A new process: a new store handle on the same file, a new pipeline.
@@ -251,7 +271,8 @@ async fn notifications_left_at_a_restart_arrive_after_it_once() {
             FindingKind::ConfigDrift,
             Severity::Warning,
         )],
-    );
+    )
+    .await;
     h.advance(120);
     within(
         "after restart",

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use keywarden::alert::SinkOptions;
 use keywarden::config::{JobKind, Severity};
 use keywarden::model::FindingKind;
-use support::alerts::{Harness, eventually, finding, settle};
+use support::alerts::{Harness, eventually_async, finding, settle};
 use support::hooks::{Answer, Receiver};
 use support::smtp::{Security, SmtpServer};
 use support::within;
@@ -72,17 +72,20 @@ async fn no_secret_in_logs_errors_or_bodies() {
             FindingKind::ConfigDrift,
             Severity::Warning,
         )],
-    );
-    let failing = || {
-        ["mail", "json", "tg"]
-            .iter()
-            .all(|sink| h.store.sink_health(sink).unwrap().failing)
+    )
+    .await;
+    let failing = || async {
+        let mut all = true;
+        for sink in ["mail", "json", "tg"] {
+            all &= h.store.alerts().sink_health(sink).await.unwrap().failing;
+        }
+        all
     };
-    within("failures", eventually("every sink failing", failing)).await;
+    within("failures", eventually_async("every sink failing", failing)).await;
     settle().await;
     let mut texts = vec![String::from_utf8(logs.0.lock().unwrap().clone()).unwrap()];
     for sink in ["mail", "json", "tg"] {
-        let health = h.store.sink_health(sink).unwrap();
+        let health = h.store.alerts().sink_health(sink).await.unwrap();
         texts.push(format!("{health:?}"));
         texts.push(serde_json::to_string(&health).unwrap());
     }

@@ -47,7 +47,8 @@ async fn the_json_body_is_signed_and_follows_schema_v1() {
             FindingKind::ConfigDrift,
             Severity::Warning,
         )],
-    );
+    )
+    .await;
     within(
         "the hook",
         eventually("one request", || hook.requests().len() == 1),
@@ -143,7 +144,8 @@ async fn slack_and_telegram_bodies_match_the_fixtures() {
     drift.summary =
         "fra-1: config.json still differs from the keys after a sync <2 uuids> & more".into();
     let unconfirmed = finding("fra-1", FindingKind::RealityUnconfirmed, Severity::Warning);
-    h.run("fra-1", JobKind::ConfigSync, vec![drift, unconfirmed]);
+    h.run("fra-1", JobKind::ConfigSync, vec![drift, unconfirmed])
+        .await;
     within(
         "both sinks",
         eventually("two requests", || hook.requests().len() == 2),
@@ -186,16 +188,16 @@ async fn a_firing_alert_repeats_only_after_repeat_interval() {
             )],
         )
     };
-    run();
+    run().await;
     within("first", eventually("one", || hook.requests().len() == 1)).await;
     for _ in 0..5 {
         h.advance(10 * 60);
-        run();
+        run().await;
         settle().await;
     }
     assert_eq!(hook.requests().len(), 1, "nothing within the hour");
     h.advance(10 * 60);
-    run();
+    run().await;
     within("repeat", eventually("two", || hook.requests().len() == 2)).await;
     settle().await;
     assert_eq!(hook.requests().len(), 2);
@@ -215,10 +217,11 @@ async fn a_resolved_alert_is_announced_as_resolved() {
             FindingKind::ConfigDrift,
             Severity::Warning,
         )],
-    );
+    )
+    .await;
     within("firing", eventually("one", || hook.requests().len() == 1)).await;
     h.advance(300);
-    h.run("fra-1", JobKind::ConfigSync, vec![]);
+    h.run("fra-1", JobKind::ConfigSync, vec![]).await;
     within("resolved", eventually("two", || hook.requests().len() == 2)).await;
     let body = &bodies(&hook)[1];
     assert_eq!(body["status"], "resolved");
@@ -226,7 +229,7 @@ async fn a_resolved_alert_is_announced_as_resolved() {
     assert_eq!(body["alerts"][0]["started_at"], "2026-11-28T10:00:00Z");
     assert_eq!(body["alerts"][0]["ended_at"], "2026-11-28T10:05:00Z");
     h.advance(300);
-    h.run("fra-1", JobKind::ConfigSync, vec![]);
+    h.run("fra-1", JobKind::ConfigSync, vec![]).await;
     settle().await;
     assert_eq!(hook.requests().len(), 2, "resolved once");
     h.stop().await;
@@ -245,7 +248,8 @@ async fn an_escalation_is_sent_at_once() {
             FindingKind::ConfigDrift,
             Severity::Warning,
         )],
-    );
+    )
+    .await;
     h.advance(30);
     within("firing", eventually("one", || hook.requests().len() == 1)).await;
     h.advance(60);
@@ -257,7 +261,8 @@ async fn an_escalation_is_sent_at_once() {
             FindingKind::ConfigDrift,
             Severity::Critical,
         )],
-    );
+    )
+    .await;
     // No clock movement needed: a severity change does not wait for group_wait.
     within(
         "escalated",
@@ -284,7 +289,8 @@ async fn findings_of_one_run_within_group_wait_go_out_as_one_digest() {
             ),
             finding("fra-1", FindingKind::SyncFailed, Severity::Warning),
         ],
-    );
+    )
+    .await;
     h.advance(4);
     h.run(
         "fra-1",
@@ -294,7 +300,8 @@ async fn findings_of_one_run_within_group_wait_go_out_as_one_digest() {
             FindingKind::RealityUnconfirmed,
             Severity::Warning,
         )],
-    );
+    )
+    .await;
     settle().await;
     assert!(hook.requests().is_empty(), "held for group_wait");
     h.advance(6);
@@ -320,7 +327,8 @@ async fn alerts_of_an_unreachable_server_are_held_then_released_or_dropped() {
             FindingKind::ServerUnreachable,
             Severity::Critical,
         )],
-    );
+    )
+    .await;
     within("down", eventually("one", || hook.requests().len() == 1)).await;
     h.advance(60);
     h.run(
@@ -331,7 +339,8 @@ async fn alerts_of_an_unreachable_server_are_held_then_released_or_dropped() {
             FindingKind::ConfigDriftPersists,
             Severity::Critical,
         )],
-    );
+    )
+    .await;
     h.run(
         "fra-1",
         JobKind::Reality,
@@ -340,13 +349,14 @@ async fn alerts_of_an_unreachable_server_are_held_then_released_or_dropped() {
             FindingKind::RealityUnconfirmed,
             Severity::Warning,
         )],
-    );
+    )
+    .await;
     h.advance(60);
-    h.run("fra-1", JobKind::Reality, vec![]);
+    h.run("fra-1", JobKind::Reality, vec![]).await;
     h.advance(60);
     settle().await;
     assert_eq!(hook.requests().len(), 1, "held while unreachable");
-    h.run("fra-1", JobKind::Health, vec![]);
+    h.run("fra-1", JobKind::Health, vec![]).await;
     within("released", eventually("two", || hook.requests().len() == 2)).await;
     settle().await;
     assert_eq!(hook.requests().len(), 2);
@@ -386,7 +396,8 @@ async fn a_flood_stays_within_the_rate_limit_and_loses_nothing() {
                 FindingKind::ConfigDrift,
                 Severity::Warning,
             )],
-        );
+        )
+        .await;
     }
     h.start(&SinkOptions::default());
     let alerts = |hook: &Receiver| -> usize {
@@ -435,7 +446,8 @@ async fn a_429_is_retried_after_retry_after() {
             FindingKind::ConfigDrift,
             Severity::Warning,
         )],
-    );
+    )
+    .await;
     within("429", eventually("one", || hook.requests().len() == 1)).await;
     h.advance(100);
     settle().await;
@@ -472,7 +484,7 @@ async fn alert_test_reports_per_sink_and_exits_2_unless_all_delivered() {
     assert_eq!(hook.requests().len(), 2);
     assert_eq!(bodies(&hook)[0]["alerts"][0]["kind"], "test");
     // Bookkept, never retried.
-    let counts = h.store.outbox_counts().unwrap();
+    let counts = h.store.alerts().counts().await.unwrap();
     let of = |sink: &str| counts.iter().find(|c| c.sink == sink).unwrap().clone();
     assert_eq!((of("hook").delivered, of("hook").pending), (2, 0));
     assert_eq!((of("broken").dropped, of("broken").pending), (1, 0));

@@ -13,9 +13,10 @@ use keywarden::clock::{Clock, ManualClock};
 use keywarden::config::{Config, JobKind, Severity};
 use keywarden::jobs::config_sync::{self, Blocker, Plan};
 use keywarden::jobs::{JobContext, JobResult, RunMode};
+use keywarden::model::AuditEntry;
 use keywarden::model::{Finding, FindingKind};
 use keywarden::server_api::{ClientSettings, RetryPolicy, ServerApi};
-use keywarden::store::{AuditEntry, Store};
+use keywarden::store::Store;
 use keywarden_sim::{ApiGeneration, ClientPlacement, Fault, Route, SimHandle, SimServer};
 use support::{TEST_API_KEY, sim, within};
 use tempfile::TempDir;
@@ -175,12 +176,14 @@ impl Rig {
         self.store = Some(Store::open(self.dir.path()).expect("reopen store"));
     }
 
-    fn sync_audit(&self) -> Vec<AuditEntry> {
+    async fn sync_audit(&self) -> Vec<AuditEntry> {
         let mut entries = self
             .store()
-            .recent_audit(Some("fra-1"), 100)
+            .audit()
+            .recent(Some("fra-1"), 100)
+            .await
             .expect("audit");
-        entries.retain(|e| e.action == "sync");
+        entries.retain(|e| e.action.as_str() == "sync");
         entries.reverse();
         entries
     }
@@ -248,8 +251,8 @@ async fn drift_of_both_kinds_is_confirmed_repaired_and_then_left_alone() {
         );
         assert!(repaired.details.contains(&missing) && repaired.details.contains(STRANGER));
         assert_eq!(rig.sync_posts(), 1, "{generation:?}");
-        assert_eq!(results(&rig.sync_audit()), ["started", "ok"]);
-        assert!(rig.sync_audit()[0].detail.contains(&missing));
+        assert_eq!(results(&rig.sync_audit().await), ["started", "ok"]);
+        assert!(rig.sync_audit().await[0].detail.contains(&missing));
 
         assert_eq!(rig.plan().await, Plan::InSync, "{generation:?}");
         let third = rig.run().await;
@@ -282,12 +285,14 @@ async fn returning_drift_spends_the_budget_then_suspends_until_the_window_frees(
         assert_eq!(rig.sync_posts(), 2, "no sync while the budget is spent");
         let changes = rig
             .store()
-            .record_findings(
+            .findings()
+            .record(
                 "fra-1",
                 JobKind::ConfigSync,
                 &result.findings,
                 rig.clock.now(),
             )
+            .await
             .expect("record");
         fingerprints.push((suspended.fingerprint(), changes.opened.len()));
     }
@@ -328,7 +333,7 @@ async fn a_sync_that_changes_nothing_is_critical() {
         let persists = only(&result, FindingKind::ConfigDriftPersists);
         assert_eq!(persists.severity, Severity::Critical);
         assert!(persists.details.contains(&missing), "{}", persists.details);
-        assert_eq!(results(&rig.sync_audit()), ["started", "persists"]);
+        assert_eq!(results(&rig.sync_audit().await), ["started", "persists"]);
     }
 }
 
@@ -370,7 +375,7 @@ async fn rate_limited_syncs_are_deferred_without_spending_the_budget() {
         "two 429s did not spend the budget of 1"
     );
     assert_eq!(
-        results(&rig.sync_audit()),
+        results(&rig.sync_audit().await),
         [
             "started", "deferred", "started", "deferred", "started", "ok"
         ]
@@ -396,7 +401,7 @@ async fn a_failed_sync_is_critical_with_the_servers_detail() {
     assert_eq!(failed.severity, Severity::Critical);
     assert!(failed.summary.contains(detail), "{}", failed.summary);
     assert!(failed.details.contains(detail));
-    assert_eq!(results(&rig.sync_audit()), ["started", "failed"]);
+    assert_eq!(results(&rig.sync_audit().await), ["started", "failed"]);
 }
 
 #[tokio::test]
@@ -473,7 +478,7 @@ async fn v2_sync_misreported_as_failed_is_rechecked_and_repaired() {
             .details
             .contains("Configuration sync verification failed")
     );
-    assert_eq!(results(&rig.sync_audit()), ["started", "misreported"]);
+    assert_eq!(results(&rig.sync_audit().await), ["started", "misreported"]);
     assert!(
         rig.run().await.findings.is_empty(),
         "stale cache is no drift"
@@ -539,7 +544,7 @@ async fn dry_run_plans_and_audits_but_never_changes_the_server() {
         .filter(|r| r.method == "POST" || r.method == "DELETE")
         .collect();
     assert!(changed.is_empty(), "{changed:?}");
-    let audit = rig.sync_audit();
+    let audit = rig.sync_audit().await;
     assert_eq!(results(&audit), ["dry_run"]);
     assert!(audit[0].detail.contains(STRANGER));
 }

@@ -35,11 +35,11 @@ async fn the_demo_scenario_happens_in_the_store_and_at_the_receiver() {
     );
 
     let store = Store::open_read_only(&dir.path().join(keywarden::store::DB_FILE)).unwrap();
-    let audit = store.recent_audit(Some("demo-1"), 1000).unwrap();
+    let audit = store.audit().recent(Some("demo-1"), 1000).await.unwrap();
     let done = |action: &str, result: &str| {
         audit
             .iter()
-            .any(|a| a.action == action && a.result == result)
+            .any(|a| a.action.as_str() == action && a.result.as_str() == result)
     };
     assert!(
         done("sync", "ok"),
@@ -48,7 +48,7 @@ async fn the_demo_scenario_happens_in_the_store_and_at_the_receiver() {
     assert!(done("verify_reality", "ok"));
     let resets: Vec<_> = audit
         .iter()
-        .filter(|a| a.action.contains("reset"))
+        .filter(|a| a.action.as_str().contains("reset"))
         .collect();
     assert!(
         !resets.is_empty(),
@@ -85,10 +85,10 @@ async fn the_demo_scenario_happens_in_the_store_and_at_the_receiver() {
         "no resolved notice for one-shot kinds"
     );
     // Nothing is left open once the scenario is over.
-    let open = store.open_findings(Some("demo-1")).unwrap();
+    let open = store.findings().open(Some("demo-1")).await.unwrap();
     assert!(
         open.iter()
-            .all(|f| f.kind != "server_unreachable" && f.kind != "config_drift"),
+            .all(|f| f.kind.as_str() != "server_unreachable" && f.kind.as_str() != "config_drift"),
         "{open:?}"
     );
 }

@@ -66,7 +66,7 @@ async fn metrics_after_real_runs_parse_as_prometheus_text() {
     let runner = Runner::new(
         store.clone(),
         Arc::new(clock),
-        Arc::new(keywarden::jobs::runner::LogSink),
+        Arc::new(keywarden::jobs::LogSink),
         4,
     )
     .with_metrics(metrics.clone());
@@ -185,7 +185,7 @@ async fn quota_runs_export_per_key_usage_and_reset_outcomes() {
     let runner = Runner::new(
         store,
         Arc::new(clock()),
-        Arc::new(keywarden::jobs::runner::LogSink),
+        Arc::new(keywarden::jobs::LogSink),
         4,
     )
     .with_metrics(metrics.clone());
@@ -248,7 +248,7 @@ async fn the_heartbeat_goes_out_after_a_complete_cycle_and_never_names_its_url()
     let runner = Runner::new(
         store,
         Arc::new(clock()),
-        Arc::new(keywarden::jobs::runner::LogSink),
+        Arc::new(keywarden::jobs::LogSink),
         4,
     );
     let target = keywarden::app::targets(&config, None).unwrap().remove(0);

@@ -9,7 +9,7 @@ use keywarden::config::{JobKind, Severity};
 use keywarden::jobs::RunMode;
 use keywarden::jobs::runner::RunOptions;
 use keywarden::model::FindingKind;
-use keywarden::store::RunOutcome;
+use keywarden::model::RunOutcome;
 use keywarden_sim::{ApiGeneration, Fault, RealityField, Route};
 use support::agent::{clock, config, runner, server_block, targets};
 use support::{sim, within};
@@ -64,15 +64,15 @@ async fn health_counts_failures_raises_unreachable_and_resolves() {
         [(FindingKind::ServerUnreachable, Severity::Critical)]
     );
     assert_eq!(second.outcome, RunOutcome::Critical);
-    let open = runner.store().open_findings(Some("fra-1")).unwrap();
+    let open = runner.store().findings().open(Some("fra-1")).await.unwrap();
     assert_eq!(open.len(), 1);
 
     server.handle().set_down_and_wait(false).await;
     let back = within("back", runner.run(target, JobKind::Health, DAEMON)).await;
     assert_eq!(back.outcome, RunOutcome::Ok);
-    let open = runner.store().open_findings(Some("fra-1")).unwrap();
+    let open = runner.store().findings().open(Some("fra-1")).await.unwrap();
     assert!(open.is_empty(), "the outage resolved: {open:?}");
-    let state = &runner.store().server_states().unwrap()[0];
+    let state = &runner.store().servers().states().await.unwrap()[0];
     assert_eq!(
         (state.version.as_deref(), state.consecutive_failures),
         (Some("1.0.0"), 0)
@@ -162,7 +162,12 @@ async fn reality_verifies_fixes_max_time_diff_and_reports_failures() {
     assert!(v2_report.findings[0].details.contains("skip_jobs"));
 
     // Audit log: started + result for each verify.
-    let audit = runner.store().recent_audit(Some("fra-1"), 10).unwrap();
+    let audit = runner
+        .store()
+        .audit()
+        .recent(Some("fra-1"), 10)
+        .await
+        .unwrap();
     let results: Vec<&str> = audit.iter().map(|a| a.result.as_str()).collect();
     assert_eq!(results, ["failed", "started", "ok", "started"]);
 }
@@ -213,7 +218,9 @@ async fn a_running_job_is_not_started_again_on_the_same_server() {
     within("slow run starts", async {
         while runner
             .store()
-            .recent_audit(Some("fra-1"), 1)
+            .audit()
+            .recent(Some("fra-1"), 1)
+            .await
             .unwrap()
             .is_empty()
         {

@@ -7,14 +7,19 @@ mod support;
 
 use keywarden::jobs::quota::CrashPoint;
 use keywarden::model::FindingKind;
-use keywarden::store::IntentState;
+use keywarden::model::quota::IntentState;
 use keywarden_sim::{ApiGeneration, Fault, Route};
 use support::quota::{MIB, Rig, Setup, kinds, monthly, start, utc};
 
 const BOTH: [ApiGeneration; 2] = [ApiGeneration::V1, ApiGeneration::V2];
 
-fn states(rig: &Rig) -> Vec<(IntentState, String)> {
-    let intents = rig.store().quota_intents("fra-1", None).expect("intents");
+async fn states(rig: &Rig) -> Vec<(IntentState, String)> {
+    let intents = rig
+        .store()
+        .quota()
+        .intents("fra-1", None)
+        .await
+        .expect("intents");
     intents.into_iter().map(|i| (i.state, i.outcome)).collect()
 }
 
@@ -42,7 +47,7 @@ async fn killed_after_writing_the_intents_resets_once_after_a_restart() {
         assert!(crashed.findings.is_empty());
         assert_eq!(rig.reset_posts(), 0, "{generation:?}: died before sending");
         let pending = vec![(IntentState::Pending, String::new()); 3];
-        assert_eq!(states(&rig), pending);
+        assert_eq!(states(&rig).await, pending);
 
         rig.restart();
         let restarted = rig.run_at(utc(12, 1, 0, 15)).await;
@@ -55,7 +60,7 @@ async fn killed_after_writing_the_intents_resets_once_after_a_restart() {
             assert_eq!(rig.key(i).total_bytes, 0);
         }
         assert_eq!(
-            states(&rig),
+            states(&rig).await,
             vec![(IntentState::Done, "applied".to_string()); 3]
         );
         rig.restart();
@@ -77,7 +82,7 @@ async fn killed_after_sending_the_resets_does_not_reset_again() {
             .await;
         assert_eq!(rig.reset_posts(), 3, "{generation:?}: sent, then died");
         let sending = vec![(IntentState::Sending, String::new()); 3];
-        assert_eq!(states(&rig), sending);
+        assert_eq!(states(&rig).await, sending);
 
         rig.restart();
         rig.set_counter(0, 2 * MIB); // traffic since the reset
@@ -90,10 +95,10 @@ async fn killed_after_sending_the_resets_does_not_reset_again() {
             assert_eq!(rig.resets_of(key), 1, "{generation:?}: not sent again");
         }
         assert_eq!(
-            states(&rig),
+            states(&rig).await,
             vec![(IntentState::Done, "applied".to_string()); 3]
         );
-        let entry = rig.entry(0);
+        let entry = rig.entry(0).await;
         assert_eq!(
             (entry.used, entry.period_start),
             (2 * MIB, utc(12, 1, 0, 0))
@@ -115,7 +120,7 @@ async fn an_exceeded_reset_interrupted_before_sending_is_sent_once_on_restart() 
     )
     .await;
     assert_eq!(
-        rig.entry(0).used,
+        rig.entry(0).await.used,
         0,
         "the fresh allowance is committed with its intent"
     );
@@ -157,7 +162,7 @@ async fn a_reset_answer_lost_to_a_timeout_is_judged_by_reading_back() {
         assert_eq!(rig.handle().reset_count(), 1);
         assert_eq!(rig.key(0).total_bytes, 0);
         assert_eq!(
-            states(&rig),
+            states(&rig).await,
             vec![(IntentState::Done, "applied".to_string())]
         );
     }
@@ -182,10 +187,14 @@ async fn a_2x_reset_without_traffic_history_means_nothing_to_reset() {
         "not a reset_not_applied: {result:#?}"
     );
     assert_eq!(
-        states(&rig),
+        states(&rig).await,
         vec![(IntentState::Done, "nothing_to_reset".to_string())]
     );
-    assert_eq!(rig.entry(0).used, 0, "the ledger's fresh allowance stands");
+    assert_eq!(
+        rig.entry(0).await.used,
+        0,
+        "the ledger's fresh allowance stands"
+    );
 }
 
 #[tokio::test]
@@ -204,13 +213,16 @@ async fn a_reset_that_could_not_reach_the_server_is_finished_by_the_next_run() {
         boundary.plan[0].contains("1 left for the next run"),
         "{boundary:#?}"
     );
-    assert_eq!(states(&rig), vec![(IntentState::Sending, String::new())]);
+    assert_eq!(
+        states(&rig).await,
+        vec![(IntentState::Sending, String::new())]
+    );
     assert_eq!(rig.handle().reset_count(), 0);
 
     let next = rig.run_at(utc(12, 1, 0, 15)).await;
     assert!(next.findings.is_empty(), "{next:#?}");
     assert_eq!(
-        states(&rig),
+        states(&rig).await,
         vec![(IntentState::Done, "applied".to_string())]
     );
     assert_eq!(rig.handle().reset_count(), 1);

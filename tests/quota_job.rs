@@ -19,7 +19,7 @@ async fn thresholds_are_raised_once_per_period() {
         rig.set_counter(1, 0);
         let first = rig.run().await;
         assert!(first.findings.is_empty(), "{generation:?}: {first:#?}");
-        assert_eq!(rig.entry(0).used, 10 * MIB, "{generation:?}: adopted");
+        assert_eq!(rig.entry(0).await.used, 10 * MIB, "{generation:?}: adopted");
 
         // (counter, findings this run)
         let steps = [
@@ -47,7 +47,7 @@ async fn thresholds_are_raised_once_per_period() {
             december.findings.is_empty(),
             "{generation:?}: {december:#?}"
         );
-        assert_eq!(rig.entry(0).period_start, utc(12, 1, 0, 0));
+        assert_eq!(rig.entry(0).await.period_start, utc(12, 1, 0, 0));
         let base = rig.key(0).total_bytes;
         rig.set_counter(0, base + 90 * MIB);
         let result = rig.run().await;
@@ -107,7 +107,7 @@ async fn on_exceed_reset_resets_exactly_that_key_once_per_crossing() {
             0,
             "{generation:?}: the sim applied it"
         );
-        let entry = rig.entry(0);
+        let entry = rig.entry(0).await;
         assert_eq!(
             (entry.used, entry.exceed_resets, entry.period_total),
             (0, 1, 120 * MIB)
@@ -117,7 +117,7 @@ async fn on_exceed_reset_resets_exactly_that_key_once_per_crossing() {
         rig.set_counter(0, 30 * MIB);
         let after = rig.run().await;
         assert!(after.findings.is_empty(), "{generation:?}: {after:#?}");
-        assert_eq!(rig.entry(0).used, 30 * MIB);
+        assert_eq!(rig.entry(0).await.used, 30 * MIB);
         assert_eq!(rig.resets_of(&keys[0]), 1);
 
         // A fresh allowance: the thresholds are armed again within the period.
@@ -158,11 +158,16 @@ async fn the_boundary_resets_every_key_once() {
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(rig.resets_of(key), 1, "{generation:?} key {i}");
             assert_eq!(rig.key(i).total_bytes, 0);
-            let entry = rig.entry(i);
+            let entry = rig.entry(i).await;
             assert_eq!((entry.period_start, entry.used), (utc(12, 1, 0, 0), 0));
             assert!(!entry.adopted && !entry.expect_drop);
         }
-        let history = rig.store().quota_history("fra-1", None).expect("history");
+        let history = rig
+            .store()
+            .quota()
+            .history("fra-1", None)
+            .await
+            .expect("history");
         assert_eq!(history.len(), 3);
         for row in &history {
             let i = keys.iter().position(|k| k.uuid == row.uuid).expect("a key");
@@ -185,8 +190,13 @@ async fn the_boundary_resets_every_key_once() {
             3,
             "{generation:?}: once per key and period"
         );
-        assert_eq!(rig.entry(0).used, 3 * MIB);
-        let intents = rig.store().quota_intents("fra-1", None).expect("intents");
+        assert_eq!(rig.entry(0).await.used, 3 * MIB);
+        let intents = rig
+            .store()
+            .quota()
+            .intents("fra-1", None)
+            .await
+            .expect("intents");
         assert!(
             intents.iter().all(|i| i.outcome == "applied"),
             "{intents:#?}"
@@ -214,7 +224,9 @@ async fn a_missed_boundary_is_caught_up_once_after_a_restart() {
         assert_eq!([rig.resets_of(&keys[0]), rig.resets_of(&keys[1])], [1, 1]);
         let history = rig
             .store()
-            .quota_history("fra-1", Some(&keys[0].uuid))
+            .quota()
+            .history("fra-1", Some(&keys[0].uuid))
+            .await
             .expect("history");
         assert_eq!(
             history.len(),
@@ -265,7 +277,7 @@ async fn ignored_resets_keep_a_correct_ledger_and_one_digest_per_period() {
             );
             for i in 0..3 {
                 assert!(digest[0].details.contains(&rig.key(i).uuid), "{what}");
-                let entry = rig.entry(i);
+                let entry = rig.entry(i).await;
                 assert_eq!(
                     (entry.period_start, entry.used, entry.counter),
                     (utc(12, 1, 0, 0), 0, Some(60 * MIB)),
@@ -282,7 +294,7 @@ async fn ignored_resets_keep_a_correct_ledger_and_one_digest_per_period() {
             rig.set_counter(0, 65 * MIB);
             let later = rig.run().await;
             assert!(later.findings.is_empty(), "{what}: {later:#?}");
-            assert_eq!(rig.entry(0).used, 5 * MIB);
+            assert_eq!(rig.entry(0).await.used, 5 * MIB);
             // January: auto no longer calls reset on this API version; always does (and
             // says so once for the new period).
             rig.set_counter(1, 61 * MIB);
@@ -293,10 +305,10 @@ async fn ignored_resets_keep_a_correct_ledger_and_one_digest_per_period() {
                 _ => assert_eq!((rig.reset_posts(), digests), (6, 1), "{what}: {next:#?}"),
             }
             assert_eq!(
-                rig.entry(1).period_start,
+                rig.entry(1).await.period_start,
                 january - chrono::Duration::minutes(5)
             );
-            assert_eq!(rig.entry(1).used, 0);
+            assert_eq!(rig.entry(1).await.used, 0);
         }
     }
 }
@@ -348,10 +360,15 @@ async fn delete_needs_allow_delete_and_waits_for_the_grace() {
         );
         assert_eq!(due.findings[0].subject, doomed.uuid);
         assert!(rig.handle().keys().iter().all(|k| k.uuid != doomed.uuid));
-        assert!(rig.entry_of(&doomed.uuid).gone_at.is_some());
-        let audit = rig.store().recent_audit(Some("fra-1"), 10).expect("audit");
-        assert!(audit.iter().any(|a| a.action == "quota_delete"
-            && a.result == "deleted"
+        assert!(rig.entry_of(&doomed.uuid).await.gone_at.is_some());
+        let audit = rig
+            .store()
+            .audit()
+            .recent(Some("fra-1"), 10)
+            .await
+            .expect("audit");
+        assert!(audit.iter().any(|a| a.action.as_str() == "quota_delete"
+            && a.result.as_str() == "deleted"
             && a.target == doomed.uuid));
 
         // A key back under its limit before its grace ends is kept (the limit was raised).
@@ -457,7 +474,7 @@ async fn a_dry_run_changes_nothing_on_the_server() {
             "{over:#?}"
         );
         assert_eq!(
-            rig.entry(0).used,
+            rig.entry(0).await.used,
             120 * MIB,
             "the ledger still records usage"
         );
@@ -468,7 +485,7 @@ async fn a_dry_run_changes_nothing_on_the_server() {
             .filter(|l| l.contains("would reset"))
             .count();
         assert_eq!(would, 3, "{boundary:#?}");
-        assert_eq!(rig.entry(1).period_start, utc(12, 1, 0, 0));
+        assert_eq!(rig.entry(1).await.period_start, utc(12, 1, 0, 0));
         let changes = rig
             .handle()
             .requests()
@@ -478,7 +495,9 @@ async fn a_dry_run_changes_nothing_on_the_server() {
         assert_eq!(changes, 0, "{generation:?}: no POST or DELETE");
         assert!(
             rig.store()
-                .quota_intents("fra-1", None)
+                .quota()
+                .intents("fra-1", None)
+                .await
                 .expect("intents")
                 .is_empty()
         );
@@ -513,7 +532,11 @@ async fn drops_are_counted_and_reported_unless_a_sync_explains_them() {
             "{}",
             seen.details
         );
-        assert_eq!(rig.entry(0).used, 45 * MIB, "nothing lost, nothing twice");
+        assert_eq!(
+            rig.entry(0).await.used,
+            45 * MIB,
+            "nothing lost, nothing twice"
+        );
 
         // config_sync repairs drift with a sync (which restarts Xray and zeroes counters).
         rig.handle().remove_config_client(&rig.key(1).uuid);
@@ -531,7 +554,7 @@ async fn drops_are_counted_and_reported_unless_a_sync_explains_them() {
             after_sync.findings.is_empty(),
             "{generation:?}: expected drop: {after_sync:#?}"
         );
-        assert_eq!(rig.entry(0).used, 46 * MIB);
+        assert_eq!(rig.entry(0).await.used, 46 * MIB);
         rig.set_counter(0, 0);
         let unexplained = rig.run().await;
         assert_eq!(

@@ -123,9 +123,11 @@ async fn sigterm_lets_the_run_in_flight_finish_and_exits_0() {
         Fault::Delay(Duration::from_secs(2)),
     );
     let store = Store::open_file(&dir.path().join("state/state.db")).unwrap();
-    let started_before = count_audit(&store, "started");
-    wait_for("a verify in flight", || {
-        count_audit(&store, "started") > started_before
+    let started_before = count_audit(&store, "started").await;
+    within("a verify in flight", async {
+        while count_audit(&store, "started").await <= started_before {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     })
     .await;
     let in_flight_since = Instant::now();
@@ -138,8 +140,8 @@ async fn sigterm_lets_the_run_in_flight_finish_and_exits_0() {
     );
     // The run in flight was allowed to finish and record its result.
     assert_eq!(
-        count_audit(&store, "started"),
-        count_audit(&store, "ok"),
+        count_audit(&store, "started").await,
+        count_audit(&store, "ok").await,
         "every started verify finished"
     );
     let log = daemon.log();
@@ -147,12 +149,14 @@ async fn sigterm_lets_the_run_in_flight_finish_and_exits_0() {
     assert!(!log.contains(TEST_API_KEY));
 }
 
-fn count_audit(store: &Store, result: &str) -> usize {
+async fn count_audit(store: &Store, result: &str) -> usize {
     store
-        .recent_audit(Some("fra-1"), 10_000)
+        .audit()
+        .recent(Some("fra-1"), 10_000)
+        .await
         .unwrap()
         .iter()
-        .filter(|a| a.result == result)
+        .filter(|a| a.result.as_str() == result)
         .count()
 }
 

@@ -16,9 +16,10 @@ use super::batch::{self, earliest};
 use super::model::{AGENT, Alert, AlertStatus, Item, Message, Notice, OutboxRow, Reason};
 use super::pipeline::Pipeline;
 use super::sink::{SendError, Sink};
-use crate::config::Severity;
 use crate::metrics::{Metrics, SinkLabels};
-use crate::store::{OUTBOX_KEPT_DAYS, SinkHealth, StoreError};
+use crate::model::Severity;
+use crate::model::alert::SinkHealth;
+use crate::store::{OUTBOX_KEPT_DAYS, StoreError};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
@@ -112,16 +113,22 @@ impl Worker {
             .last_prune
             .is_none_or(|at| now - at > chrono::Duration::hours(1))
         {
-            store.prune_outbox(now - chrono::Duration::days(OUTBOX_KEPT_DAYS))?;
+            store
+                .alerts()
+                .prune(now - chrono::Duration::days(OUTBOX_KEPT_DAYS))
+                .await?;
             self.last_prune = Some(now);
         }
-        let rows = store.pending_outbox(&name)?;
+        let rows = store.alerts().pending(&name).await?;
         let cutoff = now - chrono(self.options.max_age);
         let (expired, rows): (Vec<OutboxRow>, Vec<OutboxRow>) =
             rows.into_iter().partition(|row| row.created_at < cutoff);
         if !expired.is_empty() {
             let ids: Vec<i64> = expired.iter().map(|r| r.id).collect();
-            store.mark_dropped(&ids, now, "max_age", None)?;
+            store
+                .alerts()
+                .mark_dropped(&ids, now, "max_age", None)
+                .await?;
             self.count(|s| s.dropped_max_age += ids.len() as u64);
             self.meter(|m| &m.notifications_dropped, ids.len() as u64);
             let last_error = expired.iter().rev().find_map(|r| r.last_error.clone());
@@ -132,7 +139,7 @@ impl Worker {
                 humantime::format_duration(self.options.max_age),
                 last_error.as_deref().unwrap_or("none")
             );
-            self.fail_sink(&error, now)?;
+            self.fail_sink(&error, now).await?;
         }
         while self
             .sent
@@ -183,11 +190,11 @@ impl Worker {
         );
         self.sent.push_back(now);
         let result = self.sink.send(&message, now).await;
-        let mut health = store.sink_health(&name)?;
+        let mut health = store.alerts().sink_health(&name).await?;
         health.last_attempt_at = Some(now);
         match result {
             Ok(()) => {
-                store.mark_delivered(&ids, now)?;
+                store.alerts().mark_delivered(&ids, now).await?;
                 self.count(|s| {
                     s.messages_sent += 1;
                     s.notices_delivered += ids.len() as u64;
@@ -198,9 +205,9 @@ impl Worker {
                 health.failing = false;
                 health.consecutive_failures = 0;
                 health.last_success_at = Some(now);
-                store.save_sink_health(&health)?;
+                store.alerts().save_sink_health(&health).await?;
                 if was_failing {
-                    self.pipeline.sink_recovered(&name);
+                    self.pipeline.sink_recovered(&name).await;
                 }
                 Ok(None)
             }
@@ -208,17 +215,20 @@ impl Worker {
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
                 let delay = retry_after.unwrap_or_else(|| backoff(&self.options, attempts));
                 let retry_at = now + chrono(delay);
-                store.mark_retry(&ids, retry_at, &error)?;
+                store.alerts().mark_retry(&ids, retry_at, &error).await?;
                 self.count(|s| s.failed_attempts += 1);
                 self.meter(|m| &m.notifications_failed, 1);
                 tracing::warn!(sink = %name, notices = ids.len(), attempts, retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())), %error, "notification not delivered; will retry");
                 health.consecutive_failures += 1;
                 health.last_error = Some(error);
-                store.save_sink_health(&health)?;
+                store.alerts().save_sink_health(&health).await?;
                 Ok(Some(retry_at))
             }
             Err(SendError::Permanent { error }) => {
-                store.mark_dropped(&ids, now, "permanent failure", Some(&error))?;
+                store
+                    .alerts()
+                    .mark_dropped(&ids, now, "permanent failure", Some(&error))
+                    .await?;
                 self.count(|s| {
                     s.failed_attempts += 1;
                     s.dropped_permanent += ids.len() as u64;
@@ -228,26 +238,26 @@ impl Worker {
                 tracing::error!(sink = %name, notices = ids.len(), %error, "notification refused for good; not retrying");
                 health.consecutive_failures += 1;
                 health.last_error = Some(error.clone());
-                store.save_sink_health(&health)?;
-                self.fail_sink(&error, now)?;
+                store.alerts().save_sink_health(&health).await?;
+                self.fail_sink(&error, now).await?;
                 Ok(None)
             }
         }
     }
 
     /// Raise `notifications_failing` for this sink, unless it already is.
-    fn fail_sink(&self, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn fail_sink(&self, error: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let store = &self.pipeline.store;
         let name = self.sink.name();
-        let mut health = store.sink_health(name)?;
+        let mut health = store.alerts().sink_health(name).await?;
         if health.failing {
             return Ok(());
         }
         health.failing = true;
         health.last_attempt_at = health.last_attempt_at.or(Some(now));
         health.last_error = Some(error.to_string());
-        store.save_sink_health(&health)?;
-        self.pipeline.sink_failing(name, error);
+        store.alerts().save_sink_health(&health).await?;
+        self.pipeline.sink_failing(name, error).await;
         Ok(())
     }
 }
@@ -394,7 +404,12 @@ pub async fn flush(
                 }
                 tokio::time::sleep(wait).await;
             }
-            let pending = pipeline.store.pending_outbox(&name).unwrap_or_default();
+            let pending = pipeline
+                .store
+                .alerts()
+                .pending(&name)
+                .await
+                .unwrap_or_default();
             (name, pending)
         }));
     }
@@ -443,32 +458,37 @@ pub async fn send_test(pipeline: &Pipeline, sink: &Sink) -> Result<(), String> {
         alert: alert.clone(),
         due_at: now + chrono::Duration::days(365),
     };
-    let store = &pipeline.store;
-    let ids = store
-        .save_alert_plan(&[], &[notice], now)
+    let alerts = pipeline.store.alerts();
+    let ids = alerts
+        .save_plan(&[], &[notice], now)
+        .await
         .map_err(|e| e.to_string())?;
     let message = Message::new(vec![Item {
         reason: Reason::Test,
         alert,
     }]);
     let result = sink.send(&message, now).await;
-    let mut health: SinkHealth = store.sink_health(name).map_err(|e| e.to_string())?;
+    let mut health: SinkHealth = alerts.sink_health(name).await.map_err(|e| e.to_string())?;
     health.last_attempt_at = Some(now);
     match result {
         Ok(()) => {
-            store.mark_delivered(&ids, now).map_err(|e| e.to_string())?;
-            health.last_success_at = Some(now);
-            store.save_sink_health(&health).map_err(|e| e.to_string())?;
-            Ok(())
-        }
-        Err(error) => {
-            let error = error.to_string();
-            store
-                .mark_dropped(&ids, now, "test", Some(&error))
+            alerts
+                .mark_delivered(&ids, now)
+                .await
                 .map_err(|e| e.to_string())?;
-            health.last_error = Some(error.clone());
-            store.save_sink_health(&health).map_err(|e| e.to_string())?;
-            Err(error)
+            health.last_success_at = Some(now);
+        }
+        Err(ref error) => {
+            alerts
+                .mark_dropped(&ids, now, "test", Some(&error.to_string()))
+                .await
+                .map_err(|e| e.to_string())?;
+            health.last_error = Some(error.to_string());
         }
     }
+    alerts
+        .save_sink_health(&health)
+        .await
+        .map_err(|e| e.to_string())?;
+    result.map_err(|error| error.to_string())
 }

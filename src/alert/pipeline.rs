@@ -1,21 +1,20 @@
-//! The alert pipeline as the runner sees it: a `FindingSink` that turns each run's
-//! findings into observations, lets the engine decide, and writes states and notices
-//! to the store in one transaction (synchronously: SQLite is fast, and a notice is
-//! durable before anything is sent). It then wakes the dispatcher; it never sends.
+//! The alert pipeline's front: each run's findings become observations, the engine
+//! decides, and the states and notices are written to the store in one transaction (a
+//! notice is durable before anything is sent). It then wakes the dispatcher; it never
+//! sends. The runner reaches it through `jobs::sink::AlertSink`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 
 use super::engine::{Routing, decide};
 use super::model::{AGENT, Facts, Observation, sink_failing_fingerprint};
 use crate::clock::Clock;
-use crate::config::{AlertsConfig, Severity};
-use crate::jobs::runner::{FindingSink, LogSink, RunReport};
-use crate::model::FindingKind;
-use crate::store::{FindingChanges, Store, StoreError};
+use crate::config::AlertsConfig;
+use crate::model::{Finding, FindingKind, Severity, StoredFinding};
+use crate::store::{Store, StoreError};
 
 /// Shared by the pipeline and the dispatcher.
 pub struct Pipeline {
@@ -25,7 +24,8 @@ pub struct Pipeline {
     /// Per sink: woken when it has new notices (a permit is kept if it is busy).
     wakers: HashMap<String, Arc<Notify>>,
     /// Load-decide-store is one critical section: two jobs of one server finishing
-    /// together must not both announce the same alert.
+    /// together must not both announce the same alert. (An async mutex: the section
+    /// awaits the store.)
     deciding: Mutex<()>,
     /// Where the dispatcher counts notifications per sink (the daemon only).
     pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
@@ -89,19 +89,22 @@ impl Pipeline {
 
     /// Decide on `observations` of `server` and store the plan. Returns the number of
     /// notices queued.
-    pub fn observe(&self, server: &str, observations: &[Observation]) -> Result<usize, StoreError> {
+    pub async fn observe(
+        &self,
+        server: &str,
+        observations: &[Observation],
+    ) -> Result<usize, StoreError> {
         if observations.is_empty() {
             return Ok(0);
         }
-        let _deciding = self
-            .deciding
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _deciding = self.deciding.lock().await;
         let now = self.clock.now();
-        let stored = self.store.alert_states(server)?;
+        let stored = self.store.alerts().states(server).await?;
         let plan = decide(server, observations, &stored, &self.routing, now);
         self.store
-            .save_alert_plan(&plan.states, &plan.notices, now)?;
+            .alerts()
+            .save_plan(&plan.states, &plan.notices, now)
+            .await?;
         for notice in &plan.notices {
             tracing::info!(
                 sink = %notice.sink,
@@ -119,7 +122,7 @@ impl Pipeline {
 
     /// Notifications to `sink` fail for good: tell the other sinks (once; the engine
     /// deduplicates, the dispatcher calls this on the transition only).
-    pub(crate) fn sink_failing(&self, sink: &str, error: &str) {
+    pub(crate) async fn sink_failing(&self, sink: &str, error: &str) {
         let kind = FindingKind::NotificationsFailing;
         let facts = Facts {
             fingerprint: sink_failing_fingerprint(sink),
@@ -133,47 +136,32 @@ impl Pipeline {
                  Next: check the sink's settings (credentials, URL, recipients) and run `keywarden alert-test --sink {sink}`."
             ),
         };
-        if let Err(error) = self.observe(AGENT, &[Observation::Present(facts)]) {
+        if let Err(error) = self.observe(AGENT, &[Observation::Present(facts)]).await {
             tracing::error!(%error, sink, "cannot record that the sink is failing");
         }
     }
 
     /// `sink` delivers again.
-    pub(crate) fn sink_recovered(&self, sink: &str) {
+    pub(crate) async fn sink_recovered(&self, sink: &str) {
         let gone = Observation::Gone {
             fingerprint: sink_failing_fingerprint(sink),
         };
-        if let Err(error) = self.observe(AGENT, &[gone]) {
+        if let Err(error) = self.observe(AGENT, &[gone]).await {
             tracing::error!(%error, sink, "cannot record that the sink recovered");
         }
     }
 }
 
-/// The `FindingSink` the runner is given.
-#[derive(Debug, Clone)]
-pub struct AlertSink(pub Arc<Pipeline>);
-
 /// The observations of one run: what it found, and what it no longer finds.
-pub fn observations(report: &RunReport, changes: &FindingChanges) -> Vec<Observation> {
-    let mut out: Vec<Observation> = report
-        .findings
+pub fn observations(findings: &[Finding], resolved: &[StoredFinding]) -> Vec<Observation> {
+    let mut out: Vec<Observation> = findings
         .iter()
         .map(|finding| Observation::Present(Facts::from(finding)))
         .collect();
-    out.extend(changes.resolved.iter().map(|resolved| Observation::Gone {
-        fingerprint: format!("{}/{}/{}", resolved.server, resolved.kind, resolved.subject),
+    out.extend(resolved.iter().map(|resolved| Observation::Gone {
+        fingerprint: resolved.fingerprint(),
     }));
     out
-}
-
-impl FindingSink for AlertSink {
-    fn deliver(&self, report: &RunReport, changes: &FindingChanges) {
-        LogSink.deliver(report, changes);
-        let observations = observations(report, changes);
-        if let Err(error) = self.0.observe(&report.server, &observations) {
-            tracing::error!(%error, server = %report.server, "cannot record alerts");
-        }
-    }
 }
 
 /// How long `check --notify` waits for its notifications at most.

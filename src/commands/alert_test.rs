@@ -48,7 +48,7 @@ pub async fn run_with(
         }
         return Ok(EXIT_PROBLEMS);
     }
-    let store = crate::app::open_store(config)?;
+    let store = crate::app::open_store(config).await?;
     let pipeline = Pipeline::new(store, Arc::new(SystemClock), &config.alerts);
     // All sinks at once: a slow one does not hold up the others' verdicts.
     let results = futures_join(chosen.iter().map(|sink| send_test(&pipeline, sink))).await;

@@ -9,12 +9,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::alert::pipeline::CHECK_NOTIFY_DEADLINE;
-use crate::alert::{AlertSink, DispatchOptions, FlushReport, Pipeline, Sink, SinkOptions};
+use crate::alert::{DispatchOptions, FlushReport, Pipeline, Sink, SinkOptions};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{JobKind, Severity};
-use crate::jobs::RunMode;
-use crate::jobs::runner::{FindingSink, LogSink, RunOptions, RunReport, Runner, Target};
-use crate::store::RunOutcome;
+use crate::jobs::runner::{RunOptions, RunReport, Runner, Target};
+use crate::jobs::{AlertSink, FindingSink, LogSink, RunMode};
+use crate::model::{JobKind, RunOutcome, Severity};
 
 /// Nagios exit codes.
 pub const OK: u8 = 0;
@@ -79,8 +78,10 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
         }
     };
     let config = Arc::new(loaded.config);
-    let prepared = crate::app::open_store(&config)
-        .and_then(|store| Ok((store, crate::app::targets(&config, args.server.as_deref())?)));
+    let prepared = match crate::app::open_store(&config).await {
+        Ok(store) => crate::app::targets(&config, args.server.as_deref()).map(|t| (store, t)),
+        Err(error) => Err(error),
+    };
     let (store, targets) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => {

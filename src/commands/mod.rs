@@ -46,12 +46,12 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             .await
         }
         Command::AlertTest { config, sink } => alert_test::run(&config.path, sink.as_deref()).await,
-        Command::Status { config, json } => status::run(&config.path, json),
+        Command::Status { config, json } => status::run(&config.path, json).await,
         Command::Usage {
             config,
             server,
             json,
-        } => usage::run(&config.path, server.as_deref(), json),
+        } => usage::run(&config.path, server.as_deref(), json).await,
         // The binary runs these itself: they need the simulator, which this library does
         // not link (see src/main.rs).
         Command::Demo { .. } | Command::Sim { .. } => {

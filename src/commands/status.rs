@@ -10,7 +10,8 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
-use crate::store::{AuditEntry, RunRecord, ServerState, Store, StoredFinding};
+use crate::model::{AuditEntry, RunRecord, ServerState, StoredFinding};
+use crate::store::{Store, StoreError};
 
 /// Audit entries shown per server.
 pub const RECENT_ACTIONS: usize = 10;
@@ -25,20 +26,17 @@ pub struct ServerStatus {
 }
 
 /// Gather the status of `servers` (config order) from the store.
-pub fn gather(
-    store: &Store,
-    servers: &[String],
-) -> Result<Vec<ServerStatus>, crate::store::StoreError> {
-    let states = store.server_states()?;
-    let runs = store.last_runs()?;
+pub async fn gather(store: &Store, servers: &[String]) -> Result<Vec<ServerStatus>, StoreError> {
+    let states = store.servers().states().await?;
+    let runs = store.runs().last_runs().await?;
     let mut out = Vec::new();
     for name in servers {
         out.push(ServerStatus {
             name: name.clone(),
             state: states.iter().find(|s| &s.server == name).cloned(),
             last_runs: runs.iter().filter(|r| &r.server == name).cloned().collect(),
-            open_findings: store.open_findings(Some(name))?,
-            recent_actions: store.recent_audit(Some(name), RECENT_ACTIONS)?,
+            open_findings: store.findings().open(Some(name)).await?,
+            recent_actions: store.audit().recent(Some(name), RECENT_ACTIONS).await?,
         });
     }
     Ok(out)
@@ -102,7 +100,7 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
             let _ = writeln!(
                 out,
                 "  [{}] {} (since {})",
-                finding.severity.to_uppercase(),
+                finding.severity.as_str().to_uppercase(),
                 finding.summary,
                 when(Some(finding.first_seen), tz)
             );
@@ -130,7 +128,7 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
     out
 }
 
-pub fn run(path: &Path, json: bool) -> anyhow::Result<u8> {
+pub async fn run(path: &Path, json: bool) -> anyhow::Result<u8> {
     crate::logging::init(crate::logging::LogFormat::Auto, "warn");
     // status reads only the store: it needs state_dir, the server names and the time
     // zone, not the secrets, so unset *_env variables must not stop it.
@@ -147,9 +145,9 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<u8> {
             return Ok(EXIT_PROBLEMS);
         }
     };
-    let store = crate::app::open_store(&config)?;
+    let store = crate::app::open_store(&config).await?;
     let names: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
-    let statuses = gather(&store, &names)?;
+    let statuses = gather(&store, &names).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
     } else {

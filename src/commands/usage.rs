@@ -155,7 +155,7 @@ pub fn render_text(rows: &[UsageRow], tz: Tz) -> String {
     out
 }
 
-pub fn run(path: &Path, server: Option<&str>, json: bool) -> anyhow::Result<u8> {
+pub async fn run(path: &Path, server: Option<&str>, json: bool) -> anyhow::Result<u8> {
     crate::logging::init(crate::logging::LogFormat::Auto, "warn");
     let config = match crate::app::load_config(path) {
         Ok(loaded) => loaded.config,
@@ -174,8 +174,8 @@ pub fn run(path: &Path, server: Option<&str>, json: bool) -> anyhow::Result<u8> 
         );
         return Ok(EXIT_PROBLEMS);
     }
-    let store = crate::app::open_store(&config)?;
-    let rows = rows(&config, store.quota_usage(server)?, Utc::now());
+    let store = crate::app::open_store(&config).await?;
+    let rows = rows(&config, store.quota().usage(server).await?, Utc::now());
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {

@@ -59,14 +59,19 @@ pub fn prepare(sim: &SimHandle) {
 
 /// Poll `done` every 100 ms until it holds or the step deadline passes.
 async fn until(mut done: impl FnMut() -> bool) -> bool {
+    until_async(|| std::future::ready(done())).await
+}
+
+/// `until`, for a check that awaits (reads the store).
+async fn until_async<F: Future<Output = bool>>(mut done: impl FnMut() -> F) -> bool {
     let deadline = tokio::time::Instant::now() + STEP_DEADLINE;
     while tokio::time::Instant::now() < deadline {
-        if done() {
+        if done().await {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    done()
+    done().await
 }
 
 pub async fn play(
@@ -77,11 +82,9 @@ pub async fn play(
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let store = agent.store.clone();
-    let first_runs = until(|| {
-        store
-            .last_runs()
-            .map(|runs| runs.len() >= 4)
-            .unwrap_or(false)
+    let first_runs = until_async(|| async {
+        let runs = store.runs().last_runs().await;
+        runs.is_ok_and(|runs| runs.len() >= 4)
     })
     .await;
     record(

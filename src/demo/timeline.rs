@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use keywarden::config::Severity;
-use keywarden::jobs::runner::{FindingSink, RunReport};
-use keywarden::store::FindingChanges;
+use keywarden::jobs::runner::RunReport;
+use keywarden::jobs::{FindingSink, SinkFuture};
+use keywarden::model::{FindingChanges, Severity};
 
 /// Prints lines as `[+12.3s] who        text`.
 #[derive(Clone)]
@@ -55,7 +55,14 @@ pub struct TimelineSink {
 }
 
 impl FindingSink for TimelineSink {
-    fn deliver(&self, report: &RunReport, changes: &FindingChanges) {
+    fn deliver<'a>(&'a self, report: &'a RunReport, changes: &'a FindingChanges) -> SinkFuture<'a> {
+        self.print(report, changes);
+        self.next.deliver(report, changes)
+    }
+}
+
+impl TimelineSink {
+    fn print(&self, report: &RunReport, changes: &FindingChanges) {
         // Runs that found nothing and changed nothing would drown the story.
         let eventful =
             !report.findings.is_empty() || !changes.resolved.is_empty() || report.error.is_some();
@@ -79,15 +86,11 @@ impl FindingSink for TimelineSink {
             }
         }
         // One-shot notices (a quota warning) "resolve" by design at the next run.
-        let one_shot = |kind: &str| {
-            keywarden::model::FindingKind::parse(kind).is_some_and(|k| k.is_one_shot())
-        };
-        for resolved in changes.resolved.iter().filter(|r| !one_shot(&r.kind)) {
+        for resolved in changes.resolved.iter().filter(|r| !r.kind.is_one_shot()) {
             self.timeline.say(
                 "finding",
                 &format!("resolved: {} ({})", resolved.summary, resolved.kind),
             );
         }
-        self.next.deliver(report, changes);
     }
 }

@@ -60,18 +60,11 @@ async fn healthz(State(state): State<HttpState>) -> Response {
         )
             .into_response();
     }
-    // SQLite work is quick, but keep it off the async workers all the same.
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.check_writable()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ok\n").into_response(),
-        Ok(Err(error)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("state store is not writable: {error}\n"),
-        )
-            .into_response(),
+    match state.store.check_writable().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("health check failed: {error}\n"),
+            format!("state store is not writable: {error}\n"),
         )
             .into_response(),
     }

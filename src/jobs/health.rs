@@ -4,8 +4,7 @@
 
 use std::time::Instant;
 
-use crate::config::{JobKind, Severity};
-use crate::model::{Finding, FindingKind};
+use crate::model::{Finding, FindingKind, JobKind, Severity};
 use crate::server_api::{ApiError, ApiErrorKind, Generation};
 
 use super::{JobContext, JobResult};
@@ -41,7 +40,9 @@ async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ApiError> {
         Err(error) if is_outage(&error) => {
             let consecutive_failures = ctx
                 .store
-                .note_server_down(&ctx.server.name, &error.to_string(), now)
+                .servers()
+                .note_down(&ctx.server.name, &error.to_string(), now)
+                .await
                 .unwrap_or_else(|store_error| {
                     tracing::error!(server = %ctx.server.name, error = %store_error, "cannot record the failed health check");
                     1
@@ -56,7 +57,9 @@ async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ApiError> {
     let latency_ms = started.elapsed().as_millis() as u64;
     if let Err(error) = ctx
         .store
-        .note_server_up(&ctx.server.name, &status.version, now)
+        .servers()
+        .note_up(&ctx.server.name, &status.version, now)
+        .await
     {
         tracing::error!(server = %ctx.server.name, %error, "cannot record the health check");
     }

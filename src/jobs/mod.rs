@@ -10,6 +10,7 @@ pub mod health;
 pub mod quota;
 pub mod reality;
 pub mod runner;
+pub mod sink;
 
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ use crate::model::Finding;
 use crate::server_api::ServerApi;
 use crate::store::Store;
 
-pub use crate::config::JobKind;
+pub use crate::model::JobKind;
+pub use sink::{AlertSink, FindingSink, LogSink, SinkFuture};
 
 /// How the job was started: by the scheduler, or once by `keywarden check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,10 +3,8 @@
 //! reads only the first inbound, which on the usual layout is Xray's API inbound, so
 //! it fails every time: the finding says so and how to skip the job there.
 
-use crate::config::{JobKind, Severity};
-use crate::model::{Finding, FindingKind};
+use crate::model::{AuditAction, AuditEntry, AuditResult, Finding, FindingKind, JobKind, Severity};
 use crate::server_api::{ApiError, ApiErrorKind, Generation};
-use crate::store::AuditEntry;
 
 use super::{JobContext, JobResult};
 
@@ -109,30 +107,30 @@ pub async fn verify(ctx: &JobContext<'_>, job: JobKind) -> (Verdict, Option<Find
         Ok(capabilities) => capabilities.generation,
         Err(_) => Generation::Unknown,
     };
-    audit(ctx, "started", "");
+    audit(ctx, AuditResult::Started, "").await;
     let answer = ctx.api.verify_reality().await.map(|_| ());
     let verdict = verdict(&answer, generation);
     let (result, detail) = match &verdict {
-        Verdict::Verified => ("ok", String::new()),
-        Verdict::Unconfirmed { snippet } => ("unconfirmed", snippet.clone()),
-        Verdict::Failed { detail, .. } => ("failed", detail.clone()),
-        Verdict::NoAnswer { error } => ("no_answer", error.clone()),
+        Verdict::Verified => (AuditResult::Ok, String::new()),
+        Verdict::Unconfirmed { snippet } => (AuditResult::Unconfirmed, snippet.clone()),
+        Verdict::Failed { detail, .. } => (AuditResult::Failed, detail.clone()),
+        Verdict::NoAnswer { error } => (AuditResult::NoAnswer, error.clone()),
     };
-    audit(ctx, result, &detail);
+    audit(ctx, result, &detail).await;
     let finding = finding_for(&ctx.server.name, job, &verdict);
     (verdict, finding)
 }
 
-fn audit(ctx: &JobContext<'_>, result: &str, detail: &str) {
+async fn audit(ctx: &JobContext<'_>, result: AuditResult, detail: &str) {
     let entry = AuditEntry {
         at: ctx.clock.now(),
         server: ctx.server.name.clone(),
-        action: "verify_reality".into(),
+        action: AuditAction::VerifyReality,
         target: "reality".into(),
-        result: result.into(),
+        result,
         detail: detail.into(),
     };
-    if let Err(error) = ctx.store.append_audit(&entry) {
+    if let Err(error) = ctx.store.audit().append(&entry).await {
         tracing::error!(server = %ctx.server.name, %error, "cannot write the audit log");
     }
 }
@@ -140,11 +138,8 @@ fn audit(ctx: &JobContext<'_>, result: &str, detail: &str) {
 pub async fn run(ctx: &JobContext<'_>) -> JobResult {
     let name = &ctx.server.name;
     if ctx.dry_run {
-        audit(
-            ctx,
-            "dry_run",
-            "verify-reality is a POST that may rewrite settings",
-        );
+        let why = "verify-reality is a POST that may rewrite settings";
+        audit(ctx, AuditResult::DryRun, why).await;
         return JobResult {
             plan: vec![format!("would verify Reality settings on {name}")],
             ..JobResult::default()

@@ -11,13 +11,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use super::sink::FindingSink;
 use super::{JobContext, JobKind, JobResult, RunMode, run_job};
 use crate::clock::Clock;
-use crate::config::{Config, ServerConfig, Severity};
+use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
-use crate::model::Finding;
+use crate::model::{Finding, FindingChanges, RunOutcome, RunRecord, Severity};
 use crate::server_api::ServerApi;
-use crate::store::{FindingChanges, RunOutcome, RunRecord, Store};
+use crate::store::Store;
 
 /// One server as the runner sees it: its config and its client.
 #[derive(Clone, Debug)]
@@ -53,38 +54,6 @@ pub struct RunReport {
 
 fn job_name<S: serde::Serializer>(job: &JobKind, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(job.as_str())
-}
-
-/// Where findings go after a run. The alert engine implements this; until then they
-/// are logged. It must not block: it is called on the job's task.
-pub trait FindingSink: Send + Sync {
-    fn deliver(&self, report: &RunReport, changes: &FindingChanges);
-}
-
-/// Logs findings as they open and resolve.
-#[derive(Debug, Default)]
-pub struct LogSink;
-
-impl FindingSink for LogSink {
-    fn deliver(&self, report: &RunReport, changes: &FindingChanges) {
-        for finding in &report.findings {
-            let new = changes.opened.contains(&finding.fingerprint());
-            match finding.severity {
-                Severity::Critical => {
-                    tracing::error!(server = %finding.server, kind = finding.kind.as_str(), new, "{}", finding.summary)
-                }
-                Severity::Warning => {
-                    tracing::warn!(server = %finding.server, kind = finding.kind.as_str(), new, "{}", finding.summary)
-                }
-                Severity::Info => {
-                    tracing::info!(server = %finding.server, kind = finding.kind.as_str(), new, "{}", finding.summary)
-                }
-            }
-        }
-        for resolved in &changes.resolved {
-            tracing::info!(server = %resolved.server, kind = %resolved.kind, "resolved: {}", resolved.summary);
-        }
-    }
 }
 
 /// Backoff of one server after consecutive transport failures.
@@ -216,7 +185,7 @@ impl Runner {
             .clone()
     }
 
-    fn skipped(&self, target: &Target, job: JobKind, reason: String) -> RunReport {
+    async fn skipped(&self, target: &Target, job: JobKind, reason: String) -> RunReport {
         let now = self.clock.now();
         tracing::info!(server = %target.server.name, job = job.as_str(), %reason, "run skipped");
         let report = RunReport {
@@ -229,7 +198,7 @@ impl Runner {
             plan: Vec::new(),
             error: Some(reason.clone()),
         };
-        self.record(&report);
+        self.record(&report).await;
         report
     }
 
@@ -242,7 +211,9 @@ impl Runner {
             if let Some(metrics) = &self.metrics {
                 metrics.job_skipped(&name, job.as_str(), "overlap");
             }
-            return self.skipped(target, job, "the previous run is still going".into());
+            return self
+                .skipped(target, job, "the previous run is still going".into())
+                .await;
         };
         // Health is exempt: it is what notices the server is back.
         if options.respect_backoff && job != JobKind::Health {
@@ -252,11 +223,8 @@ impl Runner {
                 if let Some(metrics) = &self.metrics {
                     metrics.job_skipped(&name, job.as_str(), "backoff");
                 }
-                return self.skipped(
-                    target,
-                    job,
-                    format!("backing off after {} failed runs", backoff.failures),
-                );
+                let reason = format!("backing off after {} failed runs", backoff.failures);
+                return self.skipped(target, job, reason).await;
             }
         }
         let _permit = self.permits.clone().acquire_owned().await.ok();
@@ -290,11 +258,11 @@ impl Runner {
         };
         lock(&self.stats).runs += 1;
         self.cycle.completed(&report.server, job);
-        let changes = self.record(&report);
+        let changes = self.record(&report).await;
         if let Some(metrics) = &self.metrics {
-            self.count(metrics, target, &report);
+            self.count(metrics, target, &report).await;
         }
-        self.sink.deliver(&report, &changes);
+        self.sink.deliver(&report, &changes).await;
         report
     }
 
@@ -330,7 +298,7 @@ impl Runner {
     }
 
     /// Metrics derived from a finished run.
-    fn count(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
+    async fn count(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
         let server = report.server.as_str();
         let took = Duration::from_millis(report.duration_ms);
         metrics.job_run(server, report.job.as_str(), report.outcome.as_str(), took);
@@ -338,23 +306,23 @@ impl Runner {
             metrics.set_server_up(server, report.error.is_none());
         }
         if report.job == JobKind::ConfigSync {
-            self.count_sync(metrics, target, report);
+            self.count_sync(metrics, target, report).await;
         }
         if report.job == JobKind::Quota {
-            self.count_quota(metrics, target, report);
+            self.count_quota(metrics, target, report).await;
         }
-        if let Ok(open) = self.store.open_findings(None) {
+        if let Ok(open) = self.store.findings().open(None).await {
             let count =
-                |severity: &str| open.iter().filter(|f| f.severity == severity).count() as i64;
+                |severity: Severity| open.iter().filter(|f| f.severity == severity).count() as i64;
             metrics.set_alerts_firing(&[
-                ("critical", count("critical")),
-                ("warning", count("warning")),
-                ("info", count("info")),
+                ("critical", count(Severity::Critical)),
+                ("warning", count(Severity::Warning)),
+                ("info", count(Severity::Info)),
             ]);
         }
     }
 
-    fn count_sync(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
+    async fn count_sync(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
         use crate::metrics::{ResultLabels, ServerLabels};
         use crate::model::FindingKind as Kind;
         let server = report.server.as_str();
@@ -386,7 +354,7 @@ impl Runner {
             }
         }
         let since = self.clock.now() - chrono::Duration::hours(1);
-        if let Ok(recent) = self.store.sync_attempts_since(server, since) {
+        if let Ok(recent) = self.store.sync().attempts_since(server, since).await {
             let max = i64::from(target.config.jobs.config_sync.max_syncs_per_hour);
             metrics
                 .sync_budget_left
@@ -397,19 +365,19 @@ impl Runner {
 
     /// Resets and deletes of this run (from the audit log it wrote), and per-key usage
     /// when per-key series are on.
-    fn count_quota(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
+    async fn count_quota(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
         use crate::metrics::{KeyLabels, ResultLabels};
         let server = report.server.as_str();
-        if let Ok(entries) = self.store.audit_since(server, report.started_at) {
+        if let Ok(entries) = self.store.audit().since(server, report.started_at).await {
             for entry in &entries {
-                let family = match entry.action.as_str() {
-                    "quota_reset" => &metrics.resets,
-                    "quota_delete" => &metrics.deletes,
+                let family = match entry.action {
+                    crate::model::AuditAction::QuotaReset => &metrics.resets,
+                    crate::model::AuditAction::QuotaDelete => &metrics.deletes,
                     _ => continue,
                 };
                 let labels = ResultLabels {
                     server: server.to_string(),
-                    result: entry.result.clone(),
+                    result: entry.result.as_str().to_string(),
                 };
                 family.get_or_create(&labels).inc();
             }
@@ -417,7 +385,7 @@ impl Runner {
         if !metrics.per_key {
             return;
         }
-        let Ok(usage) = self.store.quota_usage(Some(server)) else {
+        let Ok(usage) = self.store.quota().usage(Some(server)).await else {
             return;
         };
         for (_, entry) in usage {
@@ -443,20 +411,20 @@ impl Runner {
         }
     }
 
-    fn record(&self, report: &RunReport) -> FindingChanges {
+    async fn record(&self, report: &RunReport) -> FindingChanges {
         let detail = report
             .error
             .clone()
             .unwrap_or_else(|| report.plan.join("; "));
         let run = RunRecord {
             server: report.server.clone(),
-            job: report.job.as_str().to_string(),
+            job: report.job,
             started_at: report.started_at,
             duration_ms: report.duration_ms,
             outcome: report.outcome,
             detail,
         };
-        if let Err(error) = self.store.record_run(&run) {
+        if let Err(error) = self.store.runs().record(&run).await {
             tracing::error!(%error, "cannot record the run");
         }
         if report.outcome == RunOutcome::Skipped {
@@ -468,12 +436,12 @@ impl Runner {
         if report.error.is_some() && report.job != JobKind::Health && report.findings.is_empty() {
             return FindingChanges::default();
         }
-        match self.store.record_findings(
-            &report.server,
-            report.job,
-            &report.findings,
-            self.clock.now(),
-        ) {
+        let findings = self.store.findings();
+        let now = self.clock.now();
+        match findings
+            .record(&report.server, report.job, &report.findings, now)
+            .await
+        {
             Ok(changes) => changes,
             Err(error) => {
                 tracing::error!(%error, "cannot record findings");

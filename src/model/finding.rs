@@ -2,6 +2,9 @@
 //! jobs, recorded by the runner, turned into alerts by the alert pipeline. A finding
 //! never says what to do about itself; its kind and details do.
 
+use std::fmt;
+
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{JobKind, Severity};
@@ -148,7 +151,71 @@ fn serialize_job<S: serde::Serializer>(job: &JobKind, serializer: S) -> Result<S
 impl Finding {
     /// The alert fingerprint: (server, kind, subject).
     pub fn fingerprint(&self) -> String {
-        format!("{}/{}/{}", self.server, self.kind.as_str(), self.subject)
+        fingerprint(&self.server, self.kind, &self.subject)
+    }
+}
+
+fn fingerprint(server: &str, kind: FindingKind, subject: &str) -> String {
+    format!("{server}/{}/{subject}", kind.as_str())
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A finding as the store holds it: open from `first_seen` until `resolved_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredFinding {
+    pub server: String,
+    pub job: JobKind,
+    pub kind: FindingKind,
+    pub subject: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub details: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl StoredFinding {
+    /// The alert fingerprint: (server, kind, subject).
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.server, self.kind, &self.subject)
+    }
+}
+
+/// What recording a run's findings changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingChanges {
+    /// Fingerprints new in this run.
+    pub opened: Vec<String>,
+    /// Fingerprints that were open and are again.
+    pub continuing: Vec<String>,
+    /// Open findings of this (server, job) this run no longer produced.
+    pub resolved: Vec<StoredFinding>,
+    /// Open findings of every server and job afterwards, per severity (for the
+    /// `alerts_firing` gauge).
+    pub open: OpenFindings,
+}
+
+/// How many findings are open, per severity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenFindings {
+    pub info: u64,
+    pub warning: u64,
+    pub critical: u64,
+}
+
+impl OpenFindings {
+    pub fn count(&self, severity: Severity) -> u64 {
+        match severity {
+            Severity::Info => self.info,
+            Severity::Warning => self.warning,
+            Severity::Critical => self.critical,
+        }
     }
 }
 

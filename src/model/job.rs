@@ -1,7 +1,13 @@
-//! The periodic jobs by kind.
+//! The periodic jobs by kind, and job runs as they are recorded.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// The periodic jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum JobKind {
     Health,
     ConfigSync,
@@ -26,5 +32,82 @@ impl JobKind {
             JobKind::Reality => "reality",
             JobKind::Quota => "quota",
         }
+    }
+
+    /// The job of a snake_case name.
+    pub fn parse(name: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|job| job.as_str() == name)
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// How a job run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    /// Ran, nothing worse than info found.
+    Ok,
+    /// Ran; the worst finding is a warning.
+    Warning,
+    /// Ran; the worst finding is critical.
+    Critical,
+    /// Could not complete (the server did not answer, or an internal error).
+    Error,
+    /// Not run: the previous run was still going, or the server is backed off.
+    Skipped,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::Warning => "warning",
+            RunOutcome::Critical => "critical",
+            RunOutcome::Error => "error",
+            RunOutcome::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RunOutcome> {
+        [
+            RunOutcome::Ok,
+            RunOutcome::Warning,
+            RunOutcome::Critical,
+            RunOutcome::Error,
+            RunOutcome::Skipped,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+}
+
+/// One job run, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    pub server: String,
+    pub job: JobKind,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub outcome: RunOutcome,
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for job in JobKind::ALL {
+            assert_eq!(JobKind::parse(job.as_str()), Some(job));
+            assert_eq!(serde_json::to_value(job).unwrap(), job.as_str());
+        }
+        assert_eq!(JobKind::parse("Health"), None);
+        assert_eq!(format!("{:<8}|", JobKind::Quota), "quota   |");
     }
 }

@@ -1,12 +1,24 @@
 //! The shared vocabulary at the bottom of the crate: severities, job and finding kinds,
-//! timestamps and their storage format, and the records the state store persists.
-//! Plain data with no behaviour beyond naming and ordering itself. It depends on nothing
-//! inside the crate; everything else may depend on it.
+//! timestamps and their storage format, and the records the state store persists (job
+//! runs, findings, the audit log, server state, the drift streak, the quota ledger and
+//! intents, alert states and the outbox). Plain data with no behaviour beyond naming,
+//! ordering and deriving keys. It depends on nothing inside the crate; everything else
+//! may depend on it.
 
+pub mod alert;
+pub mod audit;
 pub mod finding;
 mod job;
+pub mod quota;
+mod server;
 mod severity;
+pub mod sync;
+pub mod time;
 
-pub use finding::{Finding, FindingKind};
-pub use job::JobKind;
+pub use audit::{AuditAction, AuditEntry, AuditResult};
+pub use finding::{Finding, FindingChanges, FindingKind, OpenFindings, StoredFinding};
+pub use job::{JobKind, RunOutcome, RunRecord};
+pub use server::ServerState;
 pub use severity::Severity;
+pub use sync::DriftMemory;
+pub use time::{parse_stamp, stamp};

@@ -21,6 +21,13 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+
+    /// The severity of a lowercase name.
+    pub fn parse(name: &str) -> Option<Severity> {
+        [Severity::Info, Severity::Warning, Severity::Critical]
+            .into_iter()
+            .find(|severity| severity.as_str() == name)
+    }
 }
 
 impl fmt::Display for Severity {
@@ -38,5 +45,7 @@ mod tests {
         assert!(Severity::Info < Severity::Warning);
         assert!(Severity::Warning < Severity::Critical);
         assert_eq!(Severity::Critical.as_str(), "critical");
+        assert_eq!(Severity::parse("warning"), Some(Severity::Warning));
+        assert_eq!(Severity::parse("fatal"), None);
     }
 }

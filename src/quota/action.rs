@@ -1,73 +1,7 @@
 //! Resets and deletes as data (`Action`), and the blast-radius guard that holds a mass
 //! of them back. Pure code.
 
-use serde::Serialize;
-
-/// What to do to a key on the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    Reset,
-    Delete,
-}
-
-/// Why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// A period boundary passed (exempt from the guard).
-    Boundary,
-    /// Over the limit with `on_exceed = "reset"`.
-    Exceeded,
-    /// Over the limit with `on_exceed = "delete"` when the grace ended.
-    GraceEnded,
-}
-
-impl ActionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::Reset => "reset",
-            ActionKind::Delete => "delete",
-        }
-    }
-    pub fn parse(text: &str) -> Option<ActionKind> {
-        [ActionKind::Reset, ActionKind::Delete]
-            .into_iter()
-            .find(|k| k.as_str() == text)
-    }
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Boundary => "boundary",
-            Reason::Exceeded => "exceeded",
-            Reason::GraceEnded => "grace_ended",
-        }
-    }
-    pub fn parse(text: &str) -> Option<Reason> {
-        [Reason::Boundary, Reason::Exceeded, Reason::GraceEnded]
-            .into_iter()
-            .find(|r| r.as_str() == text)
-    }
-}
-
-/// One reset or delete, keyed so that it happens at most once (`intent_key` is unique
-/// per server and key: the period for a boundary reset, the allowance for an exceeded one).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Action {
-    pub kind: ActionKind,
-    pub reason: Reason,
-    pub uuid: String,
-    pub key_id: String,
-    pub name: String,
-    pub intent_key: String,
-    /// The counter when planned (the baseline the reset is verified against).
-    pub counter_before: Option<u64>,
-    /// Whether the server is called: false for a fresh allowance kept in the ledger only
-    /// (`counter_resets` off or suspended, an inactive key).
-    pub call_server: bool,
-}
+pub use crate::model::quota::{Action, ActionKind, Reason};
 
 /// The guard trips when more than this many keys would be reset or deleted...
 pub const GUARD_MIN_KEYS: usize = 5;

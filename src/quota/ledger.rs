@@ -9,42 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-/// One key's ledger row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Entry {
-    pub uuid: String,
-    pub key_id: String,
-    pub name: String,
-    /// The last counter seen; `None` until the server reported one (an idle 1.x key).
-    pub counter: Option<u64>,
-    /// Bytes counted against the limit: since the period start, or since the last
-    /// `on_exceed = "reset"` (a fresh allowance).
-    pub used: u64,
-    /// All bytes of the current period (kept in the history when it ends).
-    pub period_total: u64,
-    pub period_start: DateTime<Utc>,
-    /// Adopted mid-period: true until its first full period begins.
-    pub adopted: bool,
-    /// The highest `warn_at` percentage raised in this allowance (0: none yet).
-    pub warned: u8,
-    /// When 100% was crossed in this allowance (`quota_exceeded` was raised).
-    pub exceeded_at: Option<DateTime<Utc>>,
-    /// `on_exceed = "reset"` resets in this period (each one's intent has its own key).
-    pub exceed_resets: u32,
-    /// `on_exceed = "delete"`: when the grace ends and the key goes if still over.
-    pub delete_due: Option<DateTime<Utc>>,
-    /// keywarden sent a reset not yet confirmed by a reading: a drop is expected.
-    pub expect_drop: bool,
-    /// When keywarden last started a period or allowance for this key.
-    pub last_reset: Option<DateTime<Utc>>,
-    pub first_seen: DateTime<Utc>,
-    /// The last successful reading (an absence from the 1.x bulk answer included).
-    pub read_at: Option<DateTime<Utc>>,
-    /// The last reading whose counter differed from the one before.
-    pub changed_at: Option<DateTime<Utc>>,
-    /// When the key was no longer on the server (`None` while it is).
-    pub gone_at: Option<DateTime<Utc>>,
-}
+pub use crate::model::quota::{Entry, HistoryRow};
 
 /// One key's counter as observed in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,20 +43,6 @@ pub struct Accounted {
     pub changed: bool,
     /// An unexpected drop (to report as `counter_reset_seen`).
     pub drop: Option<Drop>,
-}
-
-/// A finished period, kept as history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HistoryRow {
-    pub uuid: String,
-    pub key_id: String,
-    pub name: String,
-    pub period_start: DateTime<Utc>,
-    pub period_end: DateTime<Utc>,
-    pub total: u64,
-    /// Usage of the last allowance (equals `total` without `on_exceed` resets).
-    pub used: u64,
-    pub adopted: bool,
 }
 
 /// The key as the server lists it.

@@ -16,6 +16,7 @@ use super::ledger::{self, Accounted, Drop, Entry, HistoryRow, KeyInfo, Reading};
 use super::period::{self, Window};
 use super::rules::{self, RuleRef};
 use crate::config::{CounterResets, QuotaPolicy, QuotasConfig};
+pub use crate::model::quota::ServerMemory;
 
 /// One key as observed in this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,22 +27,6 @@ pub struct ObservedKey {
     pub active: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub reading: Reading,
-}
-
-/// What the store remembers of a server for the quota job.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct ServerMemory {
-    /// The first quota run on this server (`None`: this is it).
-    pub first_run_at: Option<DateTime<Utc>>,
-    /// Quota runs that failed in a row.
-    pub consecutive_failures: u32,
-    /// The last run in which any key's counter changed.
-    pub traffic_changed_at: Option<DateTime<Utc>>,
-    /// When config_sync last restarted Xray here (counters may drop across it).
-    pub sync_noted_at: Option<DateTime<Utc>>,
-    /// `counter_resets = "auto"`: the API version whose resets were all ignored; no more
-    /// reset calls until the version changes.
-    pub resets_suspended_version: Option<String>,
 }
 
 /// Everything the planner looks at.
@@ -372,7 +357,7 @@ fn resumed(observed: &Observed, settings: &Settings<'_>) -> bool {
 
 /// A timestamp as intent keys and the store write it.
 pub fn stamp(at: DateTime<Utc>) -> String {
-    crate::store::ts(at)
+    crate::model::stamp(at)
 }
 
 #[cfg(test)]

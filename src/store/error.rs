@@ -1,6 +1,6 @@
 //! Errors of the state store.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -22,10 +22,36 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
-    #[error("state store {path}: unreadable value in {what}: {value:?}")]
+    /// A stored value this build cannot read (an unknown name, a malformed time).
+    #[error(
+        "state store {path}: unreadable value in column {column}: {detail} (written by a newer keywarden, or changed by hand?)"
+    )]
     Corrupt {
         path: PathBuf,
-        what: &'static str,
-        value: String,
+        column: usize,
+        detail: String,
     },
+    /// The blocking task doing the work panicked or was cancelled.
+    #[error("state store {path}: the store's worker failed: {error}")]
+    Task {
+        path: PathBuf,
+        error: tokio::task::JoinError,
+    },
+}
+
+impl StoreError {
+    /// A SQLite error; a value that would not convert is `Corrupt`.
+    pub(super) fn from_sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
+        match source {
+            rusqlite::Error::FromSqlConversionFailure(column, _, detail) => StoreError::Corrupt {
+                path: path.to_path_buf(),
+                column,
+                detail: detail.to_string(),
+            },
+            source => StoreError::Sqlite {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use chrono::TimeZone;
 use keywarden::clock::ManualClock;
 use keywarden::config::Config;
-use keywarden::jobs::runner::{LogSink, Runner, Target};
+use keywarden::jobs::LogSink;
+use keywarden::jobs::runner::{Runner, Target};
 use keywarden::store::Store;
 
 use super::TEST_API_KEY;

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keywarden::alert::{AlertSink, DispatchOptions, Dispatcher, Pipeline, Sink, SinkOptions};
+use keywarden::alert::{DispatchOptions, Dispatcher, Pipeline, Sink, SinkOptions};
 use keywarden::clock::ManualClock;
 use keywarden::config::{Config, JobKind, Severity};
-use keywarden::jobs::runner::{FindingSink, RunReport};
-use keywarden::model::{Finding, FindingKind};
-use keywarden::store::{RunOutcome, Store};
+use keywarden::jobs::runner::RunReport;
+use keywarden::jobs::{AlertSink, FindingSink};
+use keywarden::model::{Finding, FindingKind, RunOutcome};
+use keywarden::store::Store;
 
 pub fn options() -> DispatchOptions {
     DispatchOptions {
@@ -94,14 +95,16 @@ impl Harness {
 
     /// One run of `job` on `server` that found `findings` (recorded, then handed to
     /// the alert pipeline, like the runner does).
-    pub fn run(&self, server: &str, job: JobKind, mut findings: Vec<Finding>) {
+    pub async fn run(&self, server: &str, job: JobKind, mut findings: Vec<Finding>) {
         for finding in &mut findings {
             finding.job = job;
         }
         let now = keywarden::clock::Clock::now(&self.clock);
         let changes = self
             .store
-            .record_findings(server, job, &findings, now)
+            .findings()
+            .record(server, job, &findings, now)
+            .await
             .unwrap();
         let report = RunReport {
             server: server.into(),
@@ -113,7 +116,9 @@ impl Harness {
             plan: vec![],
             error: None,
         };
-        AlertSink(self.pipeline.clone()).deliver(&report, &changes);
+        AlertSink(self.pipeline.clone())
+            .deliver(&report, &changes)
+            .await;
     }
 
     /// Move the manual clock and wake the sinks.
@@ -129,8 +134,16 @@ fn options_now() -> DispatchOptions {
 
 /// Poll `condition` every 10 ms for at most 10 s; panic with `what` otherwise.
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    eventually_async(what, || std::future::ready(condition())).await
+}
+
+/// `eventually`, for a condition that awaits (reads the store).
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut condition: impl FnMut() -> F,
+) {
     let started = std::time::Instant::now();
-    while !condition() {
+    while !condition().await {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "timed out waiting for: {what}"

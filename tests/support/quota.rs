@@ -173,14 +173,16 @@ impl Rig {
         self.api = client(&self.config);
     }
 
-    pub fn entry(&self, index: usize) -> Entry {
+    pub async fn entry(&self, index: usize) -> Entry {
         let uuid = self.key(index).uuid;
-        self.entry_of(&uuid)
+        self.entry_of(&uuid).await
     }
 
-    pub fn entry_of(&self, uuid: &str) -> Entry {
+    pub async fn entry_of(&self, uuid: &str) -> Entry {
         self.store()
-            .quota_ledger("fra-1")
+            .quota()
+            .ledger("fra-1")
+            .await
             .expect("ledger")
             .into_iter()
             .find(|e| e.uuid == uuid)

@@ -5,16 +5,11 @@ use chrono::{DateTime, Utc};
 
 use super::drift::Drift;
 use super::plan::{Blocker, Observed, Plan, remember};
-use super::{SYNC_ACTION, read, report};
-use crate::config::JobKind;
+use super::{read, report};
 use crate::jobs::reality;
 use crate::jobs::{JobContext, JobResult};
-use crate::model::Finding;
+use crate::model::{AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, JobKind};
 use crate::server_api::{ApiError, ApiErrorKind, SyncOutcome, SyncValidation};
-use crate::store::{AuditEntry, DriftMemory};
-
-pub(super) const STARTED: &str = "started";
-pub(super) const DEFERRED: &str = "deferred";
 
 /// How a sync the server accepted (or refused) ended, judged by a fresh read.
 #[derive(Debug)]
@@ -65,12 +60,12 @@ pub async fn execute(
                 .push(report::blocked_line(server, drift, reason));
             result.findings.push(report::blocked(server, drift, reason));
             if *reason == Blocker::DryRun {
-                audit(ctx, now, SYNC_ACTION, "dry_run", &drift.audit_text());
+                audit(ctx, now, AuditResult::DryRun, &drift.audit_text()).await;
             }
         }
         Plan::Sync { drift, .. } => return sync(ctx, observed, plan, drift, now).await,
     }
-    save_memory(ctx, &remember(observed, plan, now), now);
+    save_memory(ctx, &remember(observed, plan, now), now).await;
     result
 }
 
@@ -82,7 +77,7 @@ async fn sync(
     now: DateTime<Utc>,
 ) -> JobResult {
     let server = ctx.server.name.as_str();
-    if let Err(error) = ctx.store.record_sync_attempt(server, now) {
+    if let Err(error) = ctx.store.sync().record_attempt(server, now).await {
         // Without the record the hourly budget cannot hold: no sync.
         tracing::error!(server, error = %error, "config_sync: cannot record the sync attempt");
         return JobResult {
@@ -90,21 +85,21 @@ async fn sync(
             ..JobResult::default()
         };
     }
-    audit(ctx, now, SYNC_ACTION, STARTED, &drift.audit_text());
+    audit(ctx, now, AuditResult::Started, &drift.audit_text()).await;
     tracing::info!(server, drift = %drift.describe(false), "config_sync: syncing");
-    crate::jobs::quota::note_sync_pending(ctx.store, server, now);
+    crate::jobs::quota::note_sync_pending(ctx.store, server, now).await;
     let answer = ctx.api.sync_config().await;
     if let Err(error) = &answer
         && matches!(error.kind, ApiErrorKind::RateLimited { .. })
     {
-        return deferred(ctx, observed, plan, drift, error, now);
+        return deferred(ctx, observed, plan, drift, error, now).await;
     }
     let outcome = judge(ctx, observed.validate_sync, answer).await;
-    let mut result = report_outcome(ctx, drift, &outcome);
+    let mut result = report_outcome(ctx, drift, &outcome).await;
     if outcome.server_synced() {
         verify_reality(ctx, &mut result).await;
     }
-    save_memory(ctx, &outcome.memory(now), ctx.clock.now());
+    save_memory(ctx, &outcome.memory(now), ctx.clock.now()).await;
     result
 }
 
@@ -166,15 +161,19 @@ fn is_stale_verification(error: &ApiError) -> bool {
 }
 
 /// Audit the outcome and turn it into a plan line and a finding.
-fn report_outcome(ctx: &JobContext<'_>, before: &Drift, outcome: &Outcome) -> JobResult {
+async fn report_outcome(ctx: &JobContext<'_>, before: &Drift, outcome: &Outcome) -> JobResult {
     let server = ctx.server.name.as_str();
     let (result, line, finding) = describe(server, before, outcome);
-    tracing::info!(server, result, "config_sync: sync finished");
+    tracing::info!(
+        server,
+        result = result.as_str(),
+        "config_sync: sync finished"
+    );
     let detail = match outcome {
         Outcome::Failed { error, .. } => format!("{error}; {}", before.audit_text()),
         _ => before.audit_text(),
     };
-    audit(ctx, ctx.clock.now(), SYNC_ACTION, result, &detail);
+    audit(ctx, ctx.clock.now(), result, &detail).await;
     JobResult {
         findings: vec![finding],
         plan: vec![line],
@@ -183,32 +182,32 @@ fn report_outcome(ctx: &JobContext<'_>, before: &Drift, outcome: &Outcome) -> Jo
 }
 
 /// The audit result, the plan line and the finding of an outcome.
-fn describe(server: &str, before: &Drift, outcome: &Outcome) -> (&'static str, String, Finding) {
+fn describe(server: &str, before: &Drift, outcome: &Outcome) -> (AuditResult, String, Finding) {
     match outcome {
         Outcome::Repaired { misreported: None } => (
-            "ok",
+            AuditResult::Ok,
             format!("synced {server}: repaired, {}", before.describe(true)),
             report::repaired(server, before, None),
         ),
         Outcome::Repaired {
             misreported: Some(detail),
         } => (
-            "misreported",
+            AuditResult::Misreported,
             format!("synced {server}: repaired, although the server answered 500 \"{detail}\""),
             report::repaired(server, before, Some(detail)),
         ),
         Outcome::Persists { after, server_said } => (
-            "persists",
+            AuditResult::Persists,
             format!("synced {server}: drift persists, {}", after.describe(false)),
             report::persists(server, before, after, server_said.as_ref()),
         ),
         Outcome::Unconfirmed { error } => (
-            "unconfirmed",
+            AuditResult::Unconfirmed,
             format!("synced {server}: the status could not be read back ({error})"),
             report::unconfirmed(server, before, error),
         ),
         Outcome::Failed { error, after } => (
-            "failed",
+            AuditResult::Failed,
             format!("sync of {server} failed: {error}"),
             report::failed(server, before, error, after),
         ),
@@ -217,7 +216,7 @@ fn describe(server: &str, before: &Drift, outcome: &Outcome) -> (&'static str, S
 
 /// The server refused the sync with 429: it did not run. The entry carries the
 /// attempt's time so the budget can leave it out; the streak is kept for the next run.
-fn deferred(
+async fn deferred(
     ctx: &JobContext<'_>,
     observed: &Observed,
     plan: &Plan,
@@ -227,8 +226,8 @@ fn deferred(
 ) -> JobResult {
     let server = ctx.server.name.as_str();
     let detail = format!("{error}; {}", drift.audit_text());
-    audit(ctx, now, SYNC_ACTION, DEFERRED, &detail);
-    save_memory(ctx, &remember(observed, plan, now), now);
+    audit(ctx, now, AuditResult::Deferred, &detail).await;
+    save_memory(ctx, &remember(observed, plan, now), now).await;
     let in_a_row = observed.deferrals.saturating_add(1);
     tracing::info!(server, in_a_row, "config_sync: sync deferred (429)");
     JobResult {
@@ -256,24 +255,25 @@ async fn verify_reality(ctx: &JobContext<'_>, result: &mut JobResult) {
     result.findings.extend(finding);
 }
 
-fn save_memory(ctx: &JobContext<'_>, memory: &DriftMemory, now: DateTime<Utc>) {
-    if let Err(error) = ctx.store.save_drift(&ctx.server.name, memory, now) {
+async fn save_memory(ctx: &JobContext<'_>, memory: &DriftMemory, now: DateTime<Utc>) {
+    let saved = ctx.store.sync().save_drift(&ctx.server.name, memory, now);
+    if let Err(error) = saved.await {
         // The next run then starts a new streak: it syncs later, never sooner.
         tracing::error!(server = %ctx.server.name, error = %error, "config_sync: cannot save the drift streak");
     }
 }
 
-fn audit(ctx: &JobContext<'_>, at: DateTime<Utc>, action: &str, result: &str, detail: &str) {
+async fn audit(ctx: &JobContext<'_>, at: DateTime<Utc>, result: AuditResult, detail: &str) {
     let entry = AuditEntry {
         at,
         server: ctx.server.name.clone(),
-        action: action.to_string(),
+        action: AuditAction::Sync,
         target: report::SUBJECT.to_string(),
-        result: result.to_string(),
+        result,
         detail: detail.to_string(),
     };
-    if let Err(error) = ctx.store.append_audit(&entry) {
-        tracing::error!(server = %ctx.server.name, action, result, error = %error, "config_sync: cannot write the audit log");
+    if let Err(error) = ctx.store.audit().append(&entry).await {
+        tracing::error!(server = %ctx.server.name, result = result.as_str(), error = %error, "config_sync: cannot write the audit log");
     }
 }
 

@@ -27,11 +27,9 @@ pub use plan::{Blocker, Observed, Plan, SYNC_WINDOW, plan, remember, streak};
 pub use report::SUBJECT;
 
 use super::{JobContext, JobResult, RunMode};
+use crate::model::{AuditAction, AuditEntry, AuditResult, DriftMemory};
 use crate::server_api::{ApiError, ServerApi};
-use crate::store::{AuditEntry, DriftMemory, Store, StoreError};
-
-/// The audit action and target of a sync.
-pub const SYNC_ACTION: &str = "sync";
+use crate::store::{Store, StoreError};
 
 /// Why a server could not be observed.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +80,9 @@ pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
     let server = &ctx.server.name;
     let now = ctx.clock.now();
     let validate_sync = ctx.api.capabilities().await?.validate_sync;
-    let memory = ctx.store.drift(server)?;
-    let sync_attempts = counted_attempts(ctx.store, server, now)?;
-    let deferrals = deferrals_in_a_row(ctx.store, server, &memory)?;
+    let memory = ctx.store.sync().drift(server).await?;
+    let sync_attempts = counted_attempts(ctx.store, server, now).await?;
+    let deferrals = deferrals_in_a_row(ctx.store, server, &memory).await?;
     let mut reads = vec![read(ctx.api, validate_sync).await?];
     if let RunMode::Check { reread_interval } = ctx.mode {
         let wanted = ctx.config.jobs.config_sync.confirmations.max(1) as usize;
@@ -116,30 +114,30 @@ pub async fn read(api: &ServerApi, validate_sync: bool) -> Result<Read, ApiError
 }
 
 /// This job's sync entries in the audit log since `since`, newest first.
-fn sync_entries(
+async fn sync_entries(
     store: &Store,
     server: &str,
     since: DateTime<Utc>,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let mut entries = store.audit_since(server, since)?;
-    entries.retain(|e| e.action == SYNC_ACTION && e.target == SUBJECT);
+    let mut entries = store.audit().since(server, since).await?;
+    entries.retain(|e| e.action == AuditAction::Sync && e.target == SUBJECT);
     Ok(entries)
 }
 
 /// Sync attempts of the last hour, minus those the server deferred with 429 (matched by
 /// their timestamp: a `deferred` entry carries its attempt's time).
-fn counted_attempts(
+async fn counted_attempts(
     store: &Store,
     server: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<DateTime<Utc>>, StoreError> {
     let since = now - SYNC_WINDOW;
-    let mut attempts = store.sync_attempts_since(server, since)?;
+    let mut attempts = store.sync().attempts_since(server, since).await?;
     if attempts.is_empty() {
         return Ok(attempts);
     }
-    for entry in sync_entries(store, server, since)? {
-        if entry.result == execute::DEFERRED
+    for entry in sync_entries(store, server, since).await? {
+        if entry.result == AuditResult::Deferred
             && let Some(at) = attempts.iter().position(|a| *a == entry.at)
         {
             attempts.remove(at);
@@ -149,7 +147,7 @@ fn counted_attempts(
 }
 
 /// Deferred syncs in a row within the current drift streak.
-fn deferrals_in_a_row(
+async fn deferrals_in_a_row(
     store: &Store,
     server: &str,
     memory: &DriftMemory,
@@ -157,10 +155,11 @@ fn deferrals_in_a_row(
     let Some(since) = memory.first_seen.filter(|_| memory.confirmations > 0) else {
         return Ok(0);
     };
-    let in_a_row = sync_entries(store, server, since)?
+    let in_a_row = sync_entries(store, server, since)
+        .await?
         .iter()
-        .filter(|e| e.result != execute::STARTED)
-        .take_while(|e| e.result == execute::DEFERRED)
+        .filter(|e| e.result != AuditResult::Started)
+        .take_while(|e| e.result == AuditResult::Deferred)
         .count();
     Ok(u32::try_from(in_a_row).unwrap_or(u32::MAX))
 }

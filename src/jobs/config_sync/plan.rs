@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::drift::{Drift, Read};
 use crate::config::ConfigSyncJobConfig;
-use crate::store::DriftMemory;
+use crate::model::DriftMemory;
 
 /// The sliding window of the sync budget (`max_syncs_per_hour`).
 pub const SYNC_WINDOW: TimeDelta = TimeDelta::hours(1);

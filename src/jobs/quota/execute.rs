@@ -13,11 +13,13 @@ use super::CrashPoint;
 use super::observe::read_counter;
 use super::report::NotApplied;
 use crate::jobs::JobContext;
+use crate::model::quota::{Intent, IntentState};
+use crate::model::{AuditAction, AuditEntry, AuditResult};
 use crate::quota::ledger::{self, KeyInfo};
 use crate::quota::plan::{Action, ActionKind};
 use crate::quota::{Entry, Reading};
 use crate::server_api::{ApiError, DeleteOutcome, KeyRef, ServerApi};
-use crate::store::{AuditEntry, Intent, IntentState, StoreError};
+use crate::store::StoreError;
 
 /// What finishing intents came to (over one or more batches).
 #[derive(Debug, Default)]
@@ -105,7 +107,9 @@ pub async fn finish(
     let server = ctx.server.name.as_str();
     let mut ledger: HashMap<String, Entry> = ctx
         .store
-        .quota_ledger(server)?
+        .quota()
+        .ledger(server)
+        .await?
         .into_iter()
         .map(|e| (e.uuid.clone(), e))
         .collect();
@@ -116,13 +120,14 @@ pub async fn finish(
             .filter(|i| i.state == IntentState::Pending)
             .map(|i| i.id)
             .collect();
-        ctx.store.quota_mark_sending(&pending, ctx.clock.now())?;
+        let now = ctx.clock.now();
+        ctx.store.quota().mark_sending(&pending, now).await?;
         let outcomes = call_server(ctx.api, chunk, &ledger).await;
         if crash == Some(CrashPoint::AfterRemoteCalls) {
             finished.crashed = true;
             return Ok(finished);
         }
-        settle(ctx, outcomes, &mut ledger, &mut finished)?;
+        settle(ctx, outcomes, &mut ledger, &mut finished).await?;
     }
     Ok(finished)
 }
@@ -229,7 +234,7 @@ async fn delete(api: &ServerApi, action: &Action) -> Verdict {
 }
 
 /// Apply a batch's outcomes to the ledger, store them with the intents, audit each.
-fn settle(
+async fn settle(
     ctx: &JobContext<'_>,
     outcomes: Vec<Outcome>,
     ledger: &mut HashMap<String, Entry>,
@@ -247,12 +252,14 @@ fn settle(
             apply(entry, &outcome, now);
             changed.push(entry.clone());
         }
-        audit(ctx, &outcome, &label, now);
+        audit(ctx, &outcome, &label, now).await;
         count(&outcome, finished);
         stored.push((outcome.intent.id, state, label));
     }
     ctx.store
-        .quota_finish(&ctx.server.name, &stored, &changed, now)
+        .quota()
+        .finish(&ctx.server.name, &stored, &changed, now)
+        .await
 }
 
 /// What an outcome does to the key's ledger entry.
@@ -300,7 +307,7 @@ fn count(outcome: &Outcome, finished: &mut Finished) {
     }
 }
 
-fn audit(ctx: &JobContext<'_>, outcome: &Outcome, label: &str, now: DateTime<Utc>) {
+async fn audit(ctx: &JobContext<'_>, outcome: &Outcome, label: &str, now: DateTime<Utc>) {
     let action = &outcome.intent.action;
     let figures = match (outcome.baseline, outcome.read_back) {
         (Some(before), Some(after)) => format!("; counter {before} -> {after}"),
@@ -309,9 +316,13 @@ fn audit(ctx: &JobContext<'_>, outcome: &Outcome, label: &str, now: DateTime<Utc
     let entry = AuditEntry {
         at: now,
         server: ctx.server.name.clone(),
-        action: format!("quota_{}", action.kind.as_str()),
+        action: match action.kind {
+            ActionKind::Reset => AuditAction::QuotaReset,
+            ActionKind::Delete => AuditAction::QuotaDelete,
+        },
         target: action.uuid.clone(),
-        result: label.split(':').next().unwrap_or(label).to_owned(),
+        result: AuditResult::parse(label.split(':').next().unwrap_or(label))
+            .unwrap_or(AuditResult::Failed),
         detail: format!(
             "{}; {}; {}{figures}{}",
             action.name,
@@ -322,7 +333,7 @@ fn audit(ctx: &JobContext<'_>, outcome: &Outcome, label: &str, now: DateTime<Utc
                 .map_or(String::new(), |(_, why)| format!("; {why}"))
         ),
     };
-    if let Err(error) = ctx.store.append_audit(&entry) {
+    if let Err(error) = ctx.store.audit().append(&entry).await {
         tracing::error!(server = %ctx.server.name, %error, "quota: cannot write the audit log");
     }
 }

@@ -43,8 +43,8 @@ pub enum CrashPoint {
 /// config_sync calls this right before a sync POST: the sync restarts Xray, which may zero
 /// the counters; the next quota run then takes the drop as expected (the new value is
 /// counted, no `counter_reset_seen`). Never fails the sync: a store error is logged.
-pub fn note_sync_pending(store: &Store, server: &str, now: DateTime<Utc>) {
-    if let Err(error) = store.quota_note_sync(server, now) {
+pub async fn note_sync_pending(store: &Store, server: &str, now: DateTime<Utc>) {
+    if let Err(error) = store.quota().note_sync(server, now).await {
         tracing::warn!(server, %error, "quota: cannot note the sync; a counter drop after it will be reported");
     }
 }
@@ -68,7 +68,7 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
     }
     let observed = match observe::observe(ctx).await {
         Ok(observed) => observed,
-        Err(error) => return failed(ctx, error, &finished),
+        Err(error) => return failed(ctx, error, &finished).await,
     };
     let now = ctx.clock.now();
     let (accounting, plan) = quota::plan(&observed, &settings(ctx), now);
@@ -89,7 +89,7 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
         finished: &finished,
         suspended,
     };
-    outcome::report(ctx, &seen)
+    outcome::report(ctx, &seen).await
 }
 
 /// Commit the ledger with the new intents, carry them out, and suspend resets the server
@@ -113,15 +113,17 @@ async fn commit_and_execute(
     };
     let (server, now) = (ctx.server.name.as_str(), ctx.clock.now());
     let commit = QuotaCommit {
-        entries: &accounting.entries,
-        history: &accounting.history,
-        intents: &intents,
-        memory: &memory,
-        api_version: &observed.api_version,
+        entries: accounting.entries.clone(),
+        history: accounting.history.clone(),
+        intents: intents.clone(),
+        memory: memory.clone(),
+        api_version: observed.api_version.clone(),
         now,
     };
     ctx.store
-        .quota_commit(server, &commit)
+        .quota()
+        .commit(server, commit)
+        .await
         .map_err(store_failure)?;
     if crash == Some(CrashPoint::AfterIntents) {
         return Err(JobResult::default());
@@ -136,10 +138,9 @@ async fn commit_and_execute(
     let suspended = suspend_resets(ctx, plan, &finished);
     if suspended {
         memory.resets_suspended_version = Some(observed.api_version.clone());
-        let saved = ctx
-            .store
-            .quota_save_memory(server, &memory, &observed.api_version, now);
-        if let Err(error) = saved {
+        let quota = ctx.store.quota();
+        let saved = quota.save_memory(server, &memory, &observed.api_version, now);
+        if let Err(error) = saved.await {
             tracing::error!(server, %error, "quota: cannot save the reset suspension");
         }
     }
@@ -150,7 +151,7 @@ async fn open_intents(
     ctx: &JobContext<'_>,
     crash: Option<CrashPoint>,
 ) -> Result<Finished, crate::store::StoreError> {
-    let open = ctx.store.quota_open_intents(&ctx.server.name)?;
+    let open = ctx.store.quota().open_intents(&ctx.server.name).await?;
     execute::finish(ctx, open, crash).await
 }
 
@@ -218,13 +219,15 @@ fn store_failure(error: crate::store::StoreError) -> JobResult {
 
 /// The server could not be observed: counted; after `FAILURES_BEFORE_STALE` in a row the
 /// accounting is stale.
-fn failed(ctx: &JobContext<'_>, error: ObserveError, finished: &Finished) -> JobResult {
+async fn failed(ctx: &JobContext<'_>, error: ObserveError, finished: &Finished) -> JobResult {
     let server = ctx.server.name.as_str();
     let mut result = JobResult::default();
     outcome::deleted_findings(server, finished, &mut result.findings);
     let failures = ctx
         .store
-        .quota_note_failure(server, ctx.clock.now())
+        .quota()
+        .note_failure(server, ctx.clock.now())
+        .await
         .unwrap_or_else(|store_error| {
             tracing::error!(server, error = %store_error, "quota: cannot count the failed run");
             1

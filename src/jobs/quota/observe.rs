@@ -35,11 +35,13 @@ pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
     };
     let ledger = ctx
         .store
-        .quota_ledger(server)?
+        .quota()
+        .ledger(server)
+        .await?
         .into_iter()
         .map(|entry| (entry.uuid.clone(), entry))
         .collect();
-    let memory = ctx.store.quota_memory(server)?;
+    let memory = ctx.store.quota().memory(server).await?;
     let keys = keys
         .iter()
         .zip(readings)

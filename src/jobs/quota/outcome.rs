@@ -25,10 +25,10 @@ pub struct Seen<'a> {
 }
 
 /// The run's result: plan lines and findings.
-pub fn report(ctx: &JobContext<'_>, seen: &Seen<'_>) -> JobResult {
+pub async fn report(ctx: &JobContext<'_>, seen: &Seen<'_>) -> JobResult {
     let mut result = JobResult::default();
     summarize(ctx, seen, &mut result);
-    findings(ctx, seen, &mut result);
+    findings(ctx, seen, &mut result).await;
     result
 }
 
@@ -108,7 +108,7 @@ fn summarize(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
 }
 
 /// The run's findings.
-fn findings(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
+async fn findings(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
     let Seen {
         observed,
         accounting,
@@ -134,7 +134,7 @@ fn findings(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
         out.push(report::blocked(server, &plan.blocked, observed.keys.len()));
     }
     deleted_findings(server, finished, out);
-    if let Some(digest) = not_applied_digest(ctx, finished, suspended) {
+    if let Some(digest) = not_applied_digest(ctx, finished, suspended).await {
         out.push(digest);
     }
     let changed_at = match accounting.changed {
@@ -169,7 +169,7 @@ fn next_reset(
 
 /// One `reset_not_applied` per server and period: raised when one of the periods of the
 /// listed resets has not had its digest yet.
-fn not_applied_digest(
+async fn not_applied_digest(
     ctx: &JobContext<'_>,
     finished: &Finished,
     suspended: bool,
@@ -187,7 +187,9 @@ fn not_applied_digest(
     let kind = FindingKind::ResetNotApplied.as_str();
     match ctx
         .store
-        .quota_notice_once(server, kind, &periods, ctx.clock.now())
+        .quota()
+        .notice_once(server, kind, &periods, ctx.clock.now())
+        .await
     {
         Ok(true) => Some(report::not_applied(
             server,

@@ -3,10 +3,9 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::*;
+use crate::model::quota::{Action, ActionKind, Entry, IntentState, Reason, ServerMemory};
 use crate::quota::ledger::{KeyInfo, Reading, adopt};
-use crate::quota::plan::{ActionKind, Reason};
-use crate::store::IntentState;
+use crate::store::{QuotaCommit, Store};
 
 fn at(minute: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 10, minute, 0).unwrap()
@@ -53,33 +52,30 @@ fn action(n: u32, intent_key: &str) -> Action {
     }
 }
 
-fn commit(
+async fn commit(
     store: &Store,
     entries: &[Entry],
     intents: &[Action],
     memory: &ServerMemory,
     now: DateTime<Utc>,
 ) {
-    store
-        .quota_commit(
-            "fra-1",
-            &QuotaCommit {
-                entries,
-                history: &[],
-                intents,
-                memory,
-                api_version: "1.0.0",
-                now,
-            },
-        )
-        .unwrap();
+    let commit = QuotaCommit {
+        entries: entries.to_vec(),
+        history: Vec::new(),
+        intents: intents.to_vec(),
+        memory: memory.clone(),
+        api_version: "1.0.0".into(),
+        now,
+    };
+    store.quota().commit("fra-1", commit).await.unwrap();
 }
 
-#[test]
-fn ledger_and_memory_round_trip() {
+#[tokio::test]
+async fn ledger_and_memory_round_trip() {
     let (_dir, store) = store();
+    let quota = store.quota();
     assert_eq!(
-        store.quota_memory("fra-1").unwrap(),
+        quota.memory("fra-1").await.unwrap(),
         ServerMemory::default()
     );
     let mut gone = entry(2);
@@ -91,105 +87,98 @@ fn ledger_and_memory_round_trip() {
         sync_noted_at: None,
         resets_suspended_version: Some("2.3.6".into()),
     };
-    commit(&store, &[entry(1), gone.clone()], &[], &memory, at(1));
-    let mut ledger = store.quota_ledger("fra-1").unwrap();
+    commit(&store, &[entry(1), gone.clone()], &[], &memory, at(1)).await;
+    let mut ledger = quota.ledger("fra-1").await.unwrap();
     ledger.sort_by(|a, b| a.uuid.cmp(&b.uuid));
     assert_eq!(ledger, vec![entry(1), gone]);
-    assert_eq!(store.quota_memory("fra-1").unwrap(), memory);
-    let usage = store.quota_usage(None).unwrap();
+    assert_eq!(quota.memory("fra-1").await.unwrap(), memory);
+    let usage = quota.usage(None).await.unwrap();
     assert_eq!(
         usage,
         vec![("fra-1".to_string(), entry(1))],
         "gone keys are not listed"
     );
-    assert!(store.quota_usage(Some("ams-2")).unwrap().is_empty());
-    assert!(store.quota_ledger("ams-2").unwrap().is_empty());
+    assert!(quota.usage(Some("ams-2")).await.unwrap().is_empty());
+    assert!(quota.ledger("ams-2").await.unwrap().is_empty());
 }
 
-#[test]
-fn an_intent_happens_once_per_key_and_a_failed_one_is_armed_again() {
+#[tokio::test]
+async fn an_intent_happens_once_per_key_and_a_failed_one_is_armed_again() {
     let (_dir, store) = store();
+    let quota = store.quota();
     let memory = ServerMemory::default();
-    commit(
-        &store,
-        &[],
-        &[action(1, "period A"), action(2, "period A")],
-        &memory,
-        at(1),
-    );
-    let open = store.quota_open_intents("fra-1").unwrap();
+    let planned = [action(1, "period A"), action(2, "period A")];
+    commit(&store, &[], &planned, &memory, at(1)).await;
+    let open = quota.open_intents("fra-1").await.unwrap();
     assert_eq!(open.len(), 2);
     assert_eq!(open[0].action, action(1, "period A"));
     assert_eq!(open[0].state, IntentState::Pending);
-    store.quota_mark_sending(&[open[0].id], at(2)).unwrap();
+    quota.mark_sending(&[open[0].id], at(2)).await.unwrap();
     assert_eq!(
-        store.quota_open_intents("fra-1").unwrap()[0].state,
+        quota.open_intents("fra-1").await.unwrap()[0].state,
         IntentState::Sending
     );
-    store
-        .quota_finish(
-            "fra-1",
-            &[
-                (open[0].id, IntentState::Done, "applied".into()),
-                (open[1].id, IntentState::Failed, "failed".into()),
-            ],
-            &[entry(1)],
-            at(3),
-        )
+    let finished = [
+        (open[0].id, IntentState::Done, "applied".to_string()),
+        (open[1].id, IntentState::Failed, "failed".to_string()),
+    ];
+    quota
+        .finish("fra-1", &finished, &[entry(1)], at(3))
+        .await
         .unwrap();
-    assert!(store.quota_open_intents("fra-1").unwrap().is_empty());
+    assert!(quota.open_intents("fra-1").await.unwrap().is_empty());
     assert_eq!(
-        store.quota_ledger("fra-1").unwrap(),
+        quota.ledger("fra-1").await.unwrap(),
         vec![entry(1)],
         "written with the outcome"
     );
     // Planned again: the done one stays done, the failed one is pending again.
-    commit(
-        &store,
-        &[],
-        &[action(1, "period A"), action(2, "period A")],
-        &memory,
-        at(4),
-    );
-    let open = store.quota_open_intents("fra-1").unwrap();
+    commit(&store, &[], &planned, &memory, at(4)).await;
+    let open = quota.open_intents("fra-1").await.unwrap();
     assert_eq!(
         open.iter()
             .map(|i| i.action.uuid.as_str())
             .collect::<Vec<_>>(),
         ["uuid-2"]
     );
-    let all = store.quota_intents("fra-1", Some("uuid-1")).unwrap();
+    let all = quota.intents("fra-1", Some("uuid-1")).await.unwrap();
     assert_eq!((all.len(), all[0].outcome.as_str()), (1, "applied"));
 }
 
-#[test]
-fn notices_once_per_period_and_a_sync_note_survives_commits() {
+#[tokio::test]
+async fn notices_once_per_period_and_a_sync_note_survives_commits() {
     let (_dir, store) = store();
+    let quota = store.quota();
     let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let kind = "reset_not_applied";
     assert!(
-        store
-            .quota_notice_once("fra-1", "reset_not_applied", &keys(&["P1"]), at(1))
+        quota
+            .notice_once("fra-1", kind, &keys(&["P1"]), at(1))
+            .await
             .unwrap()
     );
     assert!(
-        !store
-            .quota_notice_once("fra-1", "reset_not_applied", &keys(&["P1"]), at(2))
+        !quota
+            .notice_once("fra-1", kind, &keys(&["P1"]), at(2))
+            .await
             .unwrap()
     );
     assert!(
-        store
-            .quota_notice_once("fra-1", "reset_not_applied", &keys(&["P1", "P2"]), at(3))
+        quota
+            .notice_once("fra-1", kind, &keys(&["P1", "P2"]), at(3))
+            .await
             .unwrap()
     );
     assert!(
-        store
-            .quota_notice_once("ams-2", "reset_not_applied", &keys(&["P1"]), at(3))
+        quota
+            .notice_once("ams-2", kind, &keys(&["P1"]), at(3))
+            .await
             .unwrap()
     );
-    store.quota_note_sync("fra-1", at(5)).unwrap();
-    commit(&store, &[], &[], &ServerMemory::default(), at(6));
+    quota.note_sync("fra-1", at(5)).await.unwrap();
+    commit(&store, &[], &[], &ServerMemory::default(), at(6)).await;
     assert_eq!(
-        store.quota_memory("fra-1").unwrap().sync_noted_at,
+        quota.memory("fra-1").await.unwrap().sync_noted_at,
         Some(at(5))
     );
 }

@@ -1,0 +1,203 @@
+//! The SQLite backend: one file (`state_dir/state.db`, WAL). Every SQL statement and
+//! every SQLite detail lives below this module. The connection is behind a std mutex
+//! that is taken only on tokio's blocking threads (`SqliteStore::call`), never on an
+//! async worker and never across an `.await`.
+
+mod alerts;
+mod audit;
+mod columns;
+mod findings;
+mod quota;
+mod quota_intents;
+mod runs;
+mod servers;
+mod sync;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::{
+    AlertLog, AuditLog, Backend, FindingLog, QuotaLog, RunLog, ServerLog, StoreError, StoreFuture,
+    SyncLog, schema,
+};
+
+/// The file name inside `state_dir`.
+pub const DB_FILE: &str = "state.db";
+
+/// The open database: its path (for messages) and the one connection.
+struct Db {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Db {
+    /// Run `f` on the connection (blocking).
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        // A poisoned mutex means a panic mid-call; SQLite's own transaction rolled back,
+        // so the connection is still consistent.
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut conn).map_err(|source| StoreError::from_sqlite(&self.path, source))
+    }
+}
+
+/// The SQLite backend.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Arc<Db>,
+}
+
+impl SqliteStore {
+    /// Open (creating on first start) `state_dir/state.db` and migrate it.
+    pub fn open(state_dir: &Path) -> Result<SqliteStore, StoreError> {
+        let dir_error = |reason: String| StoreError::Directory {
+            dir: state_dir.to_path_buf(),
+            reason,
+        };
+        std::fs::create_dir_all(state_dir).map_err(|err| dir_error(err.to_string()))?;
+        // SQLite would report a bare "unable to open database file"; probe first so the
+        // operator learns which directory and why.
+        let probe = state_dir.join(".keywarden-write-test");
+        std::fs::write(&probe, b"ok").map_err(|err| dir_error(format!("not writable: {err}")))?;
+        let _ = std::fs::remove_file(&probe);
+        SqliteStore::open_file(&state_dir.join(DB_FILE))
+    }
+
+    /// Open (creating) a database file and migrate it.
+    pub fn open_file(path: &Path) -> Result<SqliteStore, StoreError> {
+        let sql = |source| StoreError::from_sqlite(path, source);
+        let mut conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
+        migrate(&mut conn, path)?;
+        Ok(SqliteStore::over(path, conn))
+    }
+
+    /// Open an existing database read-only: no migration, no writes.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let sql = |source| StoreError::from_sqlite(path, source);
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        Ok(SqliteStore::over(path, conn))
+    }
+
+    fn over(path: &Path, conn: Connection) -> SqliteStore {
+        SqliteStore {
+            db: Arc::new(Db {
+                path: path.to_path_buf(),
+                conn: Mutex::new(conn),
+            }),
+        }
+    }
+
+    /// Run `f` on the connection on a blocking thread.
+    fn call<T, F>(&self, f: F) -> StoreFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let path = db.path.clone();
+            tokio::task::spawn_blocking(move || db.with(f))
+                .await
+                .unwrap_or_else(|error| Err(StoreError::Task { path, error }))
+        })
+    }
+}
+
+impl Backend for SqliteStore {
+    fn runs(&self) -> &dyn RunLog {
+        self
+    }
+
+    fn sync(&self) -> &dyn SyncLog {
+        self
+    }
+
+    fn audit(&self) -> &dyn AuditLog {
+        self
+    }
+
+    fn findings(&self) -> &dyn FindingLog {
+        self
+    }
+
+    fn servers(&self) -> &dyn ServerLog {
+        self
+    }
+
+    fn quota(&self) -> &dyn QuotaLog {
+        self
+    }
+
+    fn alerts(&self) -> &dyn AlertLog {
+        self
+    }
+
+    fn check_writable(&self) -> StoreFuture<'_, ()> {
+        // A real write, rolled back when the transaction drops: taking the lock alone
+        // succeeds on a read-only database and says nothing about a full disk.
+        self.call(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO job_runs (server, job, started_at, duration_ms, outcome) VALUES ('', '', '', 0, 'ok')",
+                [],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn schema_version(&self) -> StoreFuture<'_, i64> {
+        self.call(|conn| conn.pragma_query_value(None, "user_version", |row| row.get(0)))
+    }
+
+    fn location(&self) -> String {
+        self.db.path.display().to_string()
+    }
+}
+
+/// Bring the database to this build's schema: each migration once, in order, in a
+/// transaction of its own.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |source| StoreError::from_sqlite(path, source);
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sql)?;
+    let supported = schema::current_version();
+    if found > supported {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        });
+    }
+    for (index, migration) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = index as i64 + 1;
+        let tx = conn.transaction().map_err(sql)?;
+        tx.execute_batch(migration).map_err(sql)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        tracing::info!(path = %path.display(), version, "state store migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,370 @@
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::Connection;
+
+use super::*;
+use crate::model::{
+    AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, FindingKind, JobKind, RunOutcome,
+    RunRecord, Severity,
+};
+use crate::store::{RUNS_KEPT_PER_JOB, Store};
+
+fn at(minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 10, minute, 0).unwrap()
+}
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    (dir, store)
+}
+
+fn finding(kind: FindingKind, subject: &str, severity: Severity) -> Finding {
+    Finding {
+        server: "fra-1".into(),
+        job: JobKind::ConfigSync,
+        kind,
+        subject: subject.into(),
+        severity,
+        summary: format!("{} {subject}", kind.as_str()),
+        details: String::new(),
+    }
+}
+
+fn audit(server: &str, minute: u32, result: AuditResult) -> AuditEntry {
+    AuditEntry {
+        at: at(minute),
+        server: server.into(),
+        action: AuditAction::Sync,
+        target: "config.json".into(),
+        result,
+        detail: String::new(),
+    }
+}
+
+/// A second connection to the store's file, for what the interface does not offer.
+fn raw(dir: &tempfile::TempDir) -> Connection {
+    Connection::open(dir.path().join("state").join(DB_FILE)).unwrap()
+}
+
+#[tokio::test]
+async fn creates_and_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("nested/state");
+    let store = Store::open(&state).unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        schema::current_version()
+    );
+    assert!(state.join(DB_FILE).exists());
+    store
+        .audit()
+        .append(&audit("a", 0, AuditResult::Ok))
+        .await
+        .unwrap();
+    drop(store);
+    let again = Store::open(&state).unwrap();
+    assert_eq!(
+        again.audit().recent(None, 10).await.unwrap().len(),
+        1,
+        "reopening keeps the data"
+    );
+    let journal: String = Connection::open(state.join(DB_FILE))
+        .unwrap()
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+}
+
+#[test]
+fn refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let error = Store::open_file(&path).unwrap_err();
+    assert!(error.to_string().contains("schema version 99"), "{error}");
+}
+
+#[cfg(unix)]
+#[test]
+fn unwritable_directory_is_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).unwrap();
+    // root ignores permissions; the check is meaningful only for other users.
+    let probe = std::fs::write(locked.join("x"), b"x");
+    if probe.is_ok() {
+        return;
+    }
+    let error = Store::open(&locked).unwrap_err().to_string();
+    assert!(
+        error.contains("not writable") && error.contains("state_dir"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_file_where_the_directory_should_be_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let error = Store::open(&file).unwrap_err().to_string();
+    assert!(
+        error.contains("cannot use the state directory") && error.contains("state_dir"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn runs_keep_the_latest_per_job_and_prune() {
+    let (_dir, store) = store();
+    let run = |job, started_at, outcome| RunRecord {
+        server: "fra-1".into(),
+        job,
+        started_at,
+        duration_ms: 12,
+        outcome,
+        detail: String::new(),
+    };
+    for (minute, outcome) in [
+        (0, RunOutcome::Ok),
+        (1, RunOutcome::Critical),
+        (2, RunOutcome::Skipped),
+    ] {
+        let record = run(JobKind::Health, at(minute), outcome);
+        store.runs().record(&record).await.unwrap();
+    }
+    let last = store.runs().last_runs().await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        last[0].outcome,
+        RunOutcome::Critical,
+        "skipped ticks are not the last run"
+    );
+    for i in 0..(RUNS_KEPT_PER_JOB as i64 + 20) {
+        let started = at(3) + chrono::Duration::seconds(i);
+        let record = run(JobKind::Reality, started, RunOutcome::Ok);
+        store.runs().record(&record).await.unwrap();
+    }
+    let runs = store.runs();
+    let reality = runs
+        .recent("fra-1", JobKind::Reality, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(reality.len(), RUNS_KEPT_PER_JOB);
+    let health = runs.recent("fra-1", JobKind::Health, 10).await.unwrap();
+    assert_eq!(health.len(), 3, "other jobs untouched");
+}
+
+#[tokio::test]
+async fn drift_memory_round_trips() {
+    let (_dir, store) = store();
+    let sync = store.sync();
+    assert_eq!(sync.drift("fra-1").await.unwrap(), DriftMemory::default());
+    let memory = DriftMemory {
+        confirmations: 2,
+        first_seen: Some(at(5)),
+        signature: "missing:a".into(),
+    };
+    sync.save_drift("fra-1", &memory, at(6)).await.unwrap();
+    assert_eq!(sync.drift("fra-1").await.unwrap(), memory);
+    sync.save_drift("fra-1", &DriftMemory::default(), at(7))
+        .await
+        .unwrap();
+    assert_eq!(sync.drift("fra-1").await.unwrap(), DriftMemory::default());
+}
+
+#[tokio::test]
+async fn sync_window_counts_attempts_since() {
+    let (_dir, store) = store();
+    let sync = store.sync();
+    for minute in [0, 10, 20, 50] {
+        sync.record_attempt("fra-1", at(minute)).await.unwrap();
+    }
+    sync.record_attempt("ams-2", at(30)).await.unwrap();
+    assert_eq!(
+        sync.attempts_since("fra-1", at(10)).await.unwrap(),
+        vec![at(10), at(20), at(50)]
+    );
+    assert_eq!(sync.attempts_since("ams-2", at(0)).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn audit_log_is_append_only() {
+    let (dir, store) = store();
+    for result in [AuditResult::Started, AuditResult::Ok] {
+        let mut entry = audit("fra-1", 1, result);
+        entry.detail = "2 missing".into();
+        store.audit().append(&entry).await.unwrap();
+    }
+    let recent = store.audit().recent(Some("fra-1"), 10).await.unwrap();
+    assert_eq!(
+        recent.iter().map(|e| e.result.as_str()).collect::<Vec<_>>(),
+        ["ok", "started"]
+    );
+    let conn = raw(&dir);
+    assert!(conn.execute("DELETE FROM audit_log", []).is_err());
+    assert!(
+        conn.execute("UPDATE audit_log SET result = 'x'", [])
+            .is_err()
+    );
+    assert_eq!(store.audit().recent(None, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn findings_open_continue_and_resolve() {
+    let (_dir, store) = store();
+    let findings = store.findings();
+    let drift = finding(FindingKind::ConfigDrift, "config.json", Severity::Warning);
+    let persists = finding(
+        FindingKind::ConfigDriftPersists,
+        "config.json",
+        Severity::Critical,
+    );
+    let changes = findings
+        .record(
+            "fra-1",
+            JobKind::ConfigSync,
+            std::slice::from_ref(&drift),
+            at(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes.opened, [drift.fingerprint()]);
+    assert_eq!((changes.open.warning, changes.open.critical), (1, 0));
+    let both = [drift.clone(), persists.clone()];
+    let changes = findings
+        .record("fra-1", JobKind::ConfigSync, &both, at(5))
+        .await
+        .unwrap();
+    assert_eq!(changes.continuing, [drift.fingerprint()]);
+    assert_eq!(changes.opened, [persists.fingerprint()]);
+    assert_eq!((changes.open.warning, changes.open.critical), (1, 1));
+    let open = findings.open(Some("fra-1")).await.unwrap();
+    assert_eq!(open.len(), 2);
+    assert_eq!(open[0].severity, Severity::Critical, "most severe first");
+    let kept = open
+        .iter()
+        .find(|f| f.kind == FindingKind::ConfigDrift)
+        .unwrap();
+    assert_eq!((kept.first_seen, kept.last_seen), (at(0), at(5)));
+    // Another job's findings on the same server are left alone.
+    let reality = Finding {
+        job: JobKind::Reality,
+        ..finding(FindingKind::RealityInvalid, "reality", Severity::Critical)
+    };
+    findings
+        .record("fra-1", JobKind::Reality, &[reality], at(6))
+        .await
+        .unwrap();
+    let changes = findings
+        .record("fra-1", JobKind::ConfigSync, &[], at(10))
+        .await
+        .unwrap();
+    assert_eq!(changes.resolved.len(), 2);
+    assert!(
+        changes
+            .resolved
+            .iter()
+            .all(|f| f.resolved_at == Some(at(10)))
+    );
+    assert_eq!(changes.resolved[0].fingerprint(), drift.fingerprint());
+    let open = findings.open(None).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].kind, FindingKind::RealityInvalid);
+    // The same drift coming back later is a new finding.
+    let changes = findings
+        .record(
+            "fra-1",
+            JobKind::ConfigSync,
+            std::slice::from_ref(&drift),
+            at(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changes.opened, [drift.fingerprint()]);
+}
+
+#[tokio::test]
+async fn server_state_counts_failures_and_resets_on_success() {
+    let (_dir, store) = store();
+    let servers = store.servers();
+    assert_eq!(
+        servers.note_down("fra-1", "timeout", at(0)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        servers.note_down("fra-1", "timeout", at(1)).await.unwrap(),
+        2
+    );
+    servers.note_up("fra-1", "1.0.0", at(2)).await.unwrap();
+    assert_eq!(
+        servers.note_down("fra-1", "refused", at(3)).await.unwrap(),
+        1
+    );
+    let states = servers.states().await.unwrap();
+    assert_eq!(states[0].version.as_deref(), Some("1.0.0"));
+    assert_eq!(states[0].last_up_at, Some(at(2)));
+    assert_eq!(states[0].last_error.as_deref(), Some("refused"));
+    store.check_writable().await.unwrap();
+}
+
+#[tokio::test]
+async fn audit_since_reads_one_server_from_a_time_on() {
+    let (_dir, store) = store();
+    for (server, minute) in [("fra-1", 1), ("fra-1", 5), ("ams-2", 6), ("fra-1", 9)] {
+        let entry = audit(server, minute, AuditResult::Ok);
+        store.audit().append(&entry).await.unwrap();
+    }
+    let since: Vec<_> = store
+        .audit()
+        .since("fra-1", at(5))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(
+        since,
+        [at(9), at(5)],
+        "newest first, the boundary included, other servers left out"
+    );
+}
+
+#[tokio::test]
+async fn unknown_stored_names_are_errors_not_defaults() {
+    let (dir, store) = store();
+    let record = RunRecord {
+        server: "fra-1".into(),
+        job: JobKind::Health,
+        started_at: at(0),
+        duration_ms: 1,
+        outcome: RunOutcome::Ok,
+        detail: String::new(),
+    };
+    store.runs().record(&record).await.unwrap();
+    let drift = finding(FindingKind::ConfigDrift, "config.json", Severity::Warning);
+    store
+        .findings()
+        .record("fra-1", JobKind::ConfigSync, &[drift], at(0))
+        .await
+        .unwrap();
+    let conn = raw(&dir);
+    conn.execute("UPDATE job_runs SET outcome = 'meh'", [])
+        .unwrap();
+    conn.execute("UPDATE findings SET severity = 'fatal'", [])
+        .unwrap();
+    let error = store.runs().last_runs().await.unwrap_err();
+    assert!(
+        error.to_string().contains("\"meh\" is no RunOutcome"),
+        "{error}"
+    );
+    let error = store.findings().open(None).await.unwrap_err();
+    assert!(
+        error.to_string().contains("\"fatal\" is no Severity"),
+        "{error}"
+    );
+}
