@@ -198,7 +198,9 @@ async fn the_boundary_resets_every_key_once() {
             .await
             .expect("intents");
         assert!(
-            intents.iter().all(|i| i.outcome == "applied"),
+            intents
+                .iter()
+                .all(|i| i.outcome.is_some_and(|o| o.as_str() == "applied")),
             "{intents:#?}"
         );
     }

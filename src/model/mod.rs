@@ -20,5 +20,5 @@ pub use finding::{Finding, FindingChanges, FindingKind, OpenFindings, StoredFind
 pub use job::{JobKind, RunOutcome, RunRecord};
 pub use server::ServerState;
 pub use severity::Severity;
-pub use sync::DriftMemory;
+pub use sync::{DriftMemory, SyncAttempt, SyncAttemptOutcome};
 pub use time::{parse_stamp, stamp};

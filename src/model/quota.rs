@@ -5,6 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::AuditResult;
+use super::time::stamp;
+
 /// One key's ledger row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
@@ -105,8 +108,9 @@ impl Reason {
     }
 }
 
-/// One reset or delete, keyed so that it happens at most once (`intent_key` is unique
-/// per server and key: the period for a boundary reset, the allowance for an exceeded one).
+/// One reset or delete, keyed so that it happens at most once: its `intent_key()` is
+/// unique per server and key (the period for a boundary reset, the allowance for an
+/// exceeded one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Action {
     pub kind: ActionKind,
@@ -114,12 +118,30 @@ pub struct Action {
     pub uuid: String,
     pub key_id: String,
     pub name: String,
-    pub intent_key: String,
+    /// The period the action belongs to: for a boundary reset the period it starts,
+    /// else the key's current period.
+    pub period_start: DateTime<Utc>,
+    /// An exceeded reset: which allowance of the period it ends (from 1); 0 otherwise.
+    pub allowance: u32,
     /// The counter when planned (the baseline the reset is verified against).
     pub counter_before: Option<u64>,
     /// Whether the server is called: false for a fresh allowance kept in the ledger only
     /// (`counter_resets` off or suspended, an inactive key).
     pub call_server: bool,
+}
+
+impl Action {
+    /// The key that makes the action happen at most once per server and key:
+    /// "period <start>", "exceeded <start> #<allowance>" or "delete <start>" (the same
+    /// text every release wrote, so intents stay unique across upgrades).
+    pub fn intent_key(&self) -> String {
+        let start = stamp(self.period_start);
+        match self.reason {
+            Reason::Boundary => format!("period {start}"),
+            Reason::Exceeded => format!("exceeded {start} #{}", self.allowance),
+            Reason::GraceEnded => format!("delete {start}"),
+        }
+    }
 }
 
 /// What the store remembers of a server for the quota job.
@@ -139,7 +161,8 @@ pub struct ServerMemory {
 }
 
 /// Where an intent is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum IntentState {
     /// Written with the decision; the remote call has not been made.
     Pending,
@@ -173,12 +196,137 @@ impl IntentState {
     }
 }
 
+/// How a finished intent came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentOutcome {
+    /// A reset that took effect: the counter read back dropped.
+    Applied,
+    /// A reset the server accepted and ignored: the counter did not drop.
+    NotApplied,
+    /// 2.x: no traffic since the last reset, nothing to reset.
+    NothingToReset,
+    /// A reset whose counter could not be read back (the next reading settles it).
+    Unverified,
+    /// The call failed (a reset's counter did not drop; a delete is tried again).
+    Failed,
+    /// The key was gone when its reset was made.
+    KeyGone,
+    Deleted,
+    /// The key was already gone when its delete was finished.
+    AlreadyGone,
+}
+
+impl IntentOutcome {
+    pub const ALL: [IntentOutcome; 8] = [
+        IntentOutcome::Applied,
+        IntentOutcome::NotApplied,
+        IntentOutcome::NothingToReset,
+        IntentOutcome::Unverified,
+        IntentOutcome::Failed,
+        IntentOutcome::KeyGone,
+        IntentOutcome::Deleted,
+        IntentOutcome::AlreadyGone,
+    ];
+
+    /// The name stored, audited and used as the `result` label of the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentOutcome::Applied => "applied",
+            IntentOutcome::NotApplied => "not_applied",
+            IntentOutcome::NothingToReset => "nothing_to_reset",
+            IntentOutcome::Unverified => "unverified",
+            IntentOutcome::Failed => "failed",
+            IntentOutcome::KeyGone => "key_gone",
+            IntentOutcome::Deleted => "deleted",
+            IntentOutcome::AlreadyGone => "already_gone",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<IntentOutcome> {
+        IntentOutcome::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+impl From<IntentOutcome> for AuditResult {
+    fn from(outcome: IntentOutcome) -> AuditResult {
+        match outcome {
+            IntentOutcome::Applied => AuditResult::Applied,
+            IntentOutcome::NotApplied => AuditResult::NotApplied,
+            IntentOutcome::NothingToReset => AuditResult::NothingToReset,
+            IntentOutcome::Unverified => AuditResult::Unverified,
+            IntentOutcome::Failed => AuditResult::Failed,
+            IntentOutcome::KeyGone => AuditResult::KeyGone,
+            IntentOutcome::Deleted => AuditResult::Deleted,
+            IntentOutcome::AlreadyGone => AuditResult::AlreadyGone,
+        }
+    }
+}
+
 /// A stored intent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
     pub id: i64,
     pub action: Action,
     pub state: IntentState,
-    pub outcome: String,
+    /// `None` while the intent is open.
+    pub outcome: Option<IntentOutcome>,
+    /// The call's error, when there was one.
+    pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// An intent as it is finished: `Done` or `Failed`, with its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedIntent {
+    pub id: i64,
+    pub state: IntentState,
+    pub outcome: IntentOutcome,
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn intent_keys_are_derived_from_the_period_as_before() {
+        let action = |reason, allowance| Action {
+            kind: ActionKind::Reset,
+            reason,
+            uuid: "u".into(),
+            key_id: "1".into(),
+            name: "n".into(),
+            period_start: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+            allowance,
+            counter_before: None,
+            call_server: true,
+        };
+        let keys: Vec<String> = [
+            action(Reason::Boundary, 0),
+            action(Reason::Exceeded, 2),
+            action(Reason::GraceEnded, 0),
+        ]
+        .iter()
+        .map(Action::intent_key)
+        .collect();
+        assert_eq!(
+            keys,
+            [
+                "period 2026-11-01T00:00:00.000Z",
+                "exceeded 2026-11-01T00:00:00.000Z #2",
+                "delete 2026-11-01T00:00:00.000Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn outcomes_round_trip_and_audit_under_the_same_name() {
+        for outcome in IntentOutcome::ALL {
+            assert_eq!(IntentOutcome::parse(outcome.as_str()), Some(outcome));
+            assert_eq!(AuditResult::from(outcome).as_str(), outcome.as_str());
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! config_sync's memory: the drift streak of a server.
+//! config_sync's memory: the drift streak of a server and its sync attempts.
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// The consecutive drifted reads of one server.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -9,4 +10,44 @@ pub struct DriftMemory {
     pub first_seen: Option<DateTime<Utc>>,
     /// A stable description of what drifted (sorted uuids), to tell streaks apart.
     pub signature: String,
+}
+
+/// How a sync attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncAttemptOutcome {
+    /// Recorded before the POST and not (yet) answered: in flight, or the process died.
+    /// It counts against the budget (the server may have synced).
+    Pending,
+    /// The server refused with 429 and did not sync: not counted against the budget.
+    Deferred,
+    /// The server answered (it synced, or failed to): counted.
+    Completed,
+}
+
+impl SyncAttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncAttemptOutcome::Pending => "pending",
+            SyncAttemptOutcome::Deferred => "deferred",
+            SyncAttemptOutcome::Completed => "completed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SyncAttemptOutcome> {
+        [
+            SyncAttemptOutcome::Pending,
+            SyncAttemptOutcome::Deferred,
+            SyncAttemptOutcome::Completed,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+}
+
+/// One sync attempt on a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SyncAttempt {
+    pub at: DateTime<Utc>,
+    pub outcome: SyncAttemptOutcome,
 }

@@ -205,26 +205,19 @@ impl Run<'_> {
         let (notices, action) = evaluate(&mut entry, policy, self.settings.allow_delete, self.now);
         self.notices.extend(notices);
         if let Some(action) = action {
-            let (kind, reason, intent_key) = match action {
-                ExceedAction::Reset => (
-                    ActionKind::Reset,
-                    Reason::Exceeded,
-                    format!(
-                        "exceeded {} #{}",
-                        stamp(entry.period_start),
-                        entry.exceed_resets + 1
-                    ),
-                ),
-                ExceedAction::Delete => (
-                    ActionKind::Delete,
-                    Reason::GraceEnded,
-                    format!("delete {}", stamp(entry.period_start)),
-                ),
+            let (kind, reason, allowance) = match action {
+                // The allowance this reset ends: each one's intent has its own key.
+                ExceedAction::Reset => {
+                    (ActionKind::Reset, Reason::Exceeded, entry.exceed_resets + 1)
+                }
+                ExceedAction::Delete => (ActionKind::Delete, Reason::GraceEnded, 0),
             };
             // 1.x refuses traffic calls for inactive keys; the ledger is the truth anyway.
             let call_server = kind == ActionKind::Delete || (self.resets_allowed && key.active);
+            let mut action = action_for(&entry, kind, reason, entry.period_start, call_server);
+            action.allowance = allowance;
             self.candidates.push(Candidate {
-                action: action_for(&entry, kind, reason, intent_key, call_server),
+                action,
                 allow_mass: policy.allow_mass,
             });
         }
@@ -291,9 +284,8 @@ impl Run<'_> {
             self.ledger_only += 1;
             return;
         }
-        let intent_key = format!("period {}", stamp(start));
         self.candidates.push(Candidate {
-            action: action_for(entry, ActionKind::Reset, Reason::Boundary, intent_key, true),
+            action: action_for(entry, ActionKind::Reset, Reason::Boundary, start, true),
             allow_mass: true,
         });
     }
@@ -303,7 +295,7 @@ fn action_for(
     entry: &Entry,
     kind: ActionKind,
     reason: Reason,
-    intent_key: String,
+    period_start: DateTime<Utc>,
     call_server: bool,
 ) -> Action {
     Action {
@@ -313,7 +305,8 @@ fn action_for(
         uuid: entry.uuid.clone(),
         key_id: entry.key_id.clone(),
         name: entry.name.clone(),
-        intent_key,
+        period_start,
+        allowance: 0,
         counter_before: entry.counter,
     }
 }
@@ -353,11 +346,6 @@ fn resumed(observed: &Observed, settings: &Settings<'_>) -> bool {
             .resets_suspended_version
             .as_ref()
             .is_some_and(|version| *version != observed.api_version)
-}
-
-/// A timestamp as intent keys and the store write it.
-pub fn stamp(at: DateTime<Utc>) -> String {
-    crate::model::stamp(at)
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ fn growth_warns_once_and_the_boundary_resets_every_key_once() {
         ]
     );
     assert_eq!(
-        plan4.actions[0].intent_key,
+        plan4.actions[0].intent_key(),
         "period 2026-12-01T00:00:00.000Z"
     );
     assert_eq!(plan4.actions[0].counter_before, Some(9 * GIB + 100));
@@ -284,7 +284,7 @@ fn exceeded_reset_starts_a_fresh_allowance_except_in_a_dry_run() {
             [(ActionKind::Reset, Reason::Exceeded, "uuid-1")]
         );
         assert_eq!(
-            plan2.actions[0].intent_key,
+            plan2.actions[0].intent_key(),
             "exceeded 2026-11-01T00:00:00.000Z #1"
         );
         let one = entry(&acc, "uuid-1");

@@ -35,6 +35,11 @@ pub use servers::ServerLog;
 pub use sqlite::DB_FILE;
 pub use sync::SyncLog;
 
+/// The schema version this build writes (older stores are migrated to it on open).
+pub fn latest_schema_version() -> i64 {
+    schema::current_version()
+}
+
 /// What a store call returns: a future that may be sent across threads.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::StoreFuture;
-use crate::model::quota::{Action, Entry, HistoryRow, Intent, IntentState, ServerMemory};
+use crate::model::quota::{Action, Entry, FinishedIntent, HistoryRow, Intent, ServerMemory};
 
 /// What one quota run writes at once (one transaction): the ledger after its readings,
 /// the periods that ended, the intents it decided, and the server's memory. A decided
@@ -72,7 +72,7 @@ pub trait QuotaLog: Send + Sync {
     fn finish<'a>(
         &'a self,
         server: &'a str,
-        finished: &'a [(i64, IntentState, String)],
+        finished: &'a [FinishedIntent],
         entries: &'a [Entry],
         now: DateTime<Utc>,
     ) -> StoreFuture<'a, ()>;

@@ -79,6 +79,10 @@ CREATE TABLE server_state (
     QUOTA_SCHEMA,
     // v4: audit entries of one server since a time (sync window, per-run counts).
     "CREATE INDEX audit_log_by_server_at ON audit_log (server, at);",
+    // v5: sync attempts say how they ended (the budget and the 429 streak read them).
+    SYNC_ATTEMPT_OUTCOMES,
+    // v6: quota intents: a typed outcome, the call's error, the period they belong to.
+    QUOTA_INTENT_OUTCOMES,
 ];
 
 /// Alert lifecycle per fingerprint, the outbox per sink, and sink health.
@@ -213,6 +217,62 @@ CREATE TABLE quota_notices (
     at         TEXT NOT NULL,
     PRIMARY KEY (server, kind, period_key)
 );
+"#;
+
+/// Sync attempts get an outcome: `pending` (written before the POST; it stays so if the
+/// process died mid-sync), `deferred` (the server refused with 429 and did not sync) or
+/// `completed` (the server answered). Until now a deferral was known only from the audit
+/// log (an entry `deferred` stamped with the attempt's time): carry that forward once.
+pub const SYNC_ATTEMPT_OUTCOMES: &str = r#"
+ALTER TABLE sync_attempts ADD COLUMN outcome TEXT NOT NULL DEFAULT 'completed';
+UPDATE sync_attempts SET outcome = 'deferred' WHERE EXISTS (
+    SELECT 1 FROM audit_log a
+    WHERE a.server = sync_attempts.server AND a.action = 'sync' AND a.result = 'deferred'
+      AND a.at = sync_attempts.at);
+"#;
+
+/// Quota intents: the outcome becomes a name (NULL while open) with the call's error in a
+/// column of its own (it was "failed: <error>" in one text), and the period an intent
+/// belongs to (and an exceeded reset's allowance) are columns from which `intent_key` is
+/// derived, instead of text to be cut out of it. SQLite cannot change a column, so the
+/// table is rebuilt; the old rows are carried over (the timestamp in a key is 24
+/// characters wide).
+pub const QUOTA_INTENT_OUTCOMES: &str = r#"
+CREATE TABLE quota_intents_v6 (
+    id             INTEGER PRIMARY KEY,
+    server         TEXT NOT NULL,
+    uuid           TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    action         TEXT NOT NULL,         -- reset | delete
+    reason         TEXT NOT NULL,         -- boundary | exceeded | grace_ended
+    period_start   TEXT NOT NULL,         -- the period the intent belongs to
+    allowance      INTEGER NOT NULL,      -- exceeded: the allowance it ends (from 1); else 0
+    intent_key     TEXT NOT NULL,         -- derived from reason, period_start, allowance
+    counter_before INTEGER,
+    state          TEXT NOT NULL,         -- pending | sending | done | failed
+    outcome        TEXT,                  -- NULL while open; applied | not_applied | failed | ...
+    error          TEXT,                  -- the call's error, when there was one
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    UNIQUE (server, uuid, intent_key)
+);
+INSERT INTO quota_intents_v6 (id, server, uuid, key_id, name, action, reason, period_start,
+    allowance, intent_key, counter_before, state, outcome, error, created_at, updated_at)
+SELECT id, server, uuid, key_id, name, action, reason,
+    substr(intent_key, instr(intent_key, ' ') + 1, 24),
+    CASE WHEN instr(intent_key, '#') > 0
+        THEN CAST(substr(intent_key, instr(intent_key, '#') + 1) AS INTEGER) ELSE 0 END,
+    intent_key, counter_before, state,
+    CASE WHEN outcome = '' THEN NULL
+        WHEN instr(outcome, ':') > 0 THEN substr(outcome, 1, instr(outcome, ':') - 1)
+        ELSE outcome END,
+    CASE WHEN instr(outcome, ': ') > 0 THEN substr(outcome, instr(outcome, ': ') + 2) END,
+    created_at, updated_at
+FROM quota_intents;
+DROP TABLE quota_intents;
+ALTER TABLE quota_intents_v6 RENAME TO quota_intents;
+CREATE INDEX quota_intents_open ON quota_intents (server, state);
 "#;
 
 /// The schema version this build writes.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::StoreFuture;
-use crate::model::DriftMemory;
+use crate::model::{DriftMemory, SyncAttempt, SyncAttemptOutcome};
 
 /// The drift streak and the sync attempts.
 pub trait SyncLog: Send + Sync {
@@ -16,13 +16,16 @@ pub trait SyncLog: Send + Sync {
         memory: &'a DriftMemory,
         now: DateTime<Utc>,
     ) -> StoreFuture<'a, ()>;
-    /// Record a sync attempt, before the POST (a crash mid-sync still spends budget).
-    /// Attempts older than a day are pruned.
-    fn record_attempt<'a>(&'a self, server: &'a str, at: DateTime<Utc>) -> StoreFuture<'a, ()>;
+    /// Record a sync attempt as `Pending`, before the POST (a crash mid-sync still spends
+    /// budget); returns its id. Attempts older than a day are pruned, except each
+    /// server's latest.
+    fn record_attempt<'a>(&'a self, server: &'a str, at: DateTime<Utc>) -> StoreFuture<'a, i64>;
+    /// How the attempt ended.
+    fn finish_attempt(&self, id: i64, outcome: SyncAttemptOutcome) -> StoreFuture<'_, ()>;
     /// Sync attempts at or after `since`, oldest first.
     fn attempts_since<'a>(
         &'a self,
         server: &'a str,
         since: DateTime<Utc>,
-    ) -> StoreFuture<'a, Vec<DateTime<Utc>>>;
+    ) -> StoreFuture<'a, Vec<SyncAttempt>>;
 }

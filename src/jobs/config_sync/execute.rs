@@ -8,7 +8,9 @@ use super::plan::{Blocker, Observed, Plan, remember};
 use super::{read, report};
 use crate::jobs::reality;
 use crate::jobs::{JobContext, JobResult};
-use crate::model::{AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, JobKind};
+use crate::model::{
+    AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, JobKind, SyncAttemptOutcome,
+};
 use crate::server_api::{ApiError, ApiErrorKind, SyncOutcome, SyncValidation};
 
 /// How a sync the server accepted (or refused) ended, judged by a fresh read.
@@ -77,14 +79,17 @@ async fn sync(
     now: DateTime<Utc>,
 ) -> JobResult {
     let server = ctx.server.name.as_str();
-    if let Err(error) = ctx.store.sync().record_attempt(server, now).await {
-        // Without the record the hourly budget cannot hold: no sync.
-        tracing::error!(server, error = %error, "config_sync: cannot record the sync attempt");
-        return JobResult {
-            transport_failure: Some(format!("config_sync did not sync: {error}")),
-            ..JobResult::default()
-        };
-    }
+    let attempt = match ctx.store.sync().record_attempt(server, now).await {
+        Ok(attempt) => attempt,
+        Err(error) => {
+            // Without the record the hourly budget cannot hold: no sync.
+            tracing::error!(server, error = %error, "config_sync: cannot record the sync attempt");
+            return JobResult {
+                transport_failure: Some(format!("config_sync did not sync: {error}")),
+                ..JobResult::default()
+            };
+        }
+    };
     audit(ctx, now, AuditResult::Started, &drift.audit_text()).await;
     tracing::info!(server, drift = %drift.describe(false), "config_sync: syncing");
     crate::jobs::quota::note_sync_pending(ctx.store, server, now).await;
@@ -92,8 +97,10 @@ async fn sync(
     if let Err(error) = &answer
         && matches!(error.kind, ApiErrorKind::RateLimited { .. })
     {
+        finish_attempt(ctx, attempt, SyncAttemptOutcome::Deferred).await;
         return deferred(ctx, observed, plan, drift, error, now).await;
     }
+    finish_attempt(ctx, attempt, SyncAttemptOutcome::Completed).await;
     let outcome = judge(ctx, observed.validate_sync, answer).await;
     let mut result = report_outcome(ctx, drift, &outcome).await;
     if outcome.server_synced() {
@@ -214,8 +221,8 @@ fn describe(server: &str, before: &Drift, outcome: &Outcome) -> (AuditResult, St
     }
 }
 
-/// The server refused the sync with 429: it did not run. The entry carries the
-/// attempt's time so the budget can leave it out; the streak is kept for the next run.
+/// The server refused the sync with 429: it did not run (its attempt, recorded as
+/// deferred, does not count against the budget); the streak is kept for the next run.
 async fn deferred(
     ctx: &JobContext<'_>,
     observed: &Observed,
@@ -253,6 +260,14 @@ async fn verify_reality(ctx: &JobContext<'_>, result: &mut JobResult) {
         _ => format!("Reality check on {server} after the sync failed"),
     });
     result.findings.extend(finding);
+}
+
+/// Record how a sync attempt ended. If that fails the attempt stays pending, which
+/// counts against the budget: the next sync may come later, never sooner.
+async fn finish_attempt(ctx: &JobContext<'_>, attempt: i64, outcome: SyncAttemptOutcome) {
+    if let Err(error) = ctx.store.sync().finish_attempt(attempt, outcome).await {
+        tracing::error!(server = %ctx.server.name, error = %error, "config_sync: cannot record how the sync attempt ended");
+    }
 }
 
 async fn save_memory(ctx: &JobContext<'_>, memory: &DriftMemory, now: DateTime<Utc>) {

@@ -11,25 +11,26 @@
 //! - Any drift counts towards the streak whatever its uuids; the signature only
 //!   describes it.
 //! - A 429 on the sync defers it to the next run and does not spend budget: the attempt
-//!   is recorded before the POST (a crash still counts), and its `deferred` audit entry,
-//!   stamped with the attempt's time, takes it out of the window again.
+//!   is recorded (pending) before the POST, so a crash still counts, and is marked
+//!   deferred after the 429, which takes it out of the budget again. The audit log is
+//!   written for people only; nothing here reads it.
 
 mod drift;
 mod execute;
 mod plan;
 mod report;
 
-use chrono::{DateTime, Utc};
-
 pub use drift::{Drift, Read, Witness};
 pub use execute::execute;
-pub use plan::{Blocker, Observed, Plan, SYNC_WINDOW, plan, remember, streak};
+pub use plan::{
+    Blocker, Observed, Plan, SYNC_WINDOW, counted_attempts, deferrals_in_a_row, plan, remember,
+    streak,
+};
 pub use report::SUBJECT;
 
 use super::{JobContext, JobResult, RunMode};
-use crate::model::{AuditAction, AuditEntry, AuditResult, DriftMemory};
 use crate::server_api::{ApiError, ServerApi};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// Why a server could not be observed.
 #[derive(Debug, thiserror::Error)]
@@ -81,8 +82,11 @@ pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
     let now = ctx.clock.now();
     let validate_sync = ctx.api.capabilities().await?.validate_sync;
     let memory = ctx.store.sync().drift(server).await?;
-    let sync_attempts = counted_attempts(ctx.store, server, now).await?;
-    let deferrals = deferrals_in_a_row(ctx.store, server, &memory).await?;
+    // The budget's window, and the drift streak for the 429 deferrals.
+    let since = (now - SYNC_WINDOW).min(memory.first_seen.unwrap_or(now));
+    let attempts = ctx.store.sync().attempts_since(server, since).await?;
+    let sync_attempts = counted_attempts(&attempts, now);
+    let deferrals = deferrals_in_a_row(&attempts, &memory);
     let mut reads = vec![read(ctx.api, validate_sync).await?];
     if let RunMode::Check { reread_interval } = ctx.mode {
         let wanted = ctx.config.jobs.config_sync.confirmations.max(1) as usize;
@@ -111,55 +115,4 @@ pub async fn read(api: &ServerApi, validate_sync: bool) -> Result<Read, ApiError
         false => None,
     };
     Ok(Read { status, validation })
-}
-
-/// This job's sync entries in the audit log since `since`, newest first.
-async fn sync_entries(
-    store: &Store,
-    server: &str,
-    since: DateTime<Utc>,
-) -> Result<Vec<AuditEntry>, StoreError> {
-    let mut entries = store.audit().since(server, since).await?;
-    entries.retain(|e| e.action == AuditAction::Sync && e.target == SUBJECT);
-    Ok(entries)
-}
-
-/// Sync attempts of the last hour, minus those the server deferred with 429 (matched by
-/// their timestamp: a `deferred` entry carries its attempt's time).
-async fn counted_attempts(
-    store: &Store,
-    server: &str,
-    now: DateTime<Utc>,
-) -> Result<Vec<DateTime<Utc>>, StoreError> {
-    let since = now - SYNC_WINDOW;
-    let mut attempts = store.sync().attempts_since(server, since).await?;
-    if attempts.is_empty() {
-        return Ok(attempts);
-    }
-    for entry in sync_entries(store, server, since).await? {
-        if entry.result == AuditResult::Deferred
-            && let Some(at) = attempts.iter().position(|a| *a == entry.at)
-        {
-            attempts.remove(at);
-        }
-    }
-    Ok(attempts)
-}
-
-/// Deferred syncs in a row within the current drift streak.
-async fn deferrals_in_a_row(
-    store: &Store,
-    server: &str,
-    memory: &DriftMemory,
-) -> Result<u32, StoreError> {
-    let Some(since) = memory.first_seen.filter(|_| memory.confirmations > 0) else {
-        return Ok(0);
-    };
-    let in_a_row = sync_entries(store, server, since)
-        .await?
-        .iter()
-        .filter(|e| e.result != AuditResult::Started)
-        .take_while(|e| e.result == AuditResult::Deferred)
-        .count();
-    Ok(u32::try_from(in_a_row).unwrap_or(u32::MAX))
 }

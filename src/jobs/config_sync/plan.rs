@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::drift::{Drift, Read};
 use crate::config::ConfigSyncJobConfig;
-use crate::model::DriftMemory;
+use crate::model::{DriftMemory, SyncAttempt, SyncAttemptOutcome};
 
 /// The sliding window of the sync budget (`max_syncs_per_hour`).
 pub const SYNC_WINDOW: TimeDelta = TimeDelta::hours(1);
@@ -149,6 +149,31 @@ pub fn remember(observed: &Observed, plan: &Plan, now: DateTime<Utc>) -> DriftMe
         },
         signature: drift.signature(),
     }
+}
+
+/// The sync attempts of the last hour that count against the budget, oldest first: all
+/// but those the server deferred with 429 (it did not sync).
+pub fn counted_attempts(attempts: &[SyncAttempt], now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    attempts
+        .iter()
+        .filter(|a| a.outcome != SyncAttemptOutcome::Deferred && a.at >= now - SYNC_WINDOW)
+        .map(|a| a.at)
+        .collect()
+}
+
+/// Consecutive syncs of the current drift streak the server deferred with 429: from the
+/// newest attempt back, an unanswered one (the process died mid-sync) skipped.
+pub fn deferrals_in_a_row(attempts: &[SyncAttempt], memory: &DriftMemory) -> u32 {
+    let Some(since) = memory.first_seen.filter(|_| memory.confirmations > 0) else {
+        return 0;
+    };
+    let in_a_row = attempts
+        .iter()
+        .rev()
+        .filter(|a| a.at >= since && a.outcome != SyncAttemptOutcome::Pending)
+        .take_while(|a| a.outcome == SyncAttemptOutcome::Deferred)
+        .count();
+    u32::try_from(in_a_row).unwrap_or(u32::MAX)
 }
 
 /// `Some(BudgetSpent)` when `max` attempts fall within the last hour. The budget frees
@@ -293,6 +318,46 @@ mod tests {
             (&json["action"], &json["reason"]["kind"]),
             (&"blocked".into(), &"dry_run".into())
         );
+    }
+
+    #[test]
+    fn the_budget_and_the_deferral_streak_come_from_typed_attempts() {
+        use SyncAttemptOutcome::{Completed, Deferred, Pending};
+        let attempt = |m: i64, outcome| SyncAttempt {
+            at: now() - minutes(m),
+            outcome,
+        };
+        let attempts = [
+            attempt(90, Completed),
+            attempt(50, Completed),
+            attempt(40, Deferred),
+            attempt(30, Pending),
+            attempt(20, Deferred),
+            attempt(10, Deferred),
+        ];
+        assert_eq!(
+            counted_attempts(&attempts, now()),
+            [now() - minutes(50), now() - minutes(30)],
+            "deferred attempts and those older than the window do not count"
+        );
+        let streak = |first_seen: i64| DriftMemory {
+            confirmations: 3,
+            first_seen: Some(now() - minutes(first_seen)),
+            signature: String::new(),
+        };
+        assert_eq!(
+            deferrals_in_a_row(&attempts, &streak(60)),
+            3,
+            "a pending attempt is skipped, a completed one ends the run"
+        );
+        assert_eq!(
+            deferrals_in_a_row(&attempts, &streak(15)),
+            1,
+            "within the streak only"
+        );
+        assert_eq!(deferrals_in_a_row(&attempts, &DriftMemory::default()), 0);
+        let answered = [attempt(20, Deferred), attempt(10, Completed)];
+        assert_eq!(deferrals_in_a_row(&answered, &streak(60)), 0);
     }
 
     #[test]

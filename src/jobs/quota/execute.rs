@@ -13,8 +13,8 @@ use super::CrashPoint;
 use super::observe::read_counter;
 use super::report::NotApplied;
 use crate::jobs::JobContext;
-use crate::model::quota::{Intent, IntentState};
-use crate::model::{AuditAction, AuditEntry, AuditResult};
+use crate::model::quota::{FinishedIntent, Intent, IntentOutcome, IntentState};
+use crate::model::{AuditAction, AuditEntry};
 use crate::quota::ledger::{self, KeyInfo};
 use crate::quota::plan::{Action, ActionKind};
 use crate::quota::{Entry, Reading};
@@ -65,21 +65,30 @@ enum Verdict {
 }
 
 impl Verdict {
-    /// (state, outcome) stored, `None` to leave the intent open.
-    fn stored(&self) -> Option<(IntentState, String)> {
-        let done = |outcome: &str| Some((IntentState::Done, outcome.to_owned()));
-        match self {
-            Verdict::Applied => done("applied"),
-            Verdict::NotApplied => done("not_applied"),
-            Verdict::NothingToReset => done("nothing_to_reset"),
-            Verdict::Unverified(error) => done(&format!("unverified: {error}")),
-            Verdict::Failed(error) => done(&format!("failed: {error}")),
-            Verdict::KeyGone => done("key_gone"),
-            Verdict::Deleted => done("deleted"),
-            Verdict::AlreadyGone => done("already_gone"),
-            Verdict::DeleteFailed(error) => Some((IntentState::Failed, format!("failed: {error}"))),
-            Verdict::Unfinished(_) => None,
-        }
+    /// How the intent is finished, `None` to leave it open.
+    fn finished(&self, id: i64) -> Option<FinishedIntent> {
+        let (state, outcome, error) = match self {
+            Verdict::Applied => (IntentState::Done, IntentOutcome::Applied, None),
+            Verdict::NotApplied => (IntentState::Done, IntentOutcome::NotApplied, None),
+            Verdict::NothingToReset => (IntentState::Done, IntentOutcome::NothingToReset, None),
+            Verdict::Unverified(error) => {
+                (IntentState::Done, IntentOutcome::Unverified, Some(error))
+            }
+            Verdict::Failed(error) => (IntentState::Done, IntentOutcome::Failed, Some(error)),
+            Verdict::KeyGone => (IntentState::Done, IntentOutcome::KeyGone, None),
+            Verdict::Deleted => (IntentState::Done, IntentOutcome::Deleted, None),
+            Verdict::AlreadyGone => (IntentState::Done, IntentOutcome::AlreadyGone, None),
+            Verdict::DeleteFailed(error) => {
+                (IntentState::Failed, IntentOutcome::Failed, Some(error))
+            }
+            Verdict::Unfinished(_) => return None,
+        };
+        Some(FinishedIntent {
+            id,
+            state,
+            outcome,
+            error: error.cloned(),
+        })
     }
 }
 
@@ -244,7 +253,7 @@ async fn settle(
     let mut stored = Vec::with_capacity(outcomes.len());
     let mut changed = Vec::new();
     for outcome in outcomes {
-        let Some((state, label)) = outcome.verdict.stored() else {
+        let Some(done) = outcome.verdict.finished(outcome.intent.id) else {
             finished.unfinished += 1;
             continue;
         };
@@ -252,9 +261,9 @@ async fn settle(
             apply(entry, &outcome, now);
             changed.push(entry.clone());
         }
-        audit(ctx, &outcome, &label, now).await;
+        audit(ctx, &outcome, &done, now).await;
         count(&outcome, finished);
-        stored.push((outcome.intent.id, state, label));
+        stored.push(done);
     }
     ctx.store
         .quota()
@@ -307,7 +316,7 @@ fn count(outcome: &Outcome, finished: &mut Finished) {
     }
 }
 
-async fn audit(ctx: &JobContext<'_>, outcome: &Outcome, label: &str, now: DateTime<Utc>) {
+async fn audit(ctx: &JobContext<'_>, outcome: &Outcome, done: &FinishedIntent, now: DateTime<Utc>) {
     let action = &outcome.intent.action;
     let figures = match (outcome.baseline, outcome.read_back) {
         (Some(before), Some(after)) => format!("; counter {before} -> {after}"),
@@ -321,16 +330,15 @@ async fn audit(ctx: &JobContext<'_>, outcome: &Outcome, label: &str, now: DateTi
             ActionKind::Delete => AuditAction::QuotaDelete,
         },
         target: action.uuid.clone(),
-        result: AuditResult::parse(label.split(':').next().unwrap_or(label))
-            .unwrap_or(AuditResult::Failed),
+        result: done.outcome.into(),
         detail: format!(
             "{}; {}; {}{figures}{}",
             action.name,
             action.reason.as_str(),
-            action.intent_key,
-            label
-                .split_once(": ")
-                .map_or(String::new(), |(_, why)| format!("; {why}"))
+            action.intent_key(),
+            done.error
+                .as_ref()
+                .map_or(String::new(), |why| format!("; {why}"))
         ),
     };
     if let Err(error) = ctx.store.audit().append(&entry).await {

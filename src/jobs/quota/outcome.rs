@@ -180,7 +180,7 @@ async fn not_applied_digest(
     let periods: HashSet<String> = finished
         .not_applied
         .iter()
-        .filter_map(|r| r.action.intent_key.split(' ').nth(1).map(str::to_owned))
+        .map(|r| crate::model::stamp(r.action.period_start))
         .collect();
     let periods: Vec<String> = periods.into_iter().collect();
     let server = ctx.server.name.as_str();

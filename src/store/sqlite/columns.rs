@@ -8,9 +8,10 @@ use rusqlite::Row;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::model::alert::{AlertStatus, Reason as NoticeReason};
-use crate::model::quota::{ActionKind, IntentState, Reason as ActionReason};
+use crate::model::quota::{ActionKind, IntentOutcome, IntentState, Reason as ActionReason};
 use crate::model::{
-    AuditAction, AuditResult, FindingKind, JobKind, RunOutcome, Severity, parse_stamp,
+    AuditAction, AuditResult, FindingKind, JobKind, RunOutcome, Severity, SyncAttemptOutcome,
+    parse_stamp,
 };
 
 /// `ToSql` and `FromSql` through a type's `as_str` and `parse`.
@@ -43,6 +44,8 @@ named_column!(
     ActionKind,
     ActionReason,
     IntentState,
+    IntentOutcome,
+    SyncAttemptOutcome,
 );
 
 fn unknown(what: &str, text: &str) -> FromSqlError {

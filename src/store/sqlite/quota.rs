@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::SqliteStore;
 use super::columns::{at, bytes, count, opt_at, unsigned};
 use super::quota_intents;
-use crate::model::quota::{Entry, HistoryRow, Intent, IntentState, ServerMemory};
+use crate::model::quota::{Entry, FinishedIntent, HistoryRow, Intent, ServerMemory};
 use crate::model::stamp;
 use crate::store::{QuotaCommit, QuotaLog, StoreFuture};
 
@@ -306,7 +306,7 @@ impl QuotaLog for SqliteStore {
     fn finish<'a>(
         &'a self,
         server: &'a str,
-        finished: &'a [(i64, IntentState, String)],
+        finished: &'a [FinishedIntent],
         entries: &'a [Entry],
         now: DateTime<Utc>,
     ) -> StoreFuture<'a, ()> {

@@ -4,9 +4,10 @@
 
 use rusqlite::{Connection, Row, Transaction, params};
 
-use super::columns::{at, bytes, unsigned};
+use super::columns::{at, bytes, count, unsigned};
 use super::quota::upsert_entries;
-use crate::model::quota::{Action, Entry, Intent, IntentState};
+use crate::model::quota::{Action, Entry, FinishedIntent, Intent};
+use crate::model::stamp;
 
 /// New intents; one already done for the same key is left alone (at most once), a failed
 /// one is armed again.
@@ -17,9 +18,11 @@ pub(super) fn insert_intents(
     now: &str,
 ) -> rusqlite::Result<()> {
     let mut statement = tx.prepare_cached(
-        "INSERT INTO quota_intents (server, uuid, key_id, name, action, reason, intent_key, counter_before, state, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)
-         ON CONFLICT (server, uuid, intent_key) DO UPDATE SET state = 'pending', counter_before = ?8, updated_at = ?9
+        "INSERT INTO quota_intents (server, uuid, key_id, name, action, reason, period_start, allowance,
+             intent_key, counter_before, state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?11)
+         ON CONFLICT (server, uuid, intent_key) DO UPDATE SET state = 'pending', outcome = NULL,
+             error = NULL, counter_before = ?10, updated_at = ?11
              WHERE state = 'failed'",
     )?;
     for a in intents {
@@ -30,7 +33,9 @@ pub(super) fn insert_intents(
             a.name,
             a.kind,
             a.reason,
-            a.intent_key,
+            stamp(a.period_start),
+            i64::from(a.allowance),
+            a.intent_key(),
             a.counter_before.map(bytes),
             now
         ])?;
@@ -38,7 +43,7 @@ pub(super) fn insert_intents(
     Ok(())
 }
 
-const COLUMNS: &str = "id, uuid, key_id, name, action, reason, intent_key, counter_before, state, outcome, created_at";
+const COLUMNS: &str = "id, uuid, key_id, name, action, reason, period_start, allowance, counter_before, state, outcome, error, created_at";
 
 fn intent_from(row: &Row<'_>) -> rusqlite::Result<Intent> {
     Ok(Intent {
@@ -49,13 +54,15 @@ fn intent_from(row: &Row<'_>) -> rusqlite::Result<Intent> {
             uuid: row.get(1)?,
             key_id: row.get(2)?,
             name: row.get(3)?,
-            intent_key: row.get(6)?,
-            counter_before: row.get::<_, Option<i64>>(7)?.map(unsigned),
+            period_start: at(row, 6)?,
+            allowance: count(row, 7)?,
+            counter_before: row.get::<_, Option<i64>>(8)?.map(unsigned),
             call_server: true,
         },
-        state: row.get(8)?,
-        outcome: row.get(9)?,
-        created_at: at(row, 10)?,
+        state: row.get(9)?,
+        outcome: row.get(10)?,
+        error: row.get(11)?,
+        created_at: at(row, 12)?,
     })
 }
 
@@ -101,17 +108,17 @@ pub(super) fn mark_sending(conn: &mut Connection, ids: &[i64], now: &str) -> rus
 pub(super) fn finish(
     conn: &mut Connection,
     server: &str,
-    finished: &[(i64, IntentState, String)],
+    finished: &[FinishedIntent],
     entries: &[Entry],
     now: &str,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut statement = tx.prepare_cached(
-            "UPDATE quota_intents SET state = ?2, outcome = ?3, updated_at = ?4 WHERE id = ?1",
+            "UPDATE quota_intents SET state = ?2, outcome = ?3, error = ?4, updated_at = ?5 WHERE id = ?1",
         )?;
-        for (id, state, outcome) in finished {
-            statement.execute(params![id, state, outcome, now])?;
+        for f in finished {
+            statement.execute(params![f.id, f.state, f.outcome, f.error, now])?;
         }
     }
     upsert_entries(&tx, server, entries)?;

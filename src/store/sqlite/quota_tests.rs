@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::model::quota::{Action, ActionKind, Entry, IntentState, Reason, ServerMemory};
+use crate::model::quota::{
+    Action, ActionKind, Entry, FinishedIntent, IntentOutcome, IntentState, Reason, ServerMemory,
+};
 use crate::quota::ledger::{KeyInfo, Reading, adopt};
 use crate::store::{QuotaCommit, Store};
 
@@ -39,14 +41,16 @@ fn entry(n: u32) -> Entry {
     entry
 }
 
-fn action(n: u32, intent_key: &str) -> Action {
+/// A boundary reset of key `n` for the period that starts at minute `period`.
+fn action(n: u32, period: u32) -> Action {
     Action {
         kind: ActionKind::Reset,
         reason: Reason::Boundary,
         uuid: format!("uuid-{n}"),
         key_id: format!("id-{n}"),
         name: format!("key {n}"),
-        intent_key: intent_key.into(),
+        period_start: at(period),
+        allowance: 0,
         counter_before: Some(42),
         call_server: true,
     }
@@ -107,11 +111,12 @@ async fn an_intent_happens_once_per_key_and_a_failed_one_is_armed_again() {
     let (_dir, store) = store();
     let quota = store.quota();
     let memory = ServerMemory::default();
-    let planned = [action(1, "period A"), action(2, "period A")];
+    let planned = [action(1, 0), action(2, 0)];
     commit(&store, &[], &planned, &memory, at(1)).await;
     let open = quota.open_intents("fra-1").await.unwrap();
     assert_eq!(open.len(), 2);
-    assert_eq!(open[0].action, action(1, "period A"));
+    assert_eq!(open[0].action, action(1, 0));
+    assert_eq!((open[0].outcome, open[0].error.as_deref()), (None, None));
     assert_eq!(open[0].state, IntentState::Pending);
     quota.mark_sending(&[open[0].id], at(2)).await.unwrap();
     assert_eq!(
@@ -119,8 +124,18 @@ async fn an_intent_happens_once_per_key_and_a_failed_one_is_armed_again() {
         IntentState::Sending
     );
     let finished = [
-        (open[0].id, IntentState::Done, "applied".to_string()),
-        (open[1].id, IntentState::Failed, "failed".to_string()),
+        FinishedIntent {
+            id: open[0].id,
+            state: IntentState::Done,
+            outcome: IntentOutcome::Applied,
+            error: None,
+        },
+        FinishedIntent {
+            id: open[1].id,
+            state: IntentState::Failed,
+            outcome: IntentOutcome::Failed,
+            error: Some("timeout".into()),
+        },
     ];
     quota
         .finish("fra-1", &finished, &[entry(1)], at(3))
@@ -142,7 +157,19 @@ async fn an_intent_happens_once_per_key_and_a_failed_one_is_armed_again() {
         ["uuid-2"]
     );
     let all = quota.intents("fra-1", Some("uuid-1")).await.unwrap();
-    assert_eq!((all.len(), all[0].outcome.as_str()), (1, "applied"));
+    assert_eq!(
+        (all.len(), all[0].outcome),
+        (1, Some(IntentOutcome::Applied))
+    );
+    let rearmed = &quota.intents("fra-1", Some("uuid-2")).await.unwrap()[0];
+    assert_eq!(
+        (rearmed.state, rearmed.outcome, rearmed.error.as_deref()),
+        (IntentState::Pending, None, None),
+        "armed again, its old outcome cleared"
+    );
+    // The next period is another intent.
+    commit(&store, &[], &[action(1, 30)], &memory, at(31)).await;
+    assert_eq!(quota.open_intents("fra-1").await.unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::columns::{at, count, opt_at};
-use crate::model::{DriftMemory, stamp};
+use crate::model::{DriftMemory, SyncAttempt, SyncAttemptOutcome, stamp};
 use crate::store::{StoreFuture, SyncLog};
 
 impl SyncLog for SqliteStore {
@@ -45,20 +45,35 @@ impl SyncLog for SqliteStore {
         })
     }
 
-    fn record_attempt<'a>(&'a self, server: &'a str, at: DateTime<Utc>) -> StoreFuture<'a, ()> {
+    fn record_attempt<'a>(&'a self, server: &'a str, at: DateTime<Utc>) -> StoreFuture<'a, i64> {
         let server = server.to_owned();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             tx.execute(
-                "INSERT INTO sync_attempts (server, at) VALUES (?1, ?2)",
-                params![server, stamp(at)],
+                "INSERT INTO sync_attempts (server, at, outcome) VALUES (?1, ?2, ?3)",
+                params![server, stamp(at), SyncAttemptOutcome::Pending],
             )?;
-            // Only the last hour matters; a day keeps `status` informative.
+            let id = tx.last_insert_rowid();
+            // Only the last hour counts against the budget; a day keeps `status`
+            // informative, and each server's latest attempt tells the quota job when
+            // Xray last restarted.
             tx.execute(
-                "DELETE FROM sync_attempts WHERE at < ?1",
+                "DELETE FROM sync_attempts WHERE at < ?1
+                     AND id NOT IN (SELECT MAX(id) FROM sync_attempts GROUP BY server)",
                 params![stamp(at - chrono::Duration::days(1))],
             )?;
-            tx.commit()
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    fn finish_attempt(&self, id: i64, outcome: SyncAttemptOutcome) -> StoreFuture<'_, ()> {
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE sync_attempts SET outcome = ?2 WHERE id = ?1",
+                params![id, outcome],
+            )
+            .map(drop)
         })
     }
 
@@ -66,13 +81,18 @@ impl SyncLog for SqliteStore {
         &'a self,
         server: &'a str,
         since: DateTime<Utc>,
-    ) -> StoreFuture<'a, Vec<DateTime<Utc>>> {
+    ) -> StoreFuture<'a, Vec<SyncAttempt>> {
         let server = server.to_owned();
         self.call(move |conn| {
             let mut statement = conn.prepare(
-                "SELECT at FROM sync_attempts WHERE server = ?1 AND at >= ?2 ORDER BY at",
+                "SELECT at, outcome FROM sync_attempts WHERE server = ?1 AND at >= ?2 ORDER BY at, id",
             )?;
-            let rows = statement.query_map(params![server, stamp(since)], |row| at(row, 0))?;
+            let rows = statement.query_map(params![server, stamp(since)], |row| {
+                Ok(SyncAttempt {
+                    at: at(row, 0)?,
+                    outcome: row.get(1)?,
+                })
+            })?;
             rows.collect()
         })
     }

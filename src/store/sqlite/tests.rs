@@ -4,7 +4,7 @@ use rusqlite::Connection;
 use super::*;
 use crate::model::{
     AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, FindingKind, JobKind, RunOutcome,
-    RunRecord, Severity,
+    RunRecord, Severity, SyncAttempt, SyncAttemptOutcome,
 };
 use crate::store::{RUNS_KEPT_PER_JOB, Store};
 
@@ -181,15 +181,45 @@ async fn drift_memory_round_trips() {
 async fn sync_window_counts_attempts_since() {
     let (_dir, store) = store();
     let sync = store.sync();
+    let mut ids = Vec::new();
     for minute in [0, 10, 20, 50] {
-        sync.record_attempt("fra-1", at(minute)).await.unwrap();
+        ids.push(sync.record_attempt("fra-1", at(minute)).await.unwrap());
     }
     sync.record_attempt("ams-2", at(30)).await.unwrap();
+    sync.finish_attempt(ids[1], SyncAttemptOutcome::Deferred)
+        .await
+        .unwrap();
+    sync.finish_attempt(ids[2], SyncAttemptOutcome::Completed)
+        .await
+        .unwrap();
+    let attempt = |minute, outcome| SyncAttempt {
+        at: at(minute),
+        outcome,
+    };
     assert_eq!(
         sync.attempts_since("fra-1", at(10)).await.unwrap(),
-        vec![at(10), at(20), at(50)]
+        vec![
+            attempt(10, SyncAttemptOutcome::Deferred),
+            attempt(20, SyncAttemptOutcome::Completed),
+            attempt(50, SyncAttemptOutcome::Pending)
+        ]
     );
     assert_eq!(sync.attempts_since("ams-2", at(0)).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn old_attempts_are_pruned_but_each_servers_latest_is_kept() {
+    let (_dir, store) = store();
+    let sync = store.sync();
+    let day_later = at(0) + chrono::Duration::days(1) + chrono::Duration::minutes(5);
+    sync.record_attempt("ams-2", at(0)).await.unwrap();
+    sync.record_attempt("fra-1", at(0)).await.unwrap();
+    sync.record_attempt("fra-1", at(1)).await.unwrap();
+    sync.record_attempt("fra-1", day_later).await.unwrap();
+    let fra = sync.attempts_since("fra-1", at(0)).await.unwrap();
+    assert_eq!(fra.iter().map(|a| a.at).collect::<Vec<_>>(), [day_later]);
+    let ams = sync.attempts_since("ams-2", at(0)).await.unwrap();
+    assert_eq!(ams.len(), 1, "the latest of a server is kept however old");
 }
 
 #[tokio::test]
