@@ -73,9 +73,20 @@ async fn a_store_of_the_previous_release_migrates_and_keeps_its_state() {
         (1, 120_586_240, utc(12, 1, 0, 0))
     );
     let memory = quota.memory("fra-1").await.unwrap();
+    assert_eq!(memory.first_run_at, Some(utc(11, 20, 12, 0)));
+    let digests = quota
+        .notices("fra-1", FindingKind::ResetNotApplied)
+        .await
+        .unwrap();
     assert_eq!(
-        (memory.first_run_at, memory.sync_noted_at),
-        (Some(utc(11, 20, 12, 0)), Some(utc(11, 20, 12, 15)))
+        digests,
+        ["2026-11-01T00:00:00.000Z", "2026-12-01T00:00:00.000Z"],
+        "the reset digests raised"
+    );
+    assert_eq!(
+        store.sync().last_sync("fra-1").await.unwrap(),
+        Some(utc(11, 20, 12, 15)),
+        "the quota job learns of the last sync from the attempts"
     );
 
     // Intents: the outcome text became a typed outcome and an error.

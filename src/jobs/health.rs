@@ -1,10 +1,14 @@
 //! The health job: is the server there, does it accept our key, is its traffic monitor
 //! on? It reads GET /api/ (version, latency) and the key list (an authenticated call,
-//! shared through the client's cache), and on 1.x the traffic monitor status.
+//! shared through the client's cache), and on 1.x the traffic monitor status. It owns the
+//! server's up/down memory (`ServerState`): observe reads it, `remember` decides the next
+//! one, and the run writes it.
 
 use std::time::Instant;
 
-use crate::model::{Finding, FindingKind, JobKind, Severity};
+use chrono::{DateTime, Utc};
+
+use crate::model::{Finding, FindingKind, JobKind, ServerState, Severity};
 use crate::server_api::{ApiError, ApiErrorKind, Generation};
 
 use super::{JobContext, JobResult};
@@ -22,7 +26,8 @@ pub enum Observed {
     },
     Down {
         error: String,
-        /// Consecutive failed checks, this one included (kept in the store).
+        /// Consecutive failed checks, this one included (the remembered ones survive
+        /// restarts, so a restart does not hide an outage).
         consecutive_failures: u32,
     },
 }
@@ -32,37 +37,39 @@ pub fn is_outage(error: &ApiError) -> bool {
     error.is_transient() && !matches!(error.kind, ApiErrorKind::RateLimited { .. })
 }
 
-async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ApiError> {
+/// What the store remembers of the server (nothing yet on its first check, or if the
+/// store cannot be read: the streak then starts again, which alerts later, never sooner).
+async fn remembered(ctx: &JobContext<'_>) -> ServerState {
+    let server = &ctx.server.name;
+    match ctx.store.servers().state(server).await {
+        Ok(state) => state.unwrap_or_else(|| ServerState {
+            server: server.clone(),
+            ..ServerState::default()
+        }),
+        Err(error) => {
+            tracing::error!(server = %server, %error, "cannot read what the store remembers of the server");
+            ServerState {
+                server: server.clone(),
+                ..ServerState::default()
+            }
+        }
+    }
+}
+
+/// Read the server, and the failed checks in a row before this one from `previous`.
+async fn observe(ctx: &JobContext<'_>, previous: &ServerState) -> Result<Observed, ApiError> {
     let started = Instant::now();
-    let now = ctx.clock.now();
     let status = match ctx.api.api_status().await {
         Ok(status) => status,
         Err(error) if is_outage(&error) => {
-            let consecutive_failures = ctx
-                .store
-                .servers()
-                .note_down(&ctx.server.name, &error.to_string(), now)
-                .await
-                .unwrap_or_else(|store_error| {
-                    tracing::error!(server = %ctx.server.name, error = %store_error, "cannot record the failed health check");
-                    1
-                });
             return Ok(Observed::Down {
                 error: error.to_string(),
-                consecutive_failures,
+                consecutive_failures: previous.consecutive_failures.saturating_add(1),
             });
         }
         Err(error) => return Err(error),
     };
     let latency_ms = started.elapsed().as_millis() as u64;
-    if let Err(error) = ctx
-        .store
-        .servers()
-        .note_up(&ctx.server.name, &status.version, now)
-        .await
-    {
-        tracing::error!(server = %ctx.server.name, %error, "cannot record the health check");
-    }
     let auth_error = match ctx.api.list_keys().await {
         Ok(_) => None,
         Err(error) => Some(error.kind),
@@ -151,10 +158,39 @@ pub fn assess(server: &str, observed: &Observed, failures_before_alert: u32) -> 
     findings
 }
 
+/// What to remember of the server after this check (pure): an answer clears the streak
+/// and notes the version, a failure extends it; the rest is kept.
+pub fn remember(previous: &ServerState, observed: &Observed, now: DateTime<Utc>) -> ServerState {
+    match observed {
+        Observed::Up { version, .. } => ServerState {
+            version: Some(version.clone()),
+            last_up_at: Some(now),
+            consecutive_failures: 0,
+            last_error: None,
+            ..previous.clone()
+        },
+        Observed::Down {
+            error,
+            consecutive_failures,
+        } => ServerState {
+            last_down_at: Some(now),
+            consecutive_failures: *consecutive_failures,
+            last_error: Some(error.clone()),
+            ..previous.clone()
+        },
+    }
+}
+
 pub async fn run(ctx: &JobContext<'_>) -> JobResult {
     let failures_before_alert = ctx.config.jobs.health.failures_before_alert;
-    match observe(ctx).await {
+    let previous = remembered(ctx).await;
+    let now = ctx.clock.now();
+    match observe(ctx, &previous).await {
         Ok(observed) => {
+            let state = remember(&previous, &observed, now);
+            if let Err(error) = ctx.store.servers().save(&state, now).await {
+                tracing::error!(server = %ctx.server.name, %error, "cannot record the health check");
+            }
             let mut result = JobResult { findings: assess(&ctx.server.name, &observed, failures_before_alert), ..JobResult::default() };
             match &observed {
                 Observed::Up { version, latency_ms, .. } => {
@@ -235,6 +271,52 @@ mod tests {
                 "{observed:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_memory_counts_failures_and_an_answer_clears_them() {
+        let at =
+            |minute| chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 28, 10, minute, 0).unwrap();
+        let up = Observed::Up {
+            version: "1.0.0".into(),
+            latency_ms: 5,
+            auth_error: None,
+            precise_monitor: None,
+        };
+        let down = |n| Observed::Down {
+            error: "refused".into(),
+            consecutive_failures: n,
+        };
+        let start = ServerState {
+            server: "fra-1".into(),
+            ..ServerState::default()
+        };
+        let one = remember(&start, &down(1), at(0));
+        assert_eq!(
+            (
+                one.consecutive_failures,
+                one.last_down_at,
+                one.version.clone()
+            ),
+            (1, Some(at(0)), None)
+        );
+        let back = remember(&one, &up, at(1));
+        assert_eq!(
+            back,
+            ServerState {
+                server: "fra-1".into(),
+                version: Some("1.0.0".into()),
+                last_up_at: Some(at(1)),
+                last_down_at: Some(at(0)),
+                consecutive_failures: 0,
+                last_error: None,
+            }
+        );
+        let again = remember(&back, &down(1), at(2));
+        assert_eq!(
+            (again.version.as_deref(), again.last_error.as_deref()),
+            (Some("1.0.0"), Some("refused"))
+        );
     }
 
     #[test]

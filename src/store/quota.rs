@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::StoreFuture;
+use crate::model::FindingKind;
 use crate::model::quota::{Action, Entry, FinishedIntent, HistoryRow, Intent, ServerMemory};
 
 /// What one quota run writes at once (one transaction): the ledger after its readings,
@@ -31,7 +32,8 @@ pub trait QuotaLog: Send + Sync {
         server: &'a str,
         uuid: Option<&'a str>,
     ) -> StoreFuture<'a, Vec<HistoryRow>>;
-    /// What the job remembers of a server (defaults before its first run).
+    /// What the job remembers of a server (defaults before its first run;
+    /// `sync_noted_at` is not kept here: the job reads it from the sync attempts).
     fn memory<'a>(&'a self, server: &'a str) -> StoreFuture<'a, ServerMemory>;
     /// Commit one run. A new intent whose key is already done is left alone (at most
     /// once); a failed one is armed again.
@@ -44,19 +46,23 @@ pub trait QuotaLog: Send + Sync {
         api_version: &'a str,
         now: DateTime<Utc>,
     ) -> StoreFuture<'a, ()>;
-    /// A run could not observe its server: count it; returns the failures in a row.
-    fn note_failure<'a>(&'a self, server: &'a str, now: DateTime<Utc>) -> StoreFuture<'a, u32>;
-    /// config_sync is about to restart Xray on `server`: counter drops after `at` are
-    /// expected.
-    fn note_sync<'a>(&'a self, server: &'a str, at: DateTime<Utc>) -> StoreFuture<'a, ()>;
-    /// Record each of `period_keys` for (server, kind); true when any was new.
-    fn notice_once<'a>(
+    /// Runs that could not observe the server, in a row (the rest of the memory is kept).
+    fn save_failures<'a>(
         &'a self,
         server: &'a str,
-        kind: &'a str,
+        failures: u32,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()>;
+    /// The periods for which a once-per-period notice of `kind` was raised on `server`.
+    fn notices<'a>(&'a self, server: &'a str, kind: FindingKind) -> StoreFuture<'a, Vec<String>>;
+    /// Record that the notice of `kind` was raised for `period_keys` (again is harmless).
+    fn record_notices<'a>(
+        &'a self,
+        server: &'a str,
+        kind: FindingKind,
         period_keys: &'a [String],
         at: DateTime<Utc>,
-    ) -> StoreFuture<'a, bool>;
+    ) -> StoreFuture<'a, ()>;
     /// Intents not finished yet (pending or sending), oldest first.
     fn open_intents<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Intent>>;
     /// Every intent of a server (of one key), oldest first.

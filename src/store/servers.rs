@@ -9,18 +9,8 @@ use crate::model::ServerState;
 pub trait ServerLog: Send + Sync {
     /// Every server's state, by name.
     fn states(&self) -> StoreFuture<'_, Vec<ServerState>>;
-    /// Note that the server answered (with its version).
-    fn note_up<'a>(
-        &'a self,
-        server: &'a str,
-        version: &'a str,
-        now: DateTime<Utc>,
-    ) -> StoreFuture<'a, ()>;
-    /// Note a failed health check; returns the consecutive failure count.
-    fn note_down<'a>(
-        &'a self,
-        server: &'a str,
-        error: &'a str,
-        now: DateTime<Utc>,
-    ) -> StoreFuture<'a, u32>;
+    /// One server's state (`None` before its first health check).
+    fn state<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Option<ServerState>>;
+    /// Save a server's state.
+    fn save<'a>(&'a self, state: &'a ServerState, now: DateTime<Utc>) -> StoreFuture<'a, ()>;
 }

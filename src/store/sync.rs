@@ -22,6 +22,8 @@ pub trait SyncLog: Send + Sync {
     fn record_attempt<'a>(&'a self, server: &'a str, at: DateTime<Utc>) -> StoreFuture<'a, i64>;
     /// How the attempt ended.
     fn finish_attempt(&self, id: i64, outcome: SyncAttemptOutcome) -> StoreFuture<'_, ()>;
+    /// When the server last synced, or may have (the latest attempt it did not defer).
+    fn last_sync<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Option<DateTime<Utc>>>;
     /// Sync attempts at or after `since`, oldest first.
     fn attempts_since<'a>(
         &'a self,

@@ -92,7 +92,6 @@ async fn sync(
     };
     audit(ctx, now, AuditResult::Started, &drift.audit_text()).await;
     tracing::info!(server, drift = %drift.describe(false), "config_sync: syncing");
-    crate::jobs::quota::note_sync_pending(ctx.store, server, now).await;
     let answer = ctx.api.sync_config().await;
     if let Err(error) = &answer
         && matches!(error.kind, ApiErrorKind::RateLimited { .. })

@@ -1,13 +1,14 @@
 //! The quota job: traffic accounting and quota enforcement on one server. It owns the
 //! usage ledger, the quota intents and the quota findings; it must not touch config.json
-//! or Reality (config_sync only tells it, through `note_sync_pending`, that it is about to
-//! restart Xray). Each run:
+//! or Reality (it reads config_sync's sync attempts to know when Xray restarted). Each run:
 //!
 //! 1. finishes intents left open by a previous run (a crash between intent and completion);
-//! 2. observes (key list, counters, the ledger) -> plans (pure, `crate::quota`);
+//! 2. observes (the ledger and memory, then key list and counters) -> plans (pure,
+//!    `crate::quota`);
 //! 3. commits the ledger, the finished periods and the new intents in one transaction;
-//! 4. carries out the intents (resets read back and verified, deletes), unless a dry run;
-//! 5. reports: threshold notices, drops, the guard, the reset digest, staleness.
+//! 4. carries out the intents (resets read back and verified, deletes), unless a dry run,
+//!    and records a reset digest that is due;
+//! 5. reports (pure): threshold notices, drops, the guard, the reset digest, staleness.
 //!
 //! See docs/quotas.md for the accounting rules and why notices are one-shot.
 
@@ -16,16 +17,19 @@ mod observe;
 mod outcome;
 mod report;
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 
-pub use observe::{ObserveError, STALE_AFTER};
+pub use observe::{ObserveError, Remembered, STALE_AFTER};
 
 use self::execute::Finished;
 use super::{JobContext, JobResult};
 use crate::config::CounterResets;
+use crate::model::FindingKind;
 use crate::quota::plan::{Accounting, Action, Observed, ServerMemory, ServerResets, Settings};
 use crate::quota::{self, Plan};
-use crate::store::{QuotaCommit, Store};
+use crate::store::QuotaCommit;
 
 /// Failed runs in a row that make the accounting stale.
 pub const FAILURES_BEFORE_STALE: u32 = 3;
@@ -38,15 +42,6 @@ pub enum CrashPoint {
     AfterIntents,
     /// The calls were made; nothing was recorded about them.
     AfterRemoteCalls,
-}
-
-/// config_sync calls this right before a sync POST: the sync restarts Xray, which may zero
-/// the counters; the next quota run then takes the drop as expected (the new value is
-/// counted, no `counter_reset_seen`). Never fails the sync: a store error is logged.
-pub async fn note_sync_pending(store: &Store, server: &str, now: DateTime<Utc>) {
-    if let Err(error) = store.quota().note_sync(server, now).await {
-        tracing::warn!(server, %error, "quota: cannot note the sync; a counter drop after it will be reported");
-    }
 }
 
 /// Run the job once on `ctx.server`.
@@ -66,9 +61,19 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
             Err(error) => return store_failure(error),
         }
     }
-    let observed = match observe::observe(ctx).await {
+    let remembered = match observe::remembered(ctx).await {
+        Ok(remembered) => remembered,
+        Err(error) => return failed(ctx, error.into(), None, &finished).await,
+    };
+    let Remembered {
+        ledger,
+        memory,
+        digests,
+    } = remembered;
+    let failures = memory.consecutive_failures;
+    let observed = match observe::observe(ctx, ledger, memory).await {
         Ok(observed) => observed,
-        Err(error) => return failed(ctx, error, &finished).await,
+        Err(error) => return failed(ctx, error.into(), Some(failures), &finished).await,
     };
     let now = ctx.clock.now();
     let (accounting, plan) = quota::plan(&observed, &settings(ctx), now);
@@ -82,14 +87,40 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
             }
             Err(result) => return result,
         };
+    let digest = raise_digest(ctx, &finished, &digests).await;
     let seen = outcome::Seen {
         observed: &observed,
         accounting: &accounting,
         plan: &plan,
         finished: &finished,
         suspended,
+        digest,
     };
-    outcome::report(ctx, &seen).await
+    outcome::report(ctx, &seen)
+}
+
+/// Whether the `reset_not_applied` digest is raised in this run: once per server and
+/// period, recorded before it is raised (if recording fails it is not raised).
+async fn raise_digest(ctx: &JobContext<'_>, finished: &Finished, raised: &HashSet<String>) -> bool {
+    let periods = outcome::new_digest_periods(finished, raised);
+    if periods.is_empty() {
+        return false;
+    }
+    let server = ctx.server.name.as_str();
+    let kind = FindingKind::ResetNotApplied;
+    let now = ctx.clock.now();
+    match ctx
+        .store
+        .quota()
+        .record_notices(server, kind, &periods, now)
+        .await
+    {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(server, %error, "quota: cannot record the reset digest");
+            false
+        }
+    }
 }
 
 /// Commit the ledger with the new intents, carry them out, and suspend resets the server
@@ -217,21 +248,26 @@ fn store_failure(error: crate::store::StoreError) -> JobResult {
     }
 }
 
-/// The server could not be observed: counted; after `FAILURES_BEFORE_STALE` in a row the
+/// The server could not be observed: counted (`previous`: the failures in a row before
+/// this run, when the store could be read); after `FAILURES_BEFORE_STALE` in a row the
 /// accounting is stale.
-async fn failed(ctx: &JobContext<'_>, error: ObserveError, finished: &Finished) -> JobResult {
+async fn failed(
+    ctx: &JobContext<'_>,
+    error: ObserveError,
+    previous: Option<u32>,
+    finished: &Finished,
+) -> JobResult {
     let server = ctx.server.name.as_str();
     let mut result = JobResult::default();
     outcome::deleted_findings(server, finished, &mut result.findings);
-    let failures = ctx
+    let failures = previous.unwrap_or(0).saturating_add(1);
+    let saved = ctx
         .store
         .quota()
-        .note_failure(server, ctx.clock.now())
-        .await
-        .unwrap_or_else(|store_error| {
-            tracing::error!(server, error = %store_error, "quota: cannot count the failed run");
-            1
-        });
+        .save_failures(server, failures, ctx.clock.now());
+    if let Err(store_error) = saved.await {
+        tracing::error!(server, error = %store_error, "quota: cannot count the failed run");
+    }
     if failures >= FAILURES_BEFORE_STALE {
         let why = format!("the last {failures} quota runs failed ({error})");
         result.findings.push(report::stale(server, &why));

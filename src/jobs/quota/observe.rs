@@ -1,12 +1,15 @@
-//! What the quota job reads: the key list, each key's counter (the 1.x bulk answer when
-//! the server has it, else per-key reads with at most `concurrency` in flight), and what
-//! the store remembers (ledger, server memory). Read-only.
+//! What the quota job reads: what the store remembers (the ledger, the server's memory,
+//! when config_sync last synced, which reset digests were raised), then the key list and
+//! each key's counter (the 1.x bulk answer when the server has it, else per-key reads with
+//! at most `concurrency` in flight). Read-only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use crate::jobs::JobContext;
+use crate::model::FindingKind;
+use crate::model::quota::{Entry, ServerMemory};
 use crate::quota::Reading;
 use crate::quota::plan::{Observed, ObservedKey};
 use crate::server_api::{ApiError, ApiErrorKind, KeyTraffic, ServerApi, VpnKey};
@@ -21,9 +24,48 @@ pub enum ObserveError {
     Store(#[from] StoreError),
 }
 
-/// Observe `ctx.server`.
-pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
+/// What the store remembers of a server for the quota job.
+#[derive(Debug, Clone)]
+pub struct Remembered {
+    /// The ledger by uuid (keys gone from the server included).
+    pub ledger: HashMap<String, Entry>,
+    /// The job's memory, with `sync_noted_at` taken from config_sync's attempts.
+    pub memory: ServerMemory,
+    /// The periods whose `reset_not_applied` digest was already raised.
+    pub digests: HashSet<String>,
+}
+
+/// Read what the store remembers of `ctx.server`.
+pub async fn remembered(ctx: &JobContext<'_>) -> Result<Remembered, StoreError> {
     let server = &ctx.server.name;
+    let quota = ctx.store.quota();
+    let ledger = quota
+        .ledger(server)
+        .await?
+        .into_iter()
+        .map(|entry| (entry.uuid.clone(), entry))
+        .collect();
+    let mut memory = quota.memory(server).await?;
+    // A sync restarts Xray, which may zero the counters: a drop across it is expected.
+    memory.sync_noted_at = ctx.store.sync().last_sync(server).await?;
+    let digests = quota
+        .notices(server, FindingKind::ResetNotApplied)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(Remembered {
+        ledger,
+        memory,
+        digests,
+    })
+}
+
+/// Read `ctx.server` and put it together with what the store remembers.
+pub async fn observe(
+    ctx: &JobContext<'_>,
+    ledger: HashMap<String, Entry>,
+    memory: ServerMemory,
+) -> Result<Observed, ApiError> {
     let capabilities = ctx.api.capabilities().await?;
     // Read fresh (capabilities are cached): `counter_resets = "auto"` tries resets again
     // when the version changes.
@@ -33,22 +75,13 @@ pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
         true => bulk_readings(ctx.api, &keys).await?,
         false => per_key_readings(ctx.api, &keys).await?,
     };
-    let ledger = ctx
-        .store
-        .quota()
-        .ledger(server)
-        .await?
-        .into_iter()
-        .map(|entry| (entry.uuid.clone(), entry))
-        .collect();
-    let memory = ctx.store.quota().memory(server).await?;
     let keys = keys
         .iter()
         .zip(readings)
         .map(|(key, reading)| observed_key(key, reading))
         .collect();
     Ok(Observed {
-        server: server.clone(),
+        server: ctx.server.name.clone(),
         api_version: version,
         keys,
         ledger,

@@ -1,7 +1,7 @@
 //! What a quota run reports: its plan lines (what was counted, decided and done) and its
 //! findings (notices, drops, the guard, deletes, the reset digest, staleness).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -9,7 +9,7 @@ use super::execute::Finished;
 use super::observe::{self, STALE_AFTER};
 use super::report;
 use crate::jobs::{JobContext, JobResult};
-use crate::model::{Finding, FindingKind};
+use crate::model::{Finding, stamp};
 use crate::quota::plan::{Accounting, Observed, ServerResets};
 use crate::quota::{self, Plan, human_bytes, period, rules};
 
@@ -22,13 +22,15 @@ pub struct Seen<'a> {
     pub finished: &'a Finished,
     /// `auto` stopped calling reset on this server in this run.
     pub suspended: bool,
+    /// The `reset_not_applied` digest is due (and recorded) in this run.
+    pub digest: bool,
 }
 
 /// The run's result: plan lines and findings.
-pub async fn report(ctx: &JobContext<'_>, seen: &Seen<'_>) -> JobResult {
+pub fn report(ctx: &JobContext<'_>, seen: &Seen<'_>) -> JobResult {
     let mut result = JobResult::default();
     summarize(ctx, seen, &mut result);
-    findings(ctx, seen, &mut result).await;
+    findings(ctx, seen, &mut result);
     result
 }
 
@@ -108,13 +110,14 @@ fn summarize(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
 }
 
 /// The run's findings.
-async fn findings(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
+fn findings(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
     let Seen {
         observed,
         accounting,
         plan,
         finished,
         suspended,
+        digest,
     } = *seen;
     let server = ctx.server.name.as_str();
     let out = &mut result.findings;
@@ -134,8 +137,13 @@ async fn findings(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult)
         out.push(report::blocked(server, &plan.blocked, observed.keys.len()));
     }
     deleted_findings(server, finished, out);
-    if let Some(digest) = not_applied_digest(ctx, finished, suspended).await {
-        out.push(digest);
+    if digest {
+        out.push(report::not_applied(
+            server,
+            &finished.not_applied,
+            finished.applied,
+            suspended,
+        ));
     }
     let changed_at = match accounting.changed {
         true => None,
@@ -167,40 +175,14 @@ fn next_reset(
     period::window(policy, ctx.config.agent.timezone, ctx.clock.now()).next
 }
 
-/// One `reset_not_applied` per server and period: raised when one of the periods of the
-/// listed resets has not had its digest yet.
-async fn not_applied_digest(
-    ctx: &JobContext<'_>,
-    finished: &Finished,
-    suspended: bool,
-) -> Option<Finding> {
-    if finished.not_applied.is_empty() {
-        return None;
-    }
-    let periods: HashSet<String> = finished
+/// The periods of this run's resets that did not take effect whose `reset_not_applied`
+/// digest was not raised yet (pure): the digest is due when there is any.
+pub fn new_digest_periods(finished: &Finished, raised: &HashSet<String>) -> Vec<String> {
+    let periods: BTreeSet<String> = finished
         .not_applied
         .iter()
-        .map(|r| crate::model::stamp(r.action.period_start))
+        .map(|r| stamp(r.action.period_start))
+        .filter(|period| !raised.contains(period))
         .collect();
-    let periods: Vec<String> = periods.into_iter().collect();
-    let server = ctx.server.name.as_str();
-    let kind = FindingKind::ResetNotApplied.as_str();
-    match ctx
-        .store
-        .quota()
-        .notice_once(server, kind, &periods, ctx.clock.now())
-        .await
-    {
-        Ok(true) => Some(report::not_applied(
-            server,
-            &finished.not_applied,
-            finished.applied,
-            suspended,
-        )),
-        Ok(false) => None,
-        Err(error) => {
-            tracing::error!(server, %error, "quota: cannot record the reset digest");
-            None
-        }
-    }
+    periods.into_iter().collect()
 }

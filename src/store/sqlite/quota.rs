@@ -8,7 +8,7 @@ use super::SqliteStore;
 use super::columns::{at, bytes, count, opt_at, unsigned};
 use super::quota_intents;
 use crate::model::quota::{Entry, FinishedIntent, HistoryRow, Intent, ServerMemory};
-use crate::model::stamp;
+use crate::model::{FindingKind, stamp};
 use crate::store::{QuotaCommit, QuotaLog, StoreFuture};
 
 /// Finished intents are kept this long (a year of periods, for `status` and audits).
@@ -109,17 +109,16 @@ fn save_memory(
 ) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO quota_servers (server, first_run_at, api_version, consecutive_failures, traffic_changed_at,
-             sync_noted_at, resets_suspended_version, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             resets_suspended_version, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (server) DO UPDATE SET first_run_at = ?2, api_version = ?3, consecutive_failures = ?4,
-             traffic_changed_at = ?5, resets_suspended_version = ?7, updated_at = ?8",
+             traffic_changed_at = ?5, resets_suspended_version = ?6, updated_at = ?7",
         params![
             server,
             memory.first_run_at.map(stamp),
             api_version,
             i64::from(memory.consecutive_failures),
             memory.traffic_changed_at.map(stamp),
-            memory.sync_noted_at.map(stamp),
             memory.resets_suspended_version,
             now
         ],
@@ -182,8 +181,9 @@ impl QuotaLog for SqliteStore {
     fn memory<'a>(&'a self, server: &'a str) -> StoreFuture<'a, ServerMemory> {
         let server = server.to_owned();
         self.call(move |conn| {
+            // sync_noted_at is not read: the quota job takes it from the sync attempts.
             conn.query_row(
-                "SELECT first_run_at, consecutive_failures, traffic_changed_at, sync_noted_at, resets_suspended_version
+                "SELECT first_run_at, consecutive_failures, traffic_changed_at, resets_suspended_version
                  FROM quota_servers WHERE server = ?1",
                 params![server],
                 |row| {
@@ -191,8 +191,8 @@ impl QuotaLog for SqliteStore {
                         first_run_at: opt_at(row, 0)?,
                         consecutive_failures: count(row, 1)?,
                         traffic_changed_at: opt_at(row, 2)?,
-                        sync_noted_at: opt_at(row, 3)?,
-                        resets_suspended_version: row.get(4)?,
+                        sync_noted_at: None,
+                        resets_suspended_version: row.get(3)?,
                     })
                 },
             )
@@ -237,50 +237,51 @@ impl QuotaLog for SqliteStore {
         })
     }
 
-    fn note_failure<'a>(&'a self, server: &'a str, now: DateTime<Utc>) -> StoreFuture<'a, u32> {
-        let server = server.to_owned();
-        self.call(move |conn| {
-            conn.query_row(
-                "INSERT INTO quota_servers (server, consecutive_failures, updated_at) VALUES (?1, 1, ?2)
-                 ON CONFLICT (server) DO UPDATE SET consecutive_failures = consecutive_failures + 1, updated_at = ?2
-                 RETURNING consecutive_failures",
-                params![server, stamp(now)],
-                |row| count(row, 0),
-            )
-        })
-    }
-
-    fn note_sync<'a>(&'a self, server: &'a str, at: DateTime<Utc>) -> StoreFuture<'a, ()> {
+    fn save_failures<'a>(
+        &'a self,
+        server: &'a str,
+        failures: u32,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, ()> {
         let server = server.to_owned();
         self.call(move |conn| {
             conn.execute(
-                "INSERT INTO quota_servers (server, sync_noted_at, updated_at) VALUES (?1, ?2, ?2)
-                 ON CONFLICT (server) DO UPDATE SET sync_noted_at = ?2, updated_at = ?2",
-                params![server, stamp(at)],
+                "INSERT INTO quota_servers (server, consecutive_failures, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (server) DO UPDATE SET consecutive_failures = ?2, updated_at = ?3",
+                params![server, i64::from(failures), stamp(now)],
             )
             .map(drop)
         })
     }
 
-    fn notice_once<'a>(
+    fn notices<'a>(&'a self, server: &'a str, kind: FindingKind) -> StoreFuture<'a, Vec<String>> {
+        let server = server.to_owned();
+        self.call(move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT period_key FROM quota_notices WHERE server = ?1 AND kind = ?2 ORDER BY period_key",
+            )?;
+            let rows = statement.query_map(params![server, kind], |row| row.get(0))?;
+            rows.collect()
+        })
+    }
+
+    fn record_notices<'a>(
         &'a self,
         server: &'a str,
-        kind: &'a str,
+        kind: FindingKind,
         period_keys: &'a [String],
         at: DateTime<Utc>,
-    ) -> StoreFuture<'a, bool> {
-        let (server, kind, keys) = (server.to_owned(), kind.to_owned(), period_keys.to_vec());
+    ) -> StoreFuture<'a, ()> {
+        let (server, keys) = (server.to_owned(), period_keys.to_vec());
         self.call(move |conn| {
             let tx = conn.transaction()?;
-            let mut new = false;
             for key in &keys {
-                new |= tx.execute(
+                tx.execute(
                     "INSERT OR IGNORE INTO quota_notices (server, kind, period_key, at) VALUES (?1, ?2, ?3, ?4)",
                     params![server, kind, key, stamp(at)],
-                )? > 0;
+                )?;
             }
-            tx.commit()?;
-            Ok(new)
+            tx.commit()
         })
     }
 

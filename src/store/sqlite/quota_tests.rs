@@ -1,8 +1,9 @@
 //! The quota tables: the ledger round-trips, a commit is atomic with its intents, an
-//! intent happens at most once per key, notices once per period, a sync note survives.
+//! intent happens at most once per key, notices once per period, failures are counted.
 
 use chrono::{DateTime, TimeZone, Utc};
 
+use crate::model::FindingKind;
 use crate::model::quota::{
     Action, ActionKind, Entry, FinishedIntent, IntentOutcome, IntentState, Reason, ServerMemory,
 };
@@ -173,39 +174,55 @@ async fn an_intent_happens_once_per_key_and_a_failed_one_is_armed_again() {
 }
 
 #[tokio::test]
-async fn notices_once_per_period_and_a_sync_note_survives_commits() {
+async fn notices_are_recorded_once_per_server_kind_and_period() {
     let (_dir, store) = store();
     let quota = store.quota();
     let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let kind = "reset_not_applied";
-    assert!(
-        quota
-            .notice_once("fra-1", kind, &keys(&["P1"]), at(1))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !quota
-            .notice_once("fra-1", kind, &keys(&["P1"]), at(2))
-            .await
-            .unwrap()
-    );
-    assert!(
-        quota
-            .notice_once("fra-1", kind, &keys(&["P1", "P2"]), at(3))
-            .await
-            .unwrap()
-    );
-    assert!(
-        quota
-            .notice_once("ams-2", kind, &keys(&["P1"]), at(3))
-            .await
-            .unwrap()
-    );
-    quota.note_sync("fra-1", at(5)).await.unwrap();
-    commit(&store, &[], &[], &ServerMemory::default(), at(6)).await;
+    let kind = FindingKind::ResetNotApplied;
+    assert!(quota.notices("fra-1", kind).await.unwrap().is_empty());
+    quota
+        .record_notices("fra-1", kind, &keys(&["P1"]), at(1))
+        .await
+        .unwrap();
+    quota
+        .record_notices("fra-1", kind, &keys(&["P1", "P2"]), at(2))
+        .await
+        .unwrap();
+    quota
+        .record_notices("ams-2", kind, &keys(&["P3"]), at(3))
+        .await
+        .unwrap();
     assert_eq!(
-        quota.memory("fra-1").await.unwrap().sync_noted_at,
-        Some(at(5))
+        quota.notices("fra-1", kind).await.unwrap(),
+        keys(&["P1", "P2"])
+    );
+    assert!(
+        quota
+            .notices("fra-1", FindingKind::QuotaWarning)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn failures_are_counted_without_touching_the_rest_of_the_memory() {
+    let (_dir, store) = store();
+    let quota = store.quota();
+    quota.save_failures("fra-1", 1, at(1)).await.unwrap();
+    assert_eq!(quota.memory("fra-1").await.unwrap().consecutive_failures, 1);
+    let memory = ServerMemory {
+        first_run_at: Some(at(2)),
+        resets_suspended_version: Some("2.3.6".into()),
+        ..ServerMemory::default()
+    };
+    commit(&store, &[], &[], &memory, at(2)).await;
+    quota.save_failures("fra-1", 2, at(3)).await.unwrap();
+    assert_eq!(
+        quota.memory("fra-1").await.unwrap(),
+        ServerMemory {
+            consecutive_failures: 2,
+            ..memory
+        }
     );
 }

@@ -77,6 +77,17 @@ impl SyncLog for SqliteStore {
         })
     }
 
+    fn last_sync<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Option<DateTime<Utc>>> {
+        let server = server.to_owned();
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT MAX(at) FROM sync_attempts WHERE server = ?1 AND outcome != ?2",
+                params![server, SyncAttemptOutcome::Deferred],
+                |row| opt_at(row, 0),
+            )
+        })
+    }
+
     fn attempts_since<'a>(
         &'a self,
         server: &'a str,

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 use super::*;
 use crate::model::{
     AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, FindingKind, JobKind, RunOutcome,
-    RunRecord, Severity, SyncAttempt, SyncAttemptOutcome,
+    RunRecord, ServerState, Severity, SyncAttempt, SyncAttemptOutcome,
 };
 use crate::store::{RUNS_KEPT_PER_JOB, Store};
 
@@ -205,6 +205,16 @@ async fn sync_window_counts_attempts_since() {
         ]
     );
     assert_eq!(sync.attempts_since("ams-2", at(0)).await.unwrap().len(), 1);
+    assert_eq!(sync.last_sync("fra-1").await.unwrap(), Some(at(50)));
+    sync.finish_attempt(ids[3], SyncAttemptOutcome::Deferred)
+        .await
+        .unwrap();
+    assert_eq!(
+        sync.last_sync("fra-1").await.unwrap(),
+        Some(at(20)),
+        "a deferred attempt did not sync"
+    );
+    assert_eq!(sync.last_sync("nowhere").await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -319,26 +329,27 @@ async fn findings_open_continue_and_resolve() {
 }
 
 #[tokio::test]
-async fn server_state_counts_failures_and_resets_on_success() {
+async fn server_state_round_trips() {
     let (_dir, store) = store();
     let servers = store.servers();
-    assert_eq!(
-        servers.note_down("fra-1", "timeout", at(0)).await.unwrap(),
-        1
-    );
-    assert_eq!(
-        servers.note_down("fra-1", "timeout", at(1)).await.unwrap(),
-        2
-    );
-    servers.note_up("fra-1", "1.0.0", at(2)).await.unwrap();
-    assert_eq!(
-        servers.note_down("fra-1", "refused", at(3)).await.unwrap(),
-        1
-    );
-    let states = servers.states().await.unwrap();
-    assert_eq!(states[0].version.as_deref(), Some("1.0.0"));
-    assert_eq!(states[0].last_up_at, Some(at(2)));
-    assert_eq!(states[0].last_error.as_deref(), Some("refused"));
+    assert_eq!(servers.state("fra-1").await.unwrap(), None);
+    let state = ServerState {
+        server: "fra-1".into(),
+        version: Some("1.0.0".into()),
+        last_up_at: Some(at(2)),
+        last_down_at: Some(at(3)),
+        consecutive_failures: 2,
+        last_error: Some("refused".into()),
+    };
+    servers.save(&state, at(3)).await.unwrap();
+    assert_eq!(servers.state("fra-1").await.unwrap(), Some(state.clone()));
+    let cleared = ServerState {
+        consecutive_failures: 0,
+        last_error: None,
+        ..state
+    };
+    servers.save(&cleared, at(4)).await.unwrap();
+    assert_eq!(servers.states().await.unwrap(), vec![cleared]);
     store.check_writable().await.unwrap();
 }
 
