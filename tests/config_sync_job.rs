@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use keywarden::clock::{Clock, ManualClock};
 use keywarden::config::{Config, JobKind, Severity};
 use keywarden::jobs::config_sync::{self, Blocker, Plan};
-use keywarden::jobs::{JobContext, JobResult, RunMode};
+use keywarden::jobs::{Fact, JobContext, JobResult, RunMode, SyncResult};
 use keywarden::model::AuditEntry;
 use keywarden::model::{Finding, FindingKind};
 use keywarden::server_api::{ClientSettings, RetryPolicy, ServerApi};
@@ -251,6 +251,16 @@ async fn drift_of_both_kinds_is_confirmed_repaired_and_then_left_alone() {
         );
         assert!(repaired.details.contains(&missing) && repaired.details.contains(STRANGER));
         assert_eq!(rig.sync_posts(), 1, "{generation:?}");
+        // What the run tells the metrics.
+        assert_eq!(first.facts, [Fact::SyncBudgetLeft(4), Fact::DriftDetected]);
+        assert_eq!(
+            second.facts,
+            [
+                Fact::Sync(SyncResult::Repaired),
+                Fact::SyncBudgetLeft(3),
+                Fact::DriftDetected
+            ]
+        );
         assert_eq!(results(&rig.sync_audit().await), ["started", "ok"]);
         assert!(rig.sync_audit().await[0].detail.contains(&missing));
 
@@ -366,6 +376,15 @@ async fn rate_limited_syncs_are_deferred_without_spending_the_budget() {
     );
     assert_eq!(second.findings[1].severity, Severity::Warning);
     assert_eq!(handle.sync_count(), 0);
+    assert_eq!(
+        second.facts,
+        [
+            Fact::SyncBudgetLeft(1),
+            Fact::Sync(SyncResult::Failed),
+            Fact::DriftDetected
+        ],
+        "refused twice: counted as a failed sync, the budget untouched"
+    );
 
     let third = rig.run().await;
     only(&third, FindingKind::ConfigDriftRepaired);

@@ -5,7 +5,9 @@
 mod support;
 
 use keywarden::config::Severity;
+use keywarden::jobs::Fact;
 use keywarden::model::FindingKind;
+use keywarden::model::quota::{ActionKind, IntentOutcome};
 use keywarden_sim::ApiGeneration;
 use support::quota::{MIB, Rig, Setup, kinds, monthly, of_kind, start, utc};
 
@@ -102,6 +104,14 @@ async fn on_exceed_reset_resets_exactly_that_key_once_per_crossing() {
         );
         let resets: Vec<usize> = keys.iter().map(|k| rig.resets_of(k)).collect();
         assert_eq!(resets, [1, 0, 0], "{generation:?}");
+        assert_eq!(
+            result.facts,
+            [Fact::QuotaAction {
+                kind: ActionKind::Reset,
+                outcome: IntentOutcome::Applied
+            }],
+            "{generation:?}: the metrics learn of the reset (no per-key series by default)"
+        );
         assert_eq!(
             rig.key(0).total_bytes,
             0,

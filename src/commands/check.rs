@@ -271,6 +271,7 @@ mod tests {
             findings: vec![],
             plan: vec![],
             error: None,
+            facts: vec![],
         }
     }
 

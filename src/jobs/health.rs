@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::model::{Finding, FindingKind, JobKind, ServerState, Severity};
 use crate::server_api::{ApiError, ApiErrorKind, Generation};
 
-use super::{JobContext, JobResult};
+use super::{Fact, JobContext, JobResult};
 
 /// What one health check saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,7 +191,11 @@ pub async fn run(ctx: &JobContext<'_>) -> JobResult {
             if let Err(error) = ctx.store.servers().save(&state, now).await {
                 tracing::error!(server = %ctx.server.name, %error, "cannot record the health check");
             }
-            let mut result = JobResult { findings: assess(&ctx.server.name, &observed, failures_before_alert), ..JobResult::default() };
+            let mut result = JobResult {
+                findings: assess(&ctx.server.name, &observed, failures_before_alert),
+                facts: vec![Fact::ServerUp(matches!(observed, Observed::Up { .. }))],
+                ..JobResult::default()
+            };
             match &observed {
                 Observed::Up { version, latency_ms, .. } => {
                     result.plan.push(format!("{} answered in {latency_ms} ms (API {version})", ctx.server.name));
@@ -206,7 +210,12 @@ pub async fn run(ctx: &JobContext<'_>) -> JobResult {
             }
             result
         }
-        Err(error) => JobResult::default().with_finding(Finding {
+        // It answered, though not as the API does.
+        Err(error) => JobResult {
+            facts: vec![Fact::ServerUp(true)],
+            ..JobResult::default()
+        }
+        .with_finding(Finding {
             server: ctx.server.name.clone(),
             job: JobKind::Health,
             kind: FindingKind::ApiError,

@@ -3,10 +3,14 @@
 //! -> `execute` (the only side effects). A job is never told why it runs: it looks at
 //! the server as it is now and makes it right, so running it twice is harmless.
 //! The runner (not the jobs) times runs, records outcomes, guards against overlap,
-//! backs off failing servers and hands findings on.
+//! backs off failing servers and hands findings on; a job's metric facts come back in
+//! its result and the metrics observer alone turns them into series.
 
+mod backoff;
 pub mod config_sync;
+pub mod facts;
 pub mod health;
+mod metrics;
 pub mod quota;
 pub mod reality;
 pub mod runner;
@@ -18,11 +22,14 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig};
-use crate::model::Finding;
+use crate::model::{Finding, RunOutcome, Severity};
 use crate::server_api::ServerApi;
 use crate::store::Store;
 
 pub use crate::model::JobKind;
+pub use backoff::{BACKOFF_BASE, Backoff};
+pub use facts::{Fact, SyncResult};
+pub use metrics::MetricsObserver;
 pub use sink::{AlertSink, FindingSink, LogSink, SinkFuture};
 
 /// How the job was started: by the scheduler, or once by `keywarden check`.
@@ -57,12 +64,27 @@ pub struct JobResult {
     /// Set when the server could not be observed at all (unreachable, timeout, 5xx):
     /// the runner backs the server off and the run's outcome is an error.
     pub transport_failure: Option<String>,
+    /// What the run tells the metrics.
+    #[serde(skip)]
+    pub facts: Vec<Fact>,
 }
 
 impl JobResult {
     pub fn with_finding(mut self, finding: Finding) -> JobResult {
         self.findings.push(finding);
         self
+    }
+
+    /// The run's outcome (pure): the worst finding; a run that could not observe its
+    /// server is an error unless it found something critical.
+    pub fn outcome(&self) -> RunOutcome {
+        let worst = self.findings.iter().map(|f| f.severity).max();
+        match (worst, &self.transport_failure) {
+            (Some(Severity::Critical), _) => RunOutcome::Critical,
+            (_, Some(_)) => RunOutcome::Error,
+            (Some(Severity::Warning), None) => RunOutcome::Warning,
+            _ => RunOutcome::Ok,
+        }
     }
 }
 
@@ -73,5 +95,56 @@ pub async fn run_job(job: JobKind, ctx: &JobContext<'_>) -> JobResult {
         JobKind::ConfigSync => config_sync::run(ctx).await,
         JobKind::Reality => reality::run(ctx).await,
         JobKind::Quota => quota::run(ctx).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FindingKind;
+
+    fn outcome_of(result: &JobResult) -> RunOutcome {
+        result.outcome()
+    }
+
+    #[test]
+    fn outcomes_follow_the_worst_finding() {
+        let finding = |severity| Finding {
+            server: "s".into(),
+            job: JobKind::Health,
+            kind: FindingKind::ApiError,
+            subject: String::new(),
+            severity,
+            summary: String::new(),
+            details: String::new(),
+        };
+        let result = |severities: Vec<Severity>, failure: bool| JobResult {
+            findings: severities.into_iter().map(finding).collect(),
+            plan: vec![],
+            transport_failure: failure.then(|| "down".to_string()),
+            facts: vec![],
+        };
+        assert_eq!(outcome_of(&result(vec![], false)), RunOutcome::Ok);
+        assert_eq!(
+            outcome_of(&result(vec![Severity::Info], false)),
+            RunOutcome::Ok
+        );
+        assert_eq!(
+            outcome_of(&result(vec![Severity::Warning, Severity::Info], false)),
+            RunOutcome::Warning
+        );
+        assert_eq!(
+            outcome_of(&result(vec![Severity::Warning, Severity::Critical], false)),
+            RunOutcome::Critical
+        );
+        assert_eq!(outcome_of(&result(vec![], true)), RunOutcome::Error);
+        assert_eq!(
+            outcome_of(&result(vec![Severity::Warning], true)),
+            RunOutcome::Error
+        );
+        assert_eq!(
+            outcome_of(&result(vec![Severity::Critical], true)),
+            RunOutcome::Critical
+        );
     }
 }

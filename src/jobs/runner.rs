@@ -1,22 +1,26 @@
 //! The runner: runs one job on one server and does everything around it that jobs
 //! must not do themselves: the overlap guard, the global cap on concurrent runs,
 //! backoff after consecutive transport failures, timing, recording the outcome and
-//! findings in the store, and handing findings on to the alert pipeline.
+//! findings in the store, handing findings on to the sink, and the run to the metrics
+//! observer. It knows no job's rules: what a run found and measured comes back in its
+//! `JobResult`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use super::facts::Fact;
+use super::metrics::MetricsObserver;
 use super::sink::FindingSink;
-use super::{JobContext, JobKind, JobResult, RunMode, run_job};
+use super::{Backoff, JobContext, JobKind, JobResult, RunMode, run_job};
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
-use crate::model::{Finding, FindingChanges, RunOutcome, RunRecord, Severity};
+use crate::model::{Finding, FindingChanges, RunOutcome, RunRecord};
 use crate::server_api::ServerApi;
 use crate::store::Store;
 
@@ -41,7 +45,6 @@ pub struct RunOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
     pub server: String,
-    #[serde(serialize_with = "job_name")]
     pub job: JobKind,
     pub started_at: DateTime<Utc>,
     pub duration_ms: u64,
@@ -50,59 +53,9 @@ pub struct RunReport {
     pub plan: Vec<String>,
     /// Why the run could not complete, or why it was skipped.
     pub error: Option<String>,
-}
-
-fn job_name<S: serde::Serializer>(job: &JobKind, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(job.as_str())
-}
-
-/// Backoff of one server after consecutive transport failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Backoff {
-    pub failures: u32,
-    pub not_before: Option<DateTime<Utc>>,
-}
-
-/// The first backoff step; it doubles per failure, capped at the job's interval.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
-
-impl Backoff {
-    /// The state after a run (pure): failures count up and push `not_before` out by
-    /// min(BACKOFF_BASE * 2^(n-1), interval); a completed run clears it.
-    pub fn after_run(
-        self,
-        transport_failure: bool,
-        now: DateTime<Utc>,
-        interval: Duration,
-    ) -> Backoff {
-        if !transport_failure {
-            return Backoff::default();
-        }
-        let failures = self.failures.saturating_add(1);
-        let step = BACKOFF_BASE
-            .saturating_mul(1u32 << (failures - 1).min(20))
-            .min(interval);
-        let step = chrono::Duration::from_std(step).unwrap_or(chrono::Duration::zero());
-        Backoff {
-            failures,
-            not_before: Some(now + step),
-        }
-    }
-
-    pub fn blocks(&self, now: DateTime<Utc>) -> bool {
-        self.not_before.is_some_and(|not_before| now < not_before)
-    }
-}
-
-/// The outcome of a completed run from its findings (pure).
-pub fn outcome_of(result: &JobResult) -> RunOutcome {
-    let worst = result.findings.iter().map(|f| f.severity).max();
-    match (worst, &result.transport_failure) {
-        (Some(Severity::Critical), _) => RunOutcome::Critical,
-        (_, Some(_)) => RunOutcome::Error,
-        (Some(Severity::Warning), None) => RunOutcome::Warning,
-        _ => RunOutcome::Ok,
-    }
+    /// What the run tells the metrics.
+    #[serde(skip)]
+    pub facts: Vec<Fact>,
 }
 
 /// Counters the runner keeps (for status and metrics).
@@ -126,7 +79,7 @@ pub struct Runner {
     guards: Mutex<HashMap<(String, JobKind), RunGuard>>,
     backoff: Mutex<HashMap<String, Backoff>>,
     stats: Mutex<RunnerStats>,
-    metrics: Option<Arc<Metrics>>,
+    observer: Option<MetricsObserver>,
     cycle: crate::heartbeat::Cycle,
 }
 
@@ -154,14 +107,14 @@ impl Runner {
             guards: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             stats: Mutex::new(RunnerStats::default()),
-            metrics: None,
+            observer: None,
             cycle: crate::heartbeat::Cycle::default(),
         }
     }
 
-    /// Count runs, skips, server state and open findings in `metrics`.
+    /// Record runs, skips and what runs report in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Runner {
-        self.metrics = Some(metrics);
+        self.observer = Some(MetricsObserver::new(metrics));
         self
     }
 
@@ -185,18 +138,23 @@ impl Runner {
             .clone()
     }
 
-    async fn skipped(&self, target: &Target, job: JobKind, reason: String) -> RunReport {
-        let now = self.clock.now();
-        tracing::info!(server = %target.server.name, job = job.as_str(), %reason, "run skipped");
+    /// A tick not run (`reason`: overlap, backoff), recorded and counted.
+    async fn skipped(&self, target: &Target, job: JobKind, reason: &str, why: String) -> RunReport {
+        let name = target.server.name.clone();
+        tracing::info!(server = %name, job = job.as_str(), reason = %why, "run skipped");
+        if let Some(observer) = &self.observer {
+            observer.skipped(&name, job, reason);
+        }
         let report = RunReport {
-            server: target.server.name.clone(),
+            server: name,
             job,
-            started_at: now,
+            started_at: self.clock.now(),
             duration_ms: 0,
             outcome: RunOutcome::Skipped,
             findings: Vec::new(),
             plan: Vec::new(),
-            error: Some(reason.clone()),
+            error: Some(why),
+            facts: Vec::new(),
         };
         self.record(&report).await;
         report
@@ -208,23 +166,16 @@ impl Runner {
         let name = target.server.name.clone();
         let Ok(_running) = self.guard(&name, job).try_lock_owned() else {
             lock(&self.stats).skipped_overlap += 1;
-            if let Some(metrics) = &self.metrics {
-                metrics.job_skipped(&name, job.as_str(), "overlap");
-            }
-            return self
-                .skipped(target, job, "the previous run is still going".into())
-                .await;
+            let why = "the previous run is still going".to_string();
+            return self.skipped(target, job, "overlap", why).await;
         };
         // Health is exempt: it is what notices the server is back.
         if options.respect_backoff && job != JobKind::Health {
             let backoff = lock(&self.backoff).get(&name).copied().unwrap_or_default();
             if backoff.blocks(self.clock.now()) {
                 lock(&self.stats).skipped_backoff += 1;
-                if let Some(metrics) = &self.metrics {
-                    metrics.job_skipped(&name, job.as_str(), "backoff");
-                }
-                let reason = format!("backing off after {} failed runs", backoff.failures);
-                return self.skipped(target, job, reason).await;
+                let why = format!("backing off after {} failed runs", backoff.failures);
+                return self.skipped(target, job, "backoff", why).await;
             }
         }
         let _permit = self.permits.clone().acquire_owned().await.ok();
@@ -251,18 +202,21 @@ impl Runner {
             job,
             started_at,
             duration_ms,
-            outcome: outcome_of(&result),
-            error: result.transport_failure.clone(),
+            outcome: result.outcome(),
+            error: result.transport_failure,
             findings: result.findings,
             plan: result.plan,
+            facts: result.facts,
         };
         lock(&self.stats).runs += 1;
         self.cycle.completed(&report.server, job);
         let changes = self.record(&report).await;
-        if let Some(metrics) = &self.metrics {
-            self.count(metrics, target, &report).await;
+        if let Some(observer) = &self.observer {
+            observer.finished(&report, changes.as_ref());
         }
-        self.sink.deliver(&report, &changes).await;
+        self.sink
+            .deliver(&report, &changes.unwrap_or_default())
+            .await;
         report
     }
 
@@ -297,121 +251,8 @@ impl Runner {
         }
     }
 
-    /// Metrics derived from a finished run.
-    async fn count(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
-        let server = report.server.as_str();
-        let took = Duration::from_millis(report.duration_ms);
-        metrics.job_run(server, report.job.as_str(), report.outcome.as_str(), took);
-        if report.job == JobKind::Health {
-            metrics.set_server_up(server, report.error.is_none());
-        }
-        if report.job == JobKind::ConfigSync {
-            self.count_sync(metrics, target, report).await;
-        }
-        if report.job == JobKind::Quota {
-            self.count_quota(metrics, target, report).await;
-        }
-        if let Ok(open) = self.store.findings().open(None).await {
-            let count =
-                |severity: Severity| open.iter().filter(|f| f.severity == severity).count() as i64;
-            metrics.set_alerts_firing(&[
-                ("critical", count(Severity::Critical)),
-                ("warning", count(Severity::Warning)),
-                ("info", count(Severity::Info)),
-            ]);
-        }
-    }
-
-    async fn count_sync(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
-        use crate::metrics::{ResultLabels, ServerLabels};
-        use crate::model::FindingKind as Kind;
-        let server = report.server.as_str();
-        let labels = ServerLabels {
-            server: server.to_string(),
-        };
-        let kinds: Vec<Kind> = report.findings.iter().map(|f| f.kind).collect();
-        let drift_kinds = [
-            Kind::ConfigDrift,
-            Kind::ConfigDriftRepaired,
-            Kind::ConfigDriftPersists,
-            Kind::AutoSyncSuspended,
-            Kind::SyncFailed,
-        ];
-        if kinds.iter().any(|k| drift_kinds.contains(k)) {
-            metrics.drift_detected.get_or_create(&labels).inc();
-        }
-        for (kind, result) in [
-            (Kind::ConfigDriftRepaired, "repaired"),
-            (Kind::ConfigDriftPersists, "persists"),
-            (Kind::SyncFailed, "failed"),
-        ] {
-            if kinds.contains(&kind) {
-                let labels = ResultLabels {
-                    server: server.to_string(),
-                    result: result.to_string(),
-                };
-                metrics.syncs.get_or_create(&labels).inc();
-            }
-        }
-        let since = self.clock.now() - chrono::Duration::hours(1);
-        if let Ok(recent) = self.store.sync().attempts_since(server, since).await {
-            let max = i64::from(target.config.jobs.config_sync.max_syncs_per_hour);
-            metrics
-                .sync_budget_left
-                .get_or_create(&labels)
-                .set((max - recent.len() as i64).max(0));
-        }
-    }
-
-    /// Resets and deletes of this run (from the audit log it wrote), and per-key usage
-    /// when per-key series are on.
-    async fn count_quota(&self, metrics: &Metrics, target: &Target, report: &RunReport) {
-        use crate::metrics::{KeyLabels, ResultLabels};
-        let server = report.server.as_str();
-        if let Ok(entries) = self.store.audit().since(server, report.started_at).await {
-            for entry in &entries {
-                let family = match entry.action {
-                    crate::model::AuditAction::QuotaReset => &metrics.resets,
-                    crate::model::AuditAction::QuotaDelete => &metrics.deletes,
-                    _ => continue,
-                };
-                let labels = ResultLabels {
-                    server: server.to_string(),
-                    result: entry.result.as_str().to_string(),
-                };
-                family.get_or_create(&labels).inc();
-            }
-        }
-        if !metrics.per_key {
-            return;
-        }
-        let Ok(usage) = self.store.quota().usage(Some(server)).await else {
-            return;
-        };
-        for (_, entry) in usage {
-            let labels = KeyLabels {
-                server: server.to_string(),
-                key: entry.uuid.clone(),
-            };
-            metrics
-                .key_used_bytes
-                .get_or_create(&labels)
-                .set(entry.used);
-            let policy =
-                target
-                    .config
-                    .quotas
-                    .policy_for(server, &entry.key_id, &entry.uuid, &entry.name);
-            if let Some(limit) = policy.limit_bytes.filter(|limit| *limit > 0) {
-                metrics
-                    .key_quota_ratio
-                    .get_or_create(&labels)
-                    .set(entry.used as f64 / limit as f64);
-            }
-        }
-    }
-
-    async fn record(&self, report: &RunReport) -> FindingChanges {
+    /// Record the run and its findings; `None` when the findings were not recorded.
+    async fn record(&self, report: &RunReport) -> Option<FindingChanges> {
         let detail = report
             .error
             .clone()
@@ -428,13 +269,13 @@ impl Runner {
             tracing::error!(%error, "cannot record the run");
         }
         if report.outcome == RunOutcome::Skipped {
-            return FindingChanges::default();
+            return None;
         }
         // A run that could not observe keeps the previous findings open: absence of
         // evidence is not a resolution. Health is the exception: its findings are
         // about the failure itself.
         if report.error.is_some() && report.job != JobKind::Health && report.findings.is_empty() {
-            return FindingChanges::default();
+            return None;
         }
         let findings = self.store.findings();
         let now = self.clock.now();
@@ -442,87 +283,11 @@ impl Runner {
             .record(&report.server, report.job, &report.findings, now)
             .await
         {
-            Ok(changes) => changes,
+            Ok(changes) => Some(changes),
             Err(error) => {
                 tracing::error!(%error, "cannot record findings");
-                FindingChanges::default()
+                None
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    use super::*;
-    use crate::model::FindingKind;
-
-    fn at(second: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, second).unwrap()
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_interval_and_clears_on_success() {
-        let interval = Duration::from_secs(30);
-        let one = Backoff::default().after_run(true, at(0), interval);
-        assert_eq!(
-            one,
-            Backoff {
-                failures: 1,
-                not_before: Some(at(5))
-            }
-        );
-        let two = one.after_run(true, at(10), interval);
-        assert_eq!(two.not_before, Some(at(20)));
-        let many = (0..10).fold(two, |b, _| b.after_run(true, at(30), interval));
-        assert_eq!(
-            many.not_before,
-            Some(at(30) + chrono::Duration::seconds(30)),
-            "capped at the interval"
-        );
-        assert!(many.blocks(at(40)));
-        assert!(!many.blocks(at(0) + chrono::Duration::seconds(60)));
-        assert_eq!(many.after_run(false, at(50), interval), Backoff::default());
-    }
-
-    #[test]
-    fn outcomes_follow_the_worst_finding() {
-        let finding = |severity| Finding {
-            server: "s".into(),
-            job: JobKind::Health,
-            kind: FindingKind::ApiError,
-            subject: String::new(),
-            severity,
-            summary: String::new(),
-            details: String::new(),
-        };
-        let result = |severities: Vec<Severity>, failure: bool| JobResult {
-            findings: severities.into_iter().map(finding).collect(),
-            plan: vec![],
-            transport_failure: failure.then(|| "down".to_string()),
-        };
-        assert_eq!(outcome_of(&result(vec![], false)), RunOutcome::Ok);
-        assert_eq!(
-            outcome_of(&result(vec![Severity::Info], false)),
-            RunOutcome::Ok
-        );
-        assert_eq!(
-            outcome_of(&result(vec![Severity::Warning, Severity::Info], false)),
-            RunOutcome::Warning
-        );
-        assert_eq!(
-            outcome_of(&result(vec![Severity::Warning, Severity::Critical], false)),
-            RunOutcome::Critical
-        );
-        assert_eq!(outcome_of(&result(vec![], true)), RunOutcome::Error);
-        assert_eq!(
-            outcome_of(&result(vec![Severity::Warning], true)),
-            RunOutcome::Error
-        );
-        assert_eq!(
-            outcome_of(&result(vec![Severity::Critical], true)),
-            RunOutcome::Critical
-        );
     }
 }

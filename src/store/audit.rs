@@ -1,8 +1,6 @@
 //! The audit log: what keywarden did to servers, append-only and written for people. No
 //! decision reads it back; decisions read typed state (sync attempts, quota intents).
 
-use chrono::{DateTime, Utc};
-
 use super::StoreFuture;
 use crate::model::AuditEntry;
 
@@ -15,11 +13,5 @@ pub trait AuditLog: Send + Sync {
         &'a self,
         server: Option<&'a str>,
         limit: usize,
-    ) -> StoreFuture<'a, Vec<AuditEntry>>;
-    /// One server's entries at or after `since`, newest first.
-    fn since<'a>(
-        &'a self,
-        server: &'a str,
-        since: DateTime<Utc>,
     ) -> StoreFuture<'a, Vec<AuditEntry>>;
 }

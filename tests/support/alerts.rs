@@ -115,6 +115,7 @@ impl Harness {
             findings,
             plan: vec![],
             error: None,
+            facts: vec![],
         };
         AlertSink(self.pipeline.clone())
             .deliver(&report, &changes)

@@ -7,7 +7,7 @@ use super::drift::Drift;
 use super::plan::{Blocker, Observed, Plan, remember};
 use super::{read, report};
 use crate::jobs::reality;
-use crate::jobs::{JobContext, JobResult};
+use crate::jobs::{Fact, JobContext, JobResult, SyncResult};
 use crate::model::{
     AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, JobKind, SyncAttemptOutcome,
 };
@@ -68,7 +68,16 @@ pub async fn execute(
         Plan::Sync { drift, .. } => return sync(ctx, observed, plan, drift, now).await,
     }
     save_memory(ctx, &remember(observed, plan, now), now).await;
+    result.facts.push(budget_left(ctx, observed, false));
     result
+}
+
+/// Syncs left in the budget's window after this run (`spent`: this run made an attempt
+/// that counts).
+fn budget_left(ctx: &JobContext<'_>, observed: &Observed, spent: bool) -> Fact {
+    let used = observed.sync_attempts.len() + usize::from(spent);
+    let max = ctx.config.jobs.config_sync.max_syncs_per_hour;
+    Fact::SyncBudgetLeft(max.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX)))
 }
 
 async fn sync(
@@ -102,6 +111,7 @@ async fn sync(
     finish_attempt(ctx, attempt, SyncAttemptOutcome::Completed).await;
     let outcome = judge(ctx, observed.validate_sync, answer).await;
     let mut result = report_outcome(ctx, drift, &outcome).await;
+    result.facts.push(budget_left(ctx, observed, true));
     if outcome.server_synced() {
         verify_reality(ctx, &mut result).await;
     }
@@ -180,10 +190,17 @@ async fn report_outcome(ctx: &JobContext<'_>, before: &Drift, outcome: &Outcome)
         _ => before.audit_text(),
     };
     audit(ctx, ctx.clock.now(), result, &detail).await;
+    let synced = match outcome {
+        Outcome::Repaired { .. } => Some(SyncResult::Repaired),
+        Outcome::Persists { .. } => Some(SyncResult::Persists),
+        Outcome::Failed { .. } => Some(SyncResult::Failed),
+        Outcome::Unconfirmed { .. } => None,
+    };
     JobResult {
         findings: vec![finding],
         plan: vec![line],
         transport_failure: None,
+        facts: synced.map(Fact::Sync).into_iter().collect(),
     }
 }
 
@@ -236,12 +253,18 @@ async fn deferred(
     save_memory(ctx, &remember(observed, plan, now), now).await;
     let in_a_row = observed.deferrals.saturating_add(1);
     tracing::info!(server, in_a_row, "config_sync: sync deferred (429)");
+    let mut facts = vec![budget_left(ctx, observed, false)];
+    if in_a_row >= report::DEFERRALS_BEFORE_ALERT {
+        // Refused again and again: counted as a failed sync (docs/metrics.md).
+        facts.push(Fact::Sync(SyncResult::Failed));
+    }
     JobResult {
         findings: report::deferred(server, drift, error, in_a_row),
         plan: vec![format!(
             "sync of {server} deferred: rate limited ({in_a_row} in a row), retrying next run"
         )],
         transport_failure: None,
+        facts,
     }
 }
 

@@ -28,7 +28,7 @@ pub use plan::{
 };
 pub use report::SUBJECT;
 
-use super::{JobContext, JobResult, RunMode};
+use super::{Fact, JobContext, JobResult, RunMode};
 use crate::server_api::{ApiError, ServerApi};
 use crate::store::StoreError;
 
@@ -51,7 +51,11 @@ pub async fn run(ctx: &JobContext<'_>) -> JobResult {
     let now = ctx.clock.now();
     let plan = plan(&observed, settings, ctx.dry_run, now);
     tracing::debug!(server = %ctx.server.name, ?plan, "config_sync plan");
-    execute(ctx, &observed, &plan, now).await
+    let mut result = execute(ctx, &observed, &plan, now).await;
+    if plan.drift().is_some() {
+        result.facts.push(Fact::DriftDetected);
+    }
+    result
 }
 
 /// Transient trouble (unreachable, timeout, 5xx, a proxy's page) is the runner's to back

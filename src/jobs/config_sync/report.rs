@@ -13,6 +13,9 @@ use crate::server_api::{ApiError, SyncValidation};
 /// open finding continues from run to run instead of a new one each time.
 pub const SUBJECT: &str = "config.json";
 
+/// 429 deferrals in a row that raise `sync_failed` (and count as a failed sync).
+pub const DEFERRALS_BEFORE_ALERT: u32 = 2;
+
 /// A summary line must stay one line, whatever a server put in its error text.
 pub fn one_line(text: &str) -> String {
     let flat: String = text
@@ -202,7 +205,7 @@ pub fn deferred(server: &str, drift: &Drift, error: &ApiError, in_a_row: u32) ->
             "nothing: keywarden tries again next run.".into(),
         ],
     )];
-    if in_a_row >= 2 {
+    if in_a_row >= DEFERRALS_BEFORE_ALERT {
         findings.push(finding(
             server,
             FindingKind::SyncFailed,

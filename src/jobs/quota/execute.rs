@@ -36,6 +36,10 @@ pub struct Finished {
     /// Left open for the next run (the server could not be asked).
     pub unfinished: usize,
     pub failed_deletes: Vec<(Action, String)>,
+    /// Every intent finished, by kind and outcome (for the metrics).
+    pub outcomes: Vec<(ActionKind, IntentOutcome)>,
+    /// The ledger entries the verifications changed, as written.
+    pub changed: Vec<Entry>,
     /// Stopped at a test's crash point.
     pub crashed: bool,
 }
@@ -263,12 +267,17 @@ async fn settle(
         }
         audit(ctx, &outcome, &done, now).await;
         count(&outcome, finished);
+        finished
+            .outcomes
+            .push((outcome.intent.action.kind, done.outcome));
         stored.push(done);
     }
     ctx.store
         .quota()
         .finish(&ctx.server.name, &stored, &changed, now)
-        .await
+        .await?;
+    finished.changed.extend(changed);
+    Ok(())
 }
 
 /// What an outcome does to the key's ledger entry.

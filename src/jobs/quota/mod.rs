@@ -57,7 +57,11 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
         // On start, intents left open by a previous run are finished first.
         match open_intents(ctx, crash).await {
             Ok(done) if done.crashed => return JobResult::default(),
-            Ok(done) => finished = done,
+            Ok(mut done) => {
+                // Already in the ledger this run reads.
+                done.changed.clear();
+                finished = done;
+            }
             Err(error) => return store_failure(error),
         }
     }
@@ -96,7 +100,9 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
         suspended,
         digest,
     };
-    outcome::report(ctx, &seen)
+    let mut result = outcome::report(ctx, &seen);
+    result.facts = outcome::facts(ctx, &finished, &accounting.entries);
+    result
 }
 
 /// Whether the `reset_not_applied` digest is raised in this run: once per server and
@@ -194,6 +200,8 @@ fn merge(into: &mut Finished, more: Finished) {
     into.nothing_to_reset += more.nothing_to_reset;
     into.unverified += more.unverified;
     into.unfinished += more.unfinished;
+    into.outcomes.extend(more.outcomes);
+    into.changed.extend(more.changed);
 }
 
 fn settings<'a>(ctx: &'a JobContext<'_>) -> Settings<'a> {
@@ -258,7 +266,10 @@ async fn failed(
     finished: &Finished,
 ) -> JobResult {
     let server = ctx.server.name.as_str();
-    let mut result = JobResult::default();
+    let mut result = JobResult {
+        facts: outcome::facts(ctx, finished, &[]),
+        ..JobResult::default()
+    };
     outcome::deleted_findings(server, finished, &mut result.findings);
     let failures = previous.unwrap_or(0).saturating_add(1);
     let saved = ctx

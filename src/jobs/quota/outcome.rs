@@ -1,14 +1,15 @@
 //! What a quota run reports: its plan lines (what was counted, decided and done) and its
 //! findings (notices, drops, the guard, deletes, the reset digest, staleness).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use super::execute::Finished;
 use super::observe::{self, STALE_AFTER};
 use super::report;
-use crate::jobs::{JobContext, JobResult};
+use crate::jobs::{Fact, JobContext, JobResult};
+use crate::model::quota::Entry;
 use crate::model::{Finding, stamp};
 use crate::quota::plan::{Accounting, Observed, ServerResets};
 use crate::quota::{self, Plan, human_bytes, period, rules};
@@ -173,6 +174,40 @@ fn next_reset(
     let policy =
         rules::matching(quotas, &ctx.server.name, &key.id, &key.uuid, &key.name).policy(quotas);
     period::window(policy, ctx.config.agent.timezone, ctx.clock.now()).next
+}
+
+/// What the run tells the metrics: every reset and delete finished, and with
+/// `metrics_per_key` each key's usage after the run (`entries`, as the verifications left
+/// them) and its limit.
+pub fn facts(ctx: &JobContext<'_>, finished: &Finished, entries: &[Entry]) -> Vec<Fact> {
+    let mut facts: Vec<Fact> = finished
+        .outcomes
+        .iter()
+        .map(|&(kind, outcome)| Fact::QuotaAction { kind, outcome })
+        .collect();
+    if !ctx.config.agent.metrics_per_key {
+        return facts;
+    }
+    let changed: HashMap<&str, &Entry> = finished
+        .changed
+        .iter()
+        .map(|entry| (entry.uuid.as_str(), entry))
+        .collect();
+    let quotas = &ctx.config.quotas;
+    let server = ctx.server.name.as_str();
+    for entry in entries {
+        let entry = changed.get(entry.uuid.as_str()).copied().unwrap_or(entry);
+        if entry.gone_at.is_some() {
+            continue;
+        }
+        let rule = rules::matching(quotas, server, &entry.key_id, &entry.uuid, &entry.name);
+        facts.push(Fact::KeyUsage {
+            uuid: entry.uuid.clone(),
+            used: entry.used,
+            limit: rule.policy(quotas).limit_bytes,
+        });
+    }
+    facts
 }
 
 /// The periods of this run's resets that did not take effect whose `reset_not_applied`

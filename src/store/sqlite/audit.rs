@@ -1,6 +1,5 @@
 //! The audit log: append-only (triggers refuse updates and deletes), written for people.
 
-use chrono::{DateTime, Utc};
 use rusqlite::{Row, params};
 
 use super::SqliteStore;
@@ -45,22 +44,6 @@ impl AuditLog for SqliteStore {
             );
             let mut statement = conn.prepare(&sql)?;
             let rows = statement.query_map(params![server, limit as i64], entry_from)?;
-            rows.collect()
-        })
-    }
-
-    fn since<'a>(
-        &'a self,
-        server: &'a str,
-        since: DateTime<Utc>,
-    ) -> StoreFuture<'a, Vec<AuditEntry>> {
-        let server = server.to_owned();
-        self.call(move |conn| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM audit_log WHERE server = ?1 AND at >= ?2 ORDER BY id DESC"
-            );
-            let mut statement = conn.prepare(&sql)?;
-            let rows = statement.query_map(params![server, stamp(since)], entry_from)?;
             rows.collect()
         })
     }

@@ -354,28 +354,6 @@ async fn server_state_round_trips() {
 }
 
 #[tokio::test]
-async fn audit_since_reads_one_server_from_a_time_on() {
-    let (_dir, store) = store();
-    for (server, minute) in [("fra-1", 1), ("fra-1", 5), ("ams-2", 6), ("fra-1", 9)] {
-        let entry = audit(server, minute, AuditResult::Ok);
-        store.audit().append(&entry).await.unwrap();
-    }
-    let since: Vec<_> = store
-        .audit()
-        .since("fra-1", at(5))
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.at)
-        .collect();
-    assert_eq!(
-        since,
-        [at(9), at(5)],
-        "newest first, the boundary included, other servers left out"
-    );
-}
-
-#[tokio::test]
 async fn unknown_stored_names_are_errors_not_defaults() {
     let (dir, store) = store();
     let record = RunRecord {
