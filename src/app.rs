@@ -13,8 +13,7 @@ use crate::store::Store;
 
 /// Load and validate the configuration; on failure, the report to print.
 pub fn load_config(path: &Path) -> Result<Loaded, String> {
-    crate::config::load(path)
-        .map_err(|errors: ConfigErrors| crate::commands::validate::problem_report(&errors, path))
+    crate::config::load(path).map_err(|errors: ConfigErrors| errors.report(path))
 }
 
 /// Open the state store in `[agent].state_dir` (migrating it, on a blocking thread).

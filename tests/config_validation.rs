@@ -188,10 +188,9 @@ url = "https://hooks.example.net/x"
         "\"unlimited\" lifts the default"
     );
     assert!(matches!(&by_uuid.policy.period, Period::Cron(s) if s.expr == "0 0 0 * * MON"));
-    let policy =
-        config
-            .quotas
-            .policy_for("fra-1", "1", "0f8e1c2a-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "bob");
+    let uuid = "0f8e1c2a-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
+    let rule = keywarden::quota::rules::matching(&config.quotas, "fra-1", "1", uuid, "bob");
+    let policy = rule.policy(&config.quotas);
     assert_eq!(policy.limit_bytes, None);
     let email = &config.alerts.email[0];
     assert_eq!((email.port, email.security), (587, SmtpSecurity::Starttls));

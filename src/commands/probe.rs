@@ -312,7 +312,7 @@ pub async fn run(path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<
     let loaded = match crate::config::load(path) {
         Ok(loaded) => loaded,
         Err(errors) => {
-            eprint!("{}", super::validate::problem_report(&errors, path));
+            eprint!("{}", errors.report(path));
             return Ok(EXIT_PROBLEMS);
         }
     };

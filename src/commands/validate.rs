@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
-use crate::config::{self, ConfigErrors, summary};
+use crate::config::{self, summary};
 
 pub fn run(path: &Path) -> anyhow::Result<u8> {
     match config::load(path) {
@@ -27,18 +27,11 @@ pub fn run(path: &Path) -> anyhow::Result<u8> {
         Err(errors) => {
             std::io::stderr()
                 .lock()
-                .write_all(problem_report(&errors, path).as_bytes())
+                .write_all(errors.report(path).as_bytes())
                 .context("writing the problems")?;
             Ok(EXIT_PROBLEMS)
         }
     }
-}
-
-/// Every problem, one per line, then how many there were.
-pub(crate) fn problem_report(errors: &ConfigErrors, path: &Path) -> String {
-    let count = errors.problems.len();
-    let plural = if count == 1 { "" } else { "s" };
-    format!("{errors}\n{count} problem{plural} in {}\n", path.display())
 }
 
 #[cfg(test)]
@@ -50,7 +43,7 @@ mod tests {
         let path = Path::new("/etc/keywarden/agent.toml");
         let errors = config::from_str_with_env("[agent]\ndry_run = 1\n", path, &|_: &str| None)
             .expect_err("wrong type");
-        let report = problem_report(&errors, path);
+        let report = errors.report(path);
         let lines: Vec<&str> = report.lines().collect();
         assert_eq!(lines.len(), 2, "{report}");
         assert!(

@@ -42,6 +42,16 @@ pub struct ConfigErrors {
     pub problems: Vec<ConfigProblem>,
 }
 
+impl ConfigErrors {
+    /// Every problem, one per line, then how many there were in `path` (what `validate`
+    /// and every command print for an invalid configuration).
+    pub fn report(&self, path: &Path) -> String {
+        let count = self.problems.len();
+        let plural = if count == 1 { "" } else { "s" };
+        format!("{self}\n{count} problem{plural} in {}\n", path.display())
+    }
+}
+
 fn display_lines(problems: &[ConfigProblem]) -> String {
     problems
         .iter()

@@ -14,16 +14,6 @@ pub struct QuotasConfig {
     pub rules: Vec<QuotaRule>,
 }
 
-impl QuotasConfig {
-    /// The policy of a key: the first rule matching it (and its server), else the defaults.
-    pub fn policy_for(&self, server: &str, id: &str, uuid: &str, name: &str) -> &QuotaPolicy {
-        self.rules
-            .iter()
-            .find(|rule| rule.applies_to(server, id, uuid, name))
-            .map_or(&self.defaults, |rule| &rule.policy)
-    }
-}
-
 /// What happens to a key's traffic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuotaPolicy {
@@ -242,55 +232,5 @@ mod tests {
         let name = KeyMatcher::NameGlob("team-?".into());
         assert!(name.matches("1", "u", "team-a"));
         assert!(!name.matches("team-a", "u", "team-ab"));
-    }
-
-    fn policy(limit: u64) -> QuotaPolicy {
-        QuotaPolicy {
-            limit_bytes: Some(limit),
-            period: Period::Monthly,
-            period_day: 1,
-            warn_at: vec![80, 95],
-            on_exceed: OnExceed::Alert,
-            grace: Duration::from_secs(86_400),
-            allow_mass: false,
-        }
-    }
-
-    #[test]
-    fn policy_for_takes_the_first_matching_rule() {
-        let quotas = QuotasConfig {
-            defaults: policy(1),
-            rules: vec![
-                QuotaRule {
-                    matcher: KeyMatcher::NameGlob("vip-*".into()),
-                    server: Some("fra-1".into()),
-                    policy: policy(2),
-                },
-                QuotaRule {
-                    matcher: KeyMatcher::NameGlob("vip-*".into()),
-                    server: None,
-                    policy: policy(3),
-                },
-                QuotaRule {
-                    matcher: KeyMatcher::NameGlob("*".into()),
-                    server: Some("ams-2".into()),
-                    policy: policy(4),
-                },
-            ],
-        };
-        let limit = |server, name| quotas.policy_for(server, "7", "u", name).limit_bytes;
-        assert_eq!(
-            limit("fra-1", "vip-a"),
-            Some(2),
-            "server-specific rule first"
-        );
-        assert_eq!(
-            limit("ams-2", "vip-a"),
-            Some(3),
-            "earlier rule wins over later"
-        );
-        assert_eq!(limit("ams-2", "bob"), Some(4));
-        assert_eq!(limit("fra-1", "bob"), Some(1), "no rule: defaults");
-        assert_eq!(limit("other", "vip-a"), Some(3));
     }
 }

@@ -108,14 +108,51 @@ mod tests {
         for (server, id, uuid, name, want) in cases {
             let got = matching(&quotas, server, id, uuid, name);
             assert_eq!(got, want, "{server} {id} {uuid} {name}");
-            // The same answer as the config's own lookup.
-            assert_eq!(
-                got.policy(&quotas),
-                quotas.policy_for(server, id, uuid, name)
-            );
         }
         assert_eq!(RuleRef::Default.describe(&quotas), "default");
         assert_eq!(RuleRef::Rule(0).describe(&quotas), "rule 1 (name vip-*)");
         assert_eq!(RuleRef::Rule(2).describe(&quotas), "rule 3 (id 42)");
+    }
+
+    #[test]
+    fn the_first_matching_rule_gives_the_policy() {
+        let quotas = QuotasConfig {
+            defaults: policy(1),
+            rules: vec![
+                QuotaRule {
+                    matcher: KeyMatcher::NameGlob("vip-*".into()),
+                    server: Some("fra-1".into()),
+                    policy: policy(2),
+                },
+                QuotaRule {
+                    matcher: KeyMatcher::NameGlob("vip-*".into()),
+                    server: None,
+                    policy: policy(3),
+                },
+                QuotaRule {
+                    matcher: KeyMatcher::NameGlob("*".into()),
+                    server: Some("ams-2".into()),
+                    policy: policy(4),
+                },
+            ],
+        };
+        let limit = |server, name| {
+            matching(&quotas, server, "7", "u", name)
+                .policy(&quotas)
+                .limit_bytes
+        };
+        assert_eq!(
+            limit("fra-1", "vip-a"),
+            Some(2),
+            "server-specific rule first"
+        );
+        assert_eq!(
+            limit("ams-2", "vip-a"),
+            Some(3),
+            "earlier rule wins over later"
+        );
+        assert_eq!(limit("ams-2", "bob"), Some(4));
+        assert_eq!(limit("fra-1", "bob"), Some(1), "no rule: defaults");
+        assert_eq!(limit("other", "vip-a"), Some(3));
     }
 }

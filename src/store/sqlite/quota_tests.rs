@@ -7,7 +7,6 @@ use crate::model::FindingKind;
 use crate::model::quota::{
     Action, ActionKind, Entry, FinishedIntent, IntentOutcome, IntentState, Reason, ServerMemory,
 };
-use crate::quota::ledger::{KeyInfo, Reading, adopt};
 use crate::store::{QuotaCommit, Store};
 
 fn at(minute: u32) -> DateTime<Utc> {
@@ -20,26 +19,28 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// A key's ledger entry with every field set.
 fn entry(n: u32) -> Entry {
-    let (id, uuid, name) = (format!("id-{n}"), format!("uuid-{n}"), format!("key {n}"));
-    let key = KeyInfo {
-        id: &id,
-        uuid: &uuid,
-        name: &name,
-    };
-    let mut entry = adopt(
-        &key,
-        Reading::Counter {
-            bytes: 5_000_000_000_000,
-            connections: None,
-        },
-        at(0),
-        at(1),
-    )
-    .unwrap();
-    entry.exceeded_at = Some(at(2));
-    entry.warned = 95;
-    entry
+    Entry {
+        uuid: format!("uuid-{n}"),
+        key_id: format!("id-{n}"),
+        name: format!("key {n}"),
+        counter: Some(5_000_000_000_000),
+        used: 5_000_000_000_000,
+        period_total: 5_000_000_000_000,
+        period_start: at(0),
+        adopted: true,
+        warned: 95,
+        exceeded_at: Some(at(2)),
+        exceed_resets: 1,
+        delete_due: Some(at(3)),
+        expect_drop: true,
+        last_reset: Some(at(0)),
+        first_seen: at(1),
+        read_at: Some(at(1)),
+        changed_at: Some(at(1)),
+        gone_at: None,
+    }
 }
 
 /// A boundary reset of key `n` for the period that starts at minute `period`.
