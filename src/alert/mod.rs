@@ -8,14 +8,14 @@
 //! runner; `Sink::build_all` -> `Dispatcher::start(pipeline, sinks, options)` for the
 //! daemon (`shutdown(deadline)` at exit), or `flush(..)` once for `check --notify`.
 
-pub mod batch;
-pub mod dispatch;
-pub mod engine;
-pub mod model;
-pub mod pipeline;
-pub mod render;
-pub mod sink;
+mod batch;
+mod dispatch;
+pub(crate) mod engine;
+pub(crate) mod model;
+pub(crate) mod pipeline;
+mod render;
+mod sink;
 
 pub use dispatch::{DispatchOptions, DispatchStats, Dispatcher, FlushReport, flush, send_test};
-pub use pipeline::Pipeline;
+pub use pipeline::{CHECK_NOTIFY_DEADLINE, Pipeline, observations};
 pub use sink::{Sink, SinkError, SinkOptions};

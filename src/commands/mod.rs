@@ -3,12 +3,12 @@
 use crate::cli::Command;
 
 pub mod alert_test;
-pub mod check;
-pub mod probe;
-pub mod run;
-pub mod status;
-pub mod usage;
-pub mod validate;
+mod check;
+mod probe;
+mod run;
+mod status;
+mod usage;
+mod validate;
 
 /// Exit code: everything fine.
 pub const EXIT_OK: u8 = 0;

@@ -8,13 +8,13 @@
 
 mod backoff;
 pub mod config_sync;
-pub mod facts;
-pub mod health;
+mod facts;
+mod health;
 mod metrics;
 pub mod quota;
-pub mod reality;
+mod reality;
 pub mod runner;
-pub mod sink;
+mod sink;
 
 use std::time::Duration;
 

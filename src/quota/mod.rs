@@ -4,11 +4,11 @@
 //! clock, no server: the quota job (`jobs::quota`) observes, calls in here, persists and
 //! executes. See docs/quotas.md.
 
-pub mod action;
-pub mod evaluate;
-pub mod ledger;
-pub mod period;
-pub mod plan;
+mod action;
+pub(crate) mod evaluate;
+pub(crate) mod ledger;
+pub(crate) mod period;
+pub(crate) mod plan;
 pub mod rules;
 
 pub use evaluate::Notice;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-pub use super::action::{Action, ActionKind, GUARD_MIN_KEYS, GUARD_SHARE_PERCENT, Reason};
+pub use super::action::{Action, ActionKind, Reason};
 use super::action::{Candidate, guard};
 use super::evaluate::{ExceedAction, Notice, evaluate};
 use super::ledger::{self, Accounted, Drop, Entry, HistoryRow, KeyInfo, Reading};
