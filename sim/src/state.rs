@@ -1,6 +1,10 @@
 //! The simulated server's state and the API's key and traffic behaviour on it. Pure code:
 //! no HTTP, no sleeping; the clock comes in as a [`Now`]. Sync and config checks live in
 //! `sync.rs`, the test controls in `controls.rs`.
+//!
+//! Longer than 400 lines on purpose: the key store, the counters and the API's rules on
+//! them are one state whose invariants (a key in the store and in config.json, unique
+//! ports and ids) are kept in one place.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -3,6 +3,10 @@
 //! max_age expiry, permanent failures and sink health. A slow or broken sink only
 //! delays itself. Shutdown: cancel, let sends in flight finish within a deadline;
 //! whatever is undelivered stays in the outbox for the next start.
+//!
+//! Longer than 400 lines on purpose: the worker's pass, the daemon's loop and the one-shot
+//! `flush` and `send_test` share the worker's bookkeeping (outbox rows, sink health,
+//! counters); apart, each would need that state made public.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

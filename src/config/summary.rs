@@ -1,6 +1,9 @@
 //! The human summary `keywarden validate` prints: pure (config + now -> text). Secrets
 //! appear only as where they come from and `[redacted]`; URLs that may carry tokens only
 //! as scheme://host/[redacted].
+//!
+//! Longer than 400 lines on purpose (about 150 of them tests): one section of text per
+//! configuration section, in the order `validate` prints them.
 
 use std::path::Path;
 
