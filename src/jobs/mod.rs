@@ -88,6 +88,28 @@ impl JobResult {
     }
 }
 
+/// Why a job could not observe its server.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error(transparent)]
+    Api(#[from] crate::server_api::ApiError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A finding's summary stays one line, whatever a server put in the text it quotes
+/// (errors, key names): control characters become spaces, and it is cut at 200 chars.
+pub fn one_line(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match flat.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &flat[..cut]),
+        None => flat,
+    }
+}
+
 /// Run one job once on one server, with the job's own code (the runner wraps this).
 pub async fn run_job(job: JobKind, ctx: &JobContext<'_>) -> JobResult {
     match job {
@@ -105,6 +127,13 @@ mod tests {
 
     fn outcome_of(result: &JobResult) -> RunOutcome {
         result.outcome()
+    }
+
+    #[test]
+    fn summaries_stay_on_one_line() {
+        assert_eq!(one_line("a\nb\tc"), "a b c");
+        let long = "x".repeat(300);
+        assert_eq!(one_line(&long).chars().count(), 203);
     }
 
     #[test]

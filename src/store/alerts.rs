@@ -13,41 +13,41 @@ pub const OUTBOX_KEPT_DAYS: i64 = 7;
 /// Alert states, the outbox and sink health.
 pub trait AlertLog: Send + Sync {
     /// Alert states of one server, by fingerprint.
-    fn states<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<AlertState>>;
+    fn states(&self, server: &str) -> StoreFuture<'_, Vec<AlertState>>;
     /// Store an engine plan at once: the states, then the notices as outbox rows.
     /// Returns the new rows' ids.
-    fn save_plan<'a>(
-        &'a self,
-        states: &'a [AlertState],
-        notices: &'a [Notice],
+    fn save_plan(
+        &self,
+        states: &[AlertState],
+        notices: &[Notice],
         now: DateTime<Utc>,
-    ) -> StoreFuture<'a, Vec<i64>>;
+    ) -> StoreFuture<'_, Vec<i64>>;
     /// Undelivered, not dropped notices of `sink`, oldest first.
-    fn pending<'a>(&'a self, sink: &'a str) -> StoreFuture<'a, Vec<OutboxRow>>;
+    fn pending(&self, sink: &str) -> StoreFuture<'_, Vec<OutboxRow>>;
     /// The rows went out.
-    fn mark_delivered<'a>(&'a self, ids: &'a [i64], now: DateTime<Utc>) -> StoreFuture<'a, ()>;
+    fn mark_delivered(&self, ids: &[i64], now: DateTime<Utc>) -> StoreFuture<'_, ()>;
     /// A transient failure: try again at `next_attempt_at`.
-    fn mark_retry<'a>(
-        &'a self,
-        ids: &'a [i64],
+    fn mark_retry(
+        &self,
+        ids: &[i64],
         next_attempt_at: DateTime<Utc>,
-        error: &'a str,
-    ) -> StoreFuture<'a, ()>;
+        error: &str,
+    ) -> StoreFuture<'_, ()>;
     /// Give up on the rows (`reason`: max_age, permanent failure, test).
-    fn mark_dropped<'a>(
-        &'a self,
-        ids: &'a [i64],
+    fn mark_dropped(
+        &self,
+        ids: &[i64],
         now: DateTime<Utc>,
-        reason: &'a str,
-        error: Option<&'a str>,
-    ) -> StoreFuture<'a, ()>;
+        reason: &str,
+        error: Option<&str>,
+    ) -> StoreFuture<'_, ()>;
     /// Forget delivered and dropped notices older than `before`; returns how many.
-    fn prune<'a>(&'a self, before: DateTime<Utc>) -> StoreFuture<'a, usize>;
+    fn prune(&self, before: DateTime<Utc>) -> StoreFuture<'_, usize>;
     /// When the oldest notice still waiting for delivery was queued.
     fn oldest_pending(&self) -> StoreFuture<'_, Option<DateTime<Utc>>>;
     /// Pending, delivered and dropped notices per sink.
     fn counts(&self) -> StoreFuture<'_, Vec<OutboxCounts>>;
     /// What is known of a sink's deliveries (defaults before the first).
-    fn sink_health<'a>(&'a self, sink: &'a str) -> StoreFuture<'a, SinkHealth>;
-    fn save_sink_health<'a>(&'a self, health: &'a SinkHealth) -> StoreFuture<'a, ()>;
+    fn sink_health(&self, sink: &str) -> StoreFuture<'_, SinkHealth>;
+    fn save_sink_health(&self, health: &SinkHealth) -> StoreFuture<'_, ()>;
 }

@@ -7,11 +7,7 @@ use crate::model::AuditEntry;
 /// The audit log.
 pub trait AuditLog: Send + Sync {
     /// Append one entry; entries are never changed or removed.
-    fn append<'a>(&'a self, entry: &'a AuditEntry) -> StoreFuture<'a, ()>;
+    fn append(&self, entry: &AuditEntry) -> StoreFuture<'_, ()>;
     /// The latest `limit` entries (of one server, or all), newest first.
-    fn recent<'a>(
-        &'a self,
-        server: Option<&'a str>,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<AuditEntry>>;
+    fn recent(&self, server: Option<&str>, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>>;
 }

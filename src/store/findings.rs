@@ -10,13 +10,13 @@ pub trait FindingLog: Send + Sync {
     /// Record the findings of one run of `job` on `server`: new ones open, present ones
     /// are refreshed, open ones of this (server, job) that are absent resolve. The
     /// changes include the open findings of every server afterwards, per severity.
-    fn record<'a>(
-        &'a self,
-        server: &'a str,
+    fn record(
+        &self,
+        server: &str,
         job: JobKind,
-        findings: &'a [Finding],
+        findings: &[Finding],
         now: DateTime<Utc>,
-    ) -> StoreFuture<'a, FindingChanges>;
+    ) -> StoreFuture<'_, FindingChanges>;
     /// Open findings, of one server or all: by server, most severe first, then by kind.
-    fn open<'a>(&'a self, server: Option<&'a str>) -> StoreFuture<'a, Vec<StoredFinding>>;
+    fn open(&self, server: Option<&str>) -> StoreFuture<'_, Vec<StoredFinding>>;
 }

@@ -23,63 +23,43 @@ pub struct QuotaCommit {
 /// The quota job's repository.
 pub trait QuotaLog: Send + Sync {
     /// The ledger of one server (keys gone from it included).
-    fn ledger<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Entry>>;
+    fn ledger(&self, server: &str) -> StoreFuture<'_, Vec<Entry>>;
     /// The keys still on their servers, as (server, entry), by server and name.
-    fn usage<'a>(&'a self, server: Option<&'a str>) -> StoreFuture<'a, Vec<(String, Entry)>>;
+    fn usage(&self, server: Option<&str>) -> StoreFuture<'_, Vec<(String, Entry)>>;
     /// Finished periods of one server (of one key), oldest first.
-    fn history<'a>(
-        &'a self,
-        server: &'a str,
-        uuid: Option<&'a str>,
-    ) -> StoreFuture<'a, Vec<HistoryRow>>;
+    fn history(&self, server: &str, uuid: Option<&str>) -> StoreFuture<'_, Vec<HistoryRow>>;
     /// What the job remembers of a server (defaults before its first run;
     /// `sync_noted_at` is not kept here: the job reads it from the sync attempts).
-    fn memory<'a>(&'a self, server: &'a str) -> StoreFuture<'a, ServerMemory>;
+    fn memory(&self, server: &str) -> StoreFuture<'_, ServerMemory>;
     /// Commit one run. A new intent whose key is already done is left alone (at most
     /// once); a failed one is armed again.
-    fn commit<'a>(&'a self, server: &'a str, commit: QuotaCommit) -> StoreFuture<'a, ()>;
-    /// Save the server's memory alone.
-    fn save_memory<'a>(
-        &'a self,
-        server: &'a str,
-        memory: &'a ServerMemory,
-        api_version: &'a str,
-        now: DateTime<Utc>,
-    ) -> StoreFuture<'a, ()>;
+    fn commit(&self, server: &str, commit: QuotaCommit) -> StoreFuture<'_, ()>;
     /// Runs that could not observe the server, in a row (the rest of the memory is kept).
-    fn save_failures<'a>(
-        &'a self,
-        server: &'a str,
-        failures: u32,
-        now: DateTime<Utc>,
-    ) -> StoreFuture<'a, ()>;
+    fn save_failures(&self, server: &str, failures: u32, now: DateTime<Utc>)
+    -> StoreFuture<'_, ()>;
     /// The periods for which a once-per-period notice of `kind` was raised on `server`.
-    fn notices<'a>(&'a self, server: &'a str, kind: FindingKind) -> StoreFuture<'a, Vec<String>>;
+    fn notices(&self, server: &str, kind: FindingKind) -> StoreFuture<'_, Vec<String>>;
     /// Record that the notice of `kind` was raised for `period_keys` (again is harmless).
-    fn record_notices<'a>(
-        &'a self,
-        server: &'a str,
+    fn record_notices(
+        &self,
+        server: &str,
         kind: FindingKind,
-        period_keys: &'a [String],
+        period_keys: &[String],
         at: DateTime<Utc>,
-    ) -> StoreFuture<'a, ()>;
+    ) -> StoreFuture<'_, ()>;
     /// Intents not finished yet (pending or sending), oldest first.
-    fn open_intents<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Intent>>;
+    fn open_intents(&self, server: &str) -> StoreFuture<'_, Vec<Intent>>;
     /// Every intent of a server (of one key), oldest first.
-    fn intents<'a>(
-        &'a self,
-        server: &'a str,
-        uuid: Option<&'a str>,
-    ) -> StoreFuture<'a, Vec<Intent>>;
+    fn intents(&self, server: &str, uuid: Option<&str>) -> StoreFuture<'_, Vec<Intent>>;
     /// Mark intents as about to be sent (right before their remote calls).
-    fn mark_sending<'a>(&'a self, ids: &'a [i64], now: DateTime<Utc>) -> StoreFuture<'a, ()>;
+    fn mark_sending(&self, ids: &[i64], now: DateTime<Utc>) -> StoreFuture<'_, ()>;
     /// Finish intents (`Done` or `Failed`, with an outcome) together with the ledger
     /// entries their verification changed.
-    fn finish<'a>(
-        &'a self,
-        server: &'a str,
-        finished: &'a [FinishedIntent],
-        entries: &'a [Entry],
+    fn finish(
+        &self,
+        server: &str,
+        finished: &[FinishedIntent],
+        entries: &[Entry],
         now: DateTime<Utc>,
-    ) -> StoreFuture<'a, ()>;
+    ) -> StoreFuture<'_, ()>;
 }

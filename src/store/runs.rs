@@ -9,14 +9,9 @@ pub const RUNS_KEPT_PER_JOB: usize = 500;
 /// The record of job runs.
 pub trait RunLog: Send + Sync {
     /// Record a run (skipped ticks included), pruning beyond `RUNS_KEPT_PER_JOB`.
-    fn record<'a>(&'a self, run: &'a RunRecord) -> StoreFuture<'a, ()>;
+    fn record(&self, run: &RunRecord) -> StoreFuture<'_, ()>;
     /// The latest run of each (server, job), skipped ticks excluded, by server and job.
     fn last_runs(&self) -> StoreFuture<'_, Vec<RunRecord>>;
     /// The latest `limit` runs of one (server, job), newest first.
-    fn recent<'a>(
-        &'a self,
-        server: &'a str,
-        job: JobKind,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<RunRecord>>;
+    fn recent(&self, server: &str, job: JobKind, limit: usize) -> StoreFuture<'_, Vec<RunRecord>>;
 }

@@ -233,46 +233,26 @@ UPDATE sync_attempts SET outcome = 'deferred' WHERE EXISTS (
 
 /// Quota intents: the outcome becomes a name (NULL while open) with the call's error in a
 /// column of its own (it was "failed: <error>" in one text), and the period an intent
-/// belongs to (and an exceeded reset's allowance) are columns from which `intent_key` is
-/// derived, instead of text to be cut out of it. SQLite cannot change a column, so the
-/// table is rebuilt; the old rows are carried over (the timestamp in a key is 24
-/// characters wide).
+/// belongs to (and an exceeded reset's allowance) become columns from which `intent_key`
+/// is derived, instead of text to be cut out of it. The old rows are carried over once
+/// (the timestamp in a key is 24 characters wide); the two columns' defaults only serve
+/// this step, every insert sets them.
 pub const QUOTA_INTENT_OUTCOMES: &str = r#"
-CREATE TABLE quota_intents_v6 (
-    id             INTEGER PRIMARY KEY,
-    server         TEXT NOT NULL,
-    uuid           TEXT NOT NULL,
-    key_id         TEXT NOT NULL,
-    name           TEXT NOT NULL,
-    action         TEXT NOT NULL,         -- reset | delete
-    reason         TEXT NOT NULL,         -- boundary | exceeded | grace_ended
-    period_start   TEXT NOT NULL,         -- the period the intent belongs to
-    allowance      INTEGER NOT NULL,      -- exceeded: the allowance it ends (from 1); else 0
-    intent_key     TEXT NOT NULL,         -- derived from reason, period_start, allowance
-    counter_before INTEGER,
-    state          TEXT NOT NULL,         -- pending | sending | done | failed
-    outcome        TEXT,                  -- NULL while open; applied | not_applied | failed | ...
-    error          TEXT,                  -- the call's error, when there was one
-    created_at     TEXT NOT NULL,
-    updated_at     TEXT NOT NULL,
-    UNIQUE (server, uuid, intent_key)
-);
-INSERT INTO quota_intents_v6 (id, server, uuid, key_id, name, action, reason, period_start,
-    allowance, intent_key, counter_before, state, outcome, error, created_at, updated_at)
-SELECT id, server, uuid, key_id, name, action, reason,
-    substr(intent_key, instr(intent_key, ' ') + 1, 24),
-    CASE WHEN instr(intent_key, '#') > 0
+ALTER TABLE quota_intents RENAME COLUMN outcome TO outcome_text;
+ALTER TABLE quota_intents ADD COLUMN outcome TEXT;      -- NULL while open; applied | not_applied | failed | ...
+ALTER TABLE quota_intents ADD COLUMN error TEXT;        -- the call's error, when there was one
+ALTER TABLE quota_intents ADD COLUMN period_start TEXT NOT NULL DEFAULT '';  -- the period the intent belongs to
+ALTER TABLE quota_intents ADD COLUMN allowance INTEGER NOT NULL DEFAULT 0;   -- exceeded: the allowance it ends (from 1)
+UPDATE quota_intents SET
+    period_start = substr(intent_key, instr(intent_key, ' ') + 1, 24),
+    allowance = CASE WHEN instr(intent_key, '#') > 0
         THEN CAST(substr(intent_key, instr(intent_key, '#') + 1) AS INTEGER) ELSE 0 END,
-    intent_key, counter_before, state,
-    CASE WHEN outcome = '' THEN NULL
-        WHEN instr(outcome, ':') > 0 THEN substr(outcome, 1, instr(outcome, ':') - 1)
-        ELSE outcome END,
-    CASE WHEN instr(outcome, ': ') > 0 THEN substr(outcome, instr(outcome, ': ') + 2) END,
-    created_at, updated_at
-FROM quota_intents;
-DROP TABLE quota_intents;
-ALTER TABLE quota_intents_v6 RENAME TO quota_intents;
-CREATE INDEX quota_intents_open ON quota_intents (server, state);
+    outcome = CASE WHEN outcome_text = '' THEN NULL
+        WHEN instr(outcome_text, ':') > 0 THEN substr(outcome_text, 1, instr(outcome_text, ':') - 1)
+        ELSE outcome_text END,
+    error = CASE WHEN instr(outcome_text, ': ') > 0
+        THEN substr(outcome_text, instr(outcome_text, ': ') + 2) END;
+ALTER TABLE quota_intents DROP COLUMN outcome_text;
 "#;
 
 /// The schema version this build writes.

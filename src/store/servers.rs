@@ -10,7 +10,7 @@ pub trait ServerLog: Send + Sync {
     /// Every server's state, by name.
     fn states(&self) -> StoreFuture<'_, Vec<ServerState>>;
     /// One server's state (`None` before its first health check).
-    fn state<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Option<ServerState>>;
+    fn state(&self, server: &str) -> StoreFuture<'_, Option<ServerState>>;
     /// Save a server's state.
-    fn save<'a>(&'a self, state: &'a ServerState, now: DateTime<Utc>) -> StoreFuture<'a, ()>;
+    fn save(&self, state: &ServerState, now: DateTime<Utc>) -> StoreFuture<'_, ()>;
 }

@@ -28,18 +28,9 @@ pub use plan::{
 };
 pub use report::SUBJECT;
 
+pub use super::ObserveError;
 use super::{Fact, JobContext, JobResult, RunMode};
 use crate::server_api::{ApiError, ServerApi};
-use crate::store::StoreError;
-
-/// Why a server could not be observed.
-#[derive(Debug, thiserror::Error)]
-pub enum ObserveError {
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// Run the job once on `ctx.server`.
 pub async fn run(ctx: &JobContext<'_>) -> JobResult {

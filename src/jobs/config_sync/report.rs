@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::drift::Drift;
 use super::plan::Blocker;
 use crate::config::{JobKind, Severity};
+use crate::jobs::one_line;
 use crate::model::{Finding, FindingKind};
 use crate::server_api::{ApiError, SyncValidation};
 
@@ -15,18 +16,6 @@ pub const SUBJECT: &str = "config.json";
 
 /// 429 deferrals in a row that raise `sync_failed` (and count as a failed sync).
 pub const DEFERRALS_BEFORE_ALERT: u32 = 2;
-
-/// A summary line must stay one line, whatever a server put in its error text.
-pub fn one_line(text: &str) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    match flat.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}...", &flat[..cut]),
-        None => flat,
-    }
-}
 
 fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -270,17 +259,5 @@ pub fn blocked_line(server: &str, drift: &Drift, reason: &Blocker) -> String {
             "not syncing {server}: {syncs} of {max} syncs used in the last hour, next possible at {}: {described}",
             time(*frees_at)
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summaries_stay_on_one_line() {
-        assert_eq!(one_line("a\nb\tc"), "a b c");
-        let long = "x".repeat(300);
-        assert_eq!(one_line(&long).chars().count(), 203);
     }
 }

@@ -175,9 +175,16 @@ async fn commit_and_execute(
     let suspended = suspend_resets(ctx, plan, &finished);
     if suspended {
         memory.resets_suspended_version = Some(observed.api_version.clone());
-        let quota = ctx.store.quota();
-        let saved = quota.save_memory(server, &memory, &observed.api_version, now);
-        if let Err(error) = saved.await {
+        // The memory alone: a commit with nothing else in it.
+        let commit = QuotaCommit {
+            entries: Vec::new(),
+            history: Vec::new(),
+            intents: Vec::new(),
+            memory,
+            api_version: observed.api_version.clone(),
+            now,
+        };
+        if let Err(error) = ctx.store.quota().commit(server, commit).await {
             tracing::error!(server, %error, "quota: cannot save the reset suspension");
         }
     }

@@ -8,21 +8,13 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::jobs::JobContext;
+pub use crate::jobs::ObserveError;
 use crate::model::FindingKind;
 use crate::model::quota::{Entry, ServerMemory};
 use crate::quota::Reading;
 use crate::quota::plan::{Observed, ObservedKey};
 use crate::server_api::{ApiError, ApiErrorKind, KeyTraffic, ServerApi, VpnKey};
 use crate::store::StoreError;
-
-/// Why a server could not be observed.
-#[derive(Debug, thiserror::Error)]
-pub enum ObserveError {
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// What the store remembers of a server for the quota job.
 #[derive(Debug, Clone)]

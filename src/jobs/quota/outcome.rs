@@ -112,21 +112,13 @@ fn summarize(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
 
 /// The run's findings.
 fn findings(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
-    let Seen {
-        observed,
-        accounting,
-        plan,
-        finished,
-        suspended,
-        digest,
-    } = *seen;
     let server = ctx.server.name.as_str();
     let out = &mut result.findings;
-    if !accounting.drops.is_empty() {
-        out.push(report::drops(server, &accounting.drops));
+    if !seen.accounting.drops.is_empty() {
+        out.push(report::drops(server, &seen.accounting.drops));
     }
-    for notice in &plan.notices {
-        let next = next_reset(ctx, observed, notice);
+    for notice in &seen.plan.notices {
+        let next = next_reset(ctx, seen.observed, notice);
         out.extend(report::notice(
             server,
             notice,
@@ -134,23 +126,27 @@ fn findings(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
             next,
         ));
     }
-    if !plan.blocked.is_empty() {
-        out.push(report::blocked(server, &plan.blocked, observed.keys.len()));
-    }
-    deleted_findings(server, finished, out);
-    if digest {
-        out.push(report::not_applied(
+    if !seen.plan.blocked.is_empty() {
+        out.push(report::blocked(
             server,
-            &finished.not_applied,
-            finished.applied,
-            suspended,
+            &seen.plan.blocked,
+            seen.observed.keys.len(),
         ));
     }
-    let changed_at = match accounting.changed {
+    deleted_findings(server, seen.finished, out);
+    if seen.digest {
+        out.push(report::not_applied(
+            server,
+            &seen.finished.not_applied,
+            seen.finished.applied,
+            seen.suspended,
+        ));
+    }
+    let changed_at = match seen.accounting.changed {
         true => None,
-        false => observed.memory.traffic_changed_at,
+        false => seen.observed.memory.traffic_changed_at,
     };
-    if observe::frozen(changed_at, accounting.connections, ctx.clock.now()) {
+    if observe::frozen(changed_at, seen.accounting.connections, ctx.clock.now()) {
         let why = format!(
             "no key's traffic counter changed for {} h while the server reports open connections",
             STALE_AFTER.num_hours()

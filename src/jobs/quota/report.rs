@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::config::{JobKind, Severity};
+use crate::jobs::one_line;
 use crate::model::{Finding, FindingKind};
 use crate::quota::evaluate::{Notice, percent};
 use crate::quota::human_bytes;
@@ -36,18 +37,6 @@ fn finding(
         severity,
         summary: one_line(&summary),
         details,
-    }
-}
-
-/// Key names come from the server: no control characters, and not endless.
-fn one_line(text: &str) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    match flat.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}...", &flat[..cut]),
-        None => flat,
     }
 }
 

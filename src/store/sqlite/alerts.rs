@@ -126,7 +126,7 @@ impl SqliteStore {
 }
 
 impl AlertLog for SqliteStore {
-    fn states<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<AlertState>> {
+    fn states(&self, server: &str) -> StoreFuture<'_, Vec<AlertState>> {
         let server = server.to_owned();
         self.call(move |conn| {
             let mut statement = conn.prepare(
@@ -139,12 +139,12 @@ impl AlertLog for SqliteStore {
         })
     }
 
-    fn save_plan<'a>(
-        &'a self,
-        states: &'a [AlertState],
-        notices: &'a [Notice],
+    fn save_plan(
+        &self,
+        states: &[AlertState],
+        notices: &[Notice],
         now: DateTime<Utc>,
-    ) -> StoreFuture<'a, Vec<i64>> {
+    ) -> StoreFuture<'_, Vec<i64>> {
         let (states, notices) = (states.to_vec(), notices.to_vec());
         self.call(move |conn| {
             let now = stamp(now);
@@ -163,7 +163,7 @@ impl AlertLog for SqliteStore {
         })
     }
 
-    fn pending<'a>(&'a self, sink: &'a str) -> StoreFuture<'a, Vec<OutboxRow>> {
+    fn pending(&self, sink: &str) -> StoreFuture<'_, Vec<OutboxRow>> {
         let sink = sink.to_owned();
         self.call(move |conn| {
             let mut statement = conn.prepare(
@@ -176,7 +176,7 @@ impl AlertLog for SqliteStore {
         })
     }
 
-    fn mark_delivered<'a>(&'a self, ids: &'a [i64], now: DateTime<Utc>) -> StoreFuture<'a, ()> {
+    fn mark_delivered(&self, ids: &[i64], now: DateTime<Utc>) -> StoreFuture<'_, ()> {
         let now = stamp(now);
         self.each_outbox_row(ids, move |tx, id| {
             tx.prepare_cached(
@@ -186,12 +186,12 @@ impl AlertLog for SqliteStore {
         })
     }
 
-    fn mark_retry<'a>(
-        &'a self,
-        ids: &'a [i64],
+    fn mark_retry(
+        &self,
+        ids: &[i64],
         next_attempt_at: DateTime<Utc>,
-        error: &'a str,
-    ) -> StoreFuture<'a, ()> {
+        error: &str,
+    ) -> StoreFuture<'_, ()> {
         let (next, error) = (stamp(next_attempt_at), error.to_owned());
         self.each_outbox_row(ids, move |tx, id| {
             tx.prepare_cached(
@@ -201,13 +201,13 @@ impl AlertLog for SqliteStore {
         })
     }
 
-    fn mark_dropped<'a>(
-        &'a self,
-        ids: &'a [i64],
+    fn mark_dropped(
+        &self,
+        ids: &[i64],
         now: DateTime<Utc>,
-        reason: &'a str,
-        error: Option<&'a str>,
-    ) -> StoreFuture<'a, ()> {
+        reason: &str,
+        error: Option<&str>,
+    ) -> StoreFuture<'_, ()> {
         let (now, reason, error) = (stamp(now), reason.to_owned(), error.map(str::to_owned));
         self.each_outbox_row(ids, move |tx, id| {
             tx.prepare_cached(
@@ -218,7 +218,7 @@ impl AlertLog for SqliteStore {
         })
     }
 
-    fn prune<'a>(&'a self, before: DateTime<Utc>) -> StoreFuture<'a, usize> {
+    fn prune(&self, before: DateTime<Utc>) -> StoreFuture<'_, usize> {
         self.call(move |conn| {
             conn.execute(
                 "DELETE FROM alert_outbox WHERE COALESCE(delivered_at, dropped_at) < ?1",
@@ -258,7 +258,7 @@ impl AlertLog for SqliteStore {
         })
     }
 
-    fn sink_health<'a>(&'a self, sink: &'a str) -> StoreFuture<'a, SinkHealth> {
+    fn sink_health(&self, sink: &str) -> StoreFuture<'_, SinkHealth> {
         let sink = sink.to_owned();
         self.call(move |conn| {
             let found = conn
@@ -285,7 +285,7 @@ impl AlertLog for SqliteStore {
         })
     }
 
-    fn save_sink_health<'a>(&'a self, health: &'a SinkHealth) -> StoreFuture<'a, ()> {
+    fn save_sink_health(&self, health: &SinkHealth) -> StoreFuture<'_, ()> {
         let health = health.clone();
         self.call(move |conn| {
             conn.execute(

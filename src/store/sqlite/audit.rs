@@ -21,7 +21,7 @@ fn entry_from(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 }
 
 impl AuditLog for SqliteStore {
-    fn append<'a>(&'a self, entry: &'a AuditEntry) -> StoreFuture<'a, ()> {
+    fn append(&self, entry: &AuditEntry) -> StoreFuture<'_, ()> {
         let entry = entry.clone();
         self.call(move |conn| {
             conn.execute(
@@ -32,11 +32,7 @@ impl AuditLog for SqliteStore {
         })
     }
 
-    fn recent<'a>(
-        &'a self,
-        server: Option<&'a str>,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<AuditEntry>> {
+    fn recent(&self, server: Option<&str>, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>> {
         let server = server.map(str::to_owned);
         self.call(move |conn| {
             let sql = format!(

@@ -122,13 +122,13 @@ fn open_counts(conn: &Connection) -> rusqlite::Result<OpenFindings> {
 }
 
 impl FindingLog for SqliteStore {
-    fn record<'a>(
-        &'a self,
-        server: &'a str,
+    fn record(
+        &self,
+        server: &str,
         job: JobKind,
-        findings: &'a [Finding],
+        findings: &[Finding],
         now: DateTime<Utc>,
-    ) -> StoreFuture<'a, FindingChanges> {
+    ) -> StoreFuture<'_, FindingChanges> {
         let (server, findings) = (server.to_owned(), findings.to_vec());
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -146,7 +146,7 @@ impl FindingLog for SqliteStore {
         })
     }
 
-    fn open<'a>(&'a self, server: Option<&'a str>) -> StoreFuture<'a, Vec<StoredFinding>> {
+    fn open(&self, server: Option<&str>) -> StoreFuture<'_, Vec<StoredFinding>> {
         let server = server.map(str::to_owned);
         self.call(move |conn| {
             let sql = format!(

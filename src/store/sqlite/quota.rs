@@ -127,7 +127,7 @@ fn save_memory(
 }
 
 impl QuotaLog for SqliteStore {
-    fn ledger<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Entry>> {
+    fn ledger(&self, server: &str) -> StoreFuture<'_, Vec<Entry>> {
         let server = server.to_owned();
         self.call(move |conn| {
             let sql = format!("SELECT {ENTRY_COLUMNS} FROM quota_ledger WHERE server = ?1");
@@ -137,7 +137,7 @@ impl QuotaLog for SqliteStore {
         })
     }
 
-    fn usage<'a>(&'a self, server: Option<&'a str>) -> StoreFuture<'a, Vec<(String, Entry)>> {
+    fn usage(&self, server: Option<&str>) -> StoreFuture<'_, Vec<(String, Entry)>> {
         let server = server.map(str::to_owned);
         self.call(move |conn| {
             let sql = format!(
@@ -151,11 +151,7 @@ impl QuotaLog for SqliteStore {
         })
     }
 
-    fn history<'a>(
-        &'a self,
-        server: &'a str,
-        uuid: Option<&'a str>,
-    ) -> StoreFuture<'a, Vec<HistoryRow>> {
+    fn history(&self, server: &str, uuid: Option<&str>) -> StoreFuture<'_, Vec<HistoryRow>> {
         let (server, uuid) = (server.to_owned(), uuid.map(str::to_owned));
         self.call(move |conn| {
             let mut statement = conn.prepare(
@@ -178,7 +174,7 @@ impl QuotaLog for SqliteStore {
         })
     }
 
-    fn memory<'a>(&'a self, server: &'a str) -> StoreFuture<'a, ServerMemory> {
+    fn memory(&self, server: &str) -> StoreFuture<'_, ServerMemory> {
         let server = server.to_owned();
         self.call(move |conn| {
             // sync_noted_at is not read: the quota job takes it from the sync attempts.
@@ -201,7 +197,7 @@ impl QuotaLog for SqliteStore {
         })
     }
 
-    fn commit<'a>(&'a self, server: &'a str, commit: QuotaCommit) -> StoreFuture<'a, ()> {
+    fn commit(&self, server: &str, commit: QuotaCommit) -> StoreFuture<'_, ()> {
         let server = server.to_owned();
         self.call(move |conn| {
             let now = stamp(commit.now);
@@ -221,28 +217,12 @@ impl QuotaLog for SqliteStore {
         })
     }
 
-    fn save_memory<'a>(
-        &'a self,
-        server: &'a str,
-        memory: &'a ServerMemory,
-        api_version: &'a str,
-        now: DateTime<Utc>,
-    ) -> StoreFuture<'a, ()> {
-        let (server, memory, api_version) =
-            (server.to_owned(), memory.clone(), api_version.to_owned());
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            save_memory(&tx, &server, &memory, &api_version, &stamp(now))?;
-            tx.commit()
-        })
-    }
-
-    fn save_failures<'a>(
-        &'a self,
-        server: &'a str,
+    fn save_failures(
+        &self,
+        server: &str,
         failures: u32,
         now: DateTime<Utc>,
-    ) -> StoreFuture<'a, ()> {
+    ) -> StoreFuture<'_, ()> {
         let server = server.to_owned();
         self.call(move |conn| {
             conn.execute(
@@ -254,7 +234,7 @@ impl QuotaLog for SqliteStore {
         })
     }
 
-    fn notices<'a>(&'a self, server: &'a str, kind: FindingKind) -> StoreFuture<'a, Vec<String>> {
+    fn notices(&self, server: &str, kind: FindingKind) -> StoreFuture<'_, Vec<String>> {
         let server = server.to_owned();
         self.call(move |conn| {
             let mut statement = conn.prepare(
@@ -265,13 +245,13 @@ impl QuotaLog for SqliteStore {
         })
     }
 
-    fn record_notices<'a>(
-        &'a self,
-        server: &'a str,
+    fn record_notices(
+        &self,
+        server: &str,
         kind: FindingKind,
-        period_keys: &'a [String],
+        period_keys: &[String],
         at: DateTime<Utc>,
-    ) -> StoreFuture<'a, ()> {
+    ) -> StoreFuture<'_, ()> {
         let (server, keys) = (server.to_owned(), period_keys.to_vec());
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -285,32 +265,28 @@ impl QuotaLog for SqliteStore {
         })
     }
 
-    fn open_intents<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Vec<Intent>> {
+    fn open_intents(&self, server: &str) -> StoreFuture<'_, Vec<Intent>> {
         let server = server.to_owned();
         self.call(move |conn| quota_intents::open_intents(conn, &server))
     }
 
-    fn intents<'a>(
-        &'a self,
-        server: &'a str,
-        uuid: Option<&'a str>,
-    ) -> StoreFuture<'a, Vec<Intent>> {
+    fn intents(&self, server: &str, uuid: Option<&str>) -> StoreFuture<'_, Vec<Intent>> {
         let (server, uuid) = (server.to_owned(), uuid.map(str::to_owned));
         self.call(move |conn| quota_intents::intents(conn, &server, uuid.as_deref()))
     }
 
-    fn mark_sending<'a>(&'a self, ids: &'a [i64], now: DateTime<Utc>) -> StoreFuture<'a, ()> {
+    fn mark_sending(&self, ids: &[i64], now: DateTime<Utc>) -> StoreFuture<'_, ()> {
         let ids = ids.to_vec();
         self.call(move |conn| quota_intents::mark_sending(conn, &ids, &stamp(now)))
     }
 
-    fn finish<'a>(
-        &'a self,
-        server: &'a str,
-        finished: &'a [FinishedIntent],
-        entries: &'a [Entry],
+    fn finish(
+        &self,
+        server: &str,
+        finished: &[FinishedIntent],
+        entries: &[Entry],
         now: DateTime<Utc>,
-    ) -> StoreFuture<'a, ()> {
+    ) -> StoreFuture<'_, ()> {
         let (server, finished, entries) = (server.to_owned(), finished.to_vec(), entries.to_vec());
         self.call(move |conn| {
             quota_intents::finish(conn, &server, &finished, &entries, &stamp(now))

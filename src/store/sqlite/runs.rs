@@ -21,7 +21,7 @@ fn run_from(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 impl RunLog for SqliteStore {
-    fn record<'a>(&'a self, run: &'a RunRecord) -> StoreFuture<'a, ()> {
+    fn record(&self, run: &RunRecord) -> StoreFuture<'_, ()> {
         let run = run.clone();
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -51,12 +51,7 @@ impl RunLog for SqliteStore {
         })
     }
 
-    fn recent<'a>(
-        &'a self,
-        server: &'a str,
-        job: JobKind,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<RunRecord>> {
+    fn recent(&self, server: &str, job: JobKind, limit: usize) -> StoreFuture<'_, Vec<RunRecord>> {
         let server = server.to_owned();
         self.call(move |conn| {
             let sql = format!(

@@ -31,7 +31,7 @@ impl ServerLog for SqliteStore {
         })
     }
 
-    fn state<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Option<ServerState>> {
+    fn state(&self, server: &str) -> StoreFuture<'_, Option<ServerState>> {
         let server = server.to_owned();
         self.call(move |conn| {
             let sql = format!("SELECT {COLUMNS} FROM server_state WHERE server = ?1");
@@ -39,7 +39,7 @@ impl ServerLog for SqliteStore {
         })
     }
 
-    fn save<'a>(&'a self, state: &'a ServerState, now: DateTime<Utc>) -> StoreFuture<'a, ()> {
+    fn save(&self, state: &ServerState, now: DateTime<Utc>) -> StoreFuture<'_, ()> {
         let state = state.clone();
         self.call(move |conn| {
             conn.execute(

@@ -9,7 +9,7 @@ use crate::model::{DriftMemory, SyncAttempt, SyncAttemptOutcome, stamp};
 use crate::store::{StoreFuture, SyncLog};
 
 impl SyncLog for SqliteStore {
-    fn drift<'a>(&'a self, server: &'a str) -> StoreFuture<'a, DriftMemory> {
+    fn drift(&self, server: &str) -> StoreFuture<'_, DriftMemory> {
         let server = server.to_owned();
         self.call(move |conn| {
             conn.query_row(
@@ -28,12 +28,12 @@ impl SyncLog for SqliteStore {
         })
     }
 
-    fn save_drift<'a>(
-        &'a self,
-        server: &'a str,
-        memory: &'a DriftMemory,
+    fn save_drift(
+        &self,
+        server: &str,
+        memory: &DriftMemory,
         now: DateTime<Utc>,
-    ) -> StoreFuture<'a, ()> {
+    ) -> StoreFuture<'_, ()> {
         let (server, memory) = (server.to_owned(), memory.clone());
         self.call(move |conn| {
             conn.execute(
@@ -45,7 +45,7 @@ impl SyncLog for SqliteStore {
         })
     }
 
-    fn record_attempt<'a>(&'a self, server: &'a str, at: DateTime<Utc>) -> StoreFuture<'a, i64> {
+    fn record_attempt(&self, server: &str, at: DateTime<Utc>) -> StoreFuture<'_, i64> {
         let server = server.to_owned();
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -77,7 +77,7 @@ impl SyncLog for SqliteStore {
         })
     }
 
-    fn last_sync<'a>(&'a self, server: &'a str) -> StoreFuture<'a, Option<DateTime<Utc>>> {
+    fn last_sync(&self, server: &str) -> StoreFuture<'_, Option<DateTime<Utc>>> {
         let server = server.to_owned();
         self.call(move |conn| {
             conn.query_row(
@@ -88,11 +88,11 @@ impl SyncLog for SqliteStore {
         })
     }
 
-    fn attempts_since<'a>(
-        &'a self,
-        server: &'a str,
+    fn attempts_since(
+        &self,
+        server: &str,
         since: DateTime<Utc>,
-    ) -> StoreFuture<'a, Vec<SyncAttempt>> {
+    ) -> StoreFuture<'_, Vec<SyncAttempt>> {
         let server = server.to_owned();
         self.call(move |conn| {
             let mut statement = conn.prepare(
