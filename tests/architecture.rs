@@ -206,3 +206,31 @@ fn long_files_say_why_at_the_top() {
         "over 400 lines without a top comment saying why: {silent:?}"
     );
 }
+
+/// The words after each `marker` in `text` (table or column names).
+fn names_after(text: &str, marker: &str) -> Vec<String> {
+    text.match_indices(marker)
+        .map(|(at, _)| {
+            text[at + marker.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_state_store_doc_names_every_table_and_added_column() {
+    let schema = std::fs::read_to_string(root().join("src/store/schema.rs")).unwrap();
+    let doc = std::fs::read_to_string(root().join("docs/state-store.md")).unwrap();
+    let mut names = names_after(&schema, "CREATE TABLE ");
+    names.extend(names_after(&schema, "ADD COLUMN "));
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|name| !doc.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/state-store.md does not mention {missing:?}"
+    );
+}
