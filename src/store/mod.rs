@@ -6,8 +6,10 @@
 
 mod alerts;
 mod error;
+mod lock;
 mod quota;
 mod quota_intents;
+mod reader;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use serde::Serialize;
 
 pub use alerts::{OUTBOX_KEPT_DAYS, OutboxCounts, SinkHealth};
 pub use error::StoreError;
+pub use lock::{LOCK_FILE, LockError, StateDirLock};
 pub use quota::QuotaCommit;
 pub use quota_intents::{Intent, IntentState};
 
