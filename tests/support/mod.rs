@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod alerts;
 pub mod hooks;
+pub mod hostile;
 pub mod quota;
 pub mod replay;
 pub mod smtp;
