@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod dump;
 pub mod hooks;
 pub mod hostile;
 pub mod quota;
