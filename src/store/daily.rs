@@ -240,6 +240,32 @@ impl Store {
         Ok(out)
     }
 
+    /// Findings open at some time in `[from, to)`: raised before `to` and not resolved
+    /// before `from`.
+    pub fn findings_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<super::StoredFinding>, StoreError> {
+        self.findings_where(
+            "first_seen < ?1 AND (resolved_at IS NULL OR resolved_at >= ?2)",
+            params![ts(to), ts(from)],
+        )
+    }
+
+    /// Audit entries of every server in `[from, to)`, oldest first.
+    pub fn audit_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<super::AuditEntry>, StoreError> {
+        self.audit_entries(
+            "SELECT at, server, action, target, result, detail FROM audit_log
+             WHERE at >= ?1 AND at < ?2 ORDER BY id",
+            params![ts(from), ts(to)],
+        )
+    }
+
     /// The recorded delivery of report `period` to `sink`, if any.
     pub fn report_delivery(
         &self,
