@@ -5,6 +5,7 @@ use crate::cli::Command;
 pub mod alert_test;
 pub mod check;
 pub mod probe;
+pub mod report;
 pub mod run;
 pub mod sim;
 pub mod status;
@@ -54,6 +55,27 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             server,
             json,
         } => usage::run(&config.path, server.as_deref(), json),
+        Command::Report {
+            config,
+            period,
+            send,
+            out,
+        } => report::run(&config.path, &report::ReportArgs { period, send, out }).await,
+        Command::Completions { shell } => {
+            crate::cli::completions(shell, &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+        Command::Man { out } => {
+            match out {
+                Some(dir) => {
+                    for page in crate::cli::man_pages(&dir)? {
+                        println!("{}", page.display());
+                    }
+                }
+                None => crate::cli::man_page(&mut std::io::stdout())?,
+            }
+            Ok(EXIT_OK)
+        }
         Command::Sim {
             listen,
             api,

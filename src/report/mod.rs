@@ -7,6 +7,7 @@
 pub mod chart;
 pub mod deliver;
 pub mod gather;
+pub mod job;
 pub mod model;
 pub mod period;
 pub mod render;

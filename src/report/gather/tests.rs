@@ -265,7 +265,14 @@ fn html_escapes_names_and_references_every_chart() {
 #[ignore = "writes the charts to $KEYWARDEN_CHART_DIR for a look"]
 fn write_charts_for_a_look() {
     let dir = std::env::var("KEYWARDEN_CHART_DIR").expect("KEYWARDEN_CHART_DIR");
-    let report = assemble(&config(), &ReportPeriod::week(day(23)), &gathered(), utc(30, 9));
+    let report = assemble(
+        &config(),
+        &ReportPeriod::week(day(23)),
+        &gathered(),
+        utc(30, 9),
+    );
     let rendered = crate::report::render(report, Tz::UTC).expect("render");
-    rendered.write_to(std::path::Path::new(&dir)).expect("write");
+    rendered
+        .write_to(std::path::Path::new(&dir))
+        .expect("write");
 }
