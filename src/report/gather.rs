@@ -13,7 +13,10 @@ use super::model::{
 use super::period::ReportPeriod;
 use crate::config::Config;
 use crate::quota::{Entry, rules};
-use crate::store::{AuditEntry, AvailabilityRow, DailyUsageRow, Store, StoreError, StoredFinding};
+use crate::store::{
+    AuditEntry, AvailabilityRow, AvailabilitySeries, DailyUsageRow, Store, StoreError,
+    StoredFinding,
+};
 
 /// Near-quota keys listed at most (the rest are counted).
 pub const NEAR_QUOTA_LISTED: usize = 50;
@@ -273,16 +276,16 @@ fn findings(
     lines
 }
 
+/// Checks and successes per local day.
+type DayCounts = BTreeMap<NaiveDate, (u64, u64)>;
+
 fn availability(
     period: &ReportPeriod,
     tz: Tz,
     servers: &[&str],
     rows: &[AvailabilityRow],
 ) -> Vec<Availability> {
-    let mut series: BTreeMap<
-        (&str, crate::store::AvailabilitySeries),
-        BTreeMap<NaiveDate, (u64, u64)>,
-    > = BTreeMap::new();
+    let mut series: BTreeMap<(&str, AvailabilitySeries), DayCounts> = BTreeMap::new();
     for row in rows.iter().filter(|r| servers.contains(&r.server.as_str())) {
         let day = row.hour.with_timezone(&tz).date_naive();
         let slot = series
