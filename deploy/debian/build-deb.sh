@@ -59,9 +59,12 @@ if $check; then
     touch "$root/var/lib/dpkg/status" "$root/var/lib/dpkg/available"
     if dpkg --root="$root" --force-not-root --force-depends --unpack "$deb" >/dev/null 2>&1; then
         "$root/usr/bin/keywarden" --version
-        "$root/usr/bin/keywarden" completions bash | grep -q 'keywarden' 
-        zcat "$root/usr/share/man/man1/keywarden.1.gz" | grep -q '^.TH keywarden 1'
-        dpkg --root="$root" -l keywarden | grep -q '^iU  keywarden'
+        "$root/usr/bin/keywarden" completions bash > "$root/completion.bash"
+        grep -q '_keywarden()' "$root/completion.bash"
+        zcat "$root/usr/share/man/man1/keywarden.1.gz" > "$root/keywarden.1"
+        grep -q '^.TH keywarden 1' "$root/keywarden.1"
+        dpkg --root="$root" -l keywarden > "$root/status.txt"
+        grep -q '^iU  keywarden' "$root/status.txt"
         echo "installed (unpacked) into a throwaway root: ok"
     else
         echo "dpkg --root could not unpack here; contents checked with dpkg-deb -c only"

@@ -62,7 +62,9 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             out,
         } => report::run(&config.path, &report::ReportArgs { period, send, out }).await,
         Command::Completions { shell } => {
-            crate::cli::completions(shell, &mut std::io::stdout());
+            let mut script = Vec::new();
+            crate::cli::completions(shell, &mut script);
+            print_all(&script)?;
             Ok(EXIT_OK)
         }
         Command::Man { out } => {
@@ -72,7 +74,11 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
                         println!("{}", page.display());
                     }
                 }
-                None => crate::cli::man_page(&mut std::io::stdout())?,
+                None => {
+                    let mut page = Vec::new();
+                    crate::cli::man_page(&mut page)?;
+                    print_all(&page)?;
+                }
             }
             Ok(EXIT_OK)
         }
@@ -82,5 +88,15 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             keys,
             api_key,
         } => sim::run(listen, api, keys, api_key).await,
+    }
+}
+
+/// Write to stdout; a reader that stopped early (`| head`, `| grep -q`) is not an error.
+fn print_all(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
