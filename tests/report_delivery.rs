@@ -499,3 +499,35 @@ async fn a_failing_sink_is_retried_the_next_hour_and_others_are_not_resent() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_daemon_schedules_the_report_and_its_hourly_retry_only_with_sinks() {
+    let rig = rig().await;
+    let runner = support::agent::runner(&rig.config, &rig.clock);
+    let metrics = Arc::new(keywarden::metrics::Metrics::new(false));
+    let reports = Arc::new(ReportJob {
+        store: rig.job.store.clone(),
+        clock: Arc::new(rig.clock.clone()),
+        sinks: SinkOptions::default(),
+        delivery: DeliveryOptions::default(),
+        metrics: None,
+    });
+    let ids = |config: &Arc<keywarden::config::Config>| -> Vec<(String, String)> {
+        keywarden::agent::tasks(config, &runner, &metrics, &reports)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.id.starts_with("reports"))
+            .map(|t| (t.id, t.schedule.expr))
+            .collect()
+    };
+    assert_eq!(
+        ids(&rig.config),
+        [
+            ("reports".to_string(), "0 0 9 * * Mon".to_string()),
+            ("reports/retry".to_string(), "0 17 * * * *".to_string())
+        ]
+    );
+    let mut without = (*rig.config).clone();
+    without.reports.sinks.clear();
+    assert!(ids(&Arc::new(without)).is_empty());
+}
