@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod output;
 pub mod quota;
 pub mod redact;
+pub mod report;
 pub mod scheduler;
 pub mod secret;
 pub mod server_api;

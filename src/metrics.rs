@@ -70,6 +70,12 @@ pub struct SinkLabels {
     pub sink: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkResultLabels {
+    pub sink: String,
+    pub result: String,
+}
+
 /// Every metric keywarden exports.
 pub struct Metrics {
     registry: Registry,
@@ -93,6 +99,7 @@ pub struct Metrics {
     pub notifications_dropped: Family<SinkLabels, Counter>,
     pub outbox_depth: Gauge,
     pub outbox_oldest_age_seconds: Gauge<f64, AtomicU64>,
+    pub report_deliveries: Family<SinkResultLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -219,6 +226,12 @@ impl Metrics {
             "Age of the oldest undelivered notification",
             outbox_oldest_age_seconds.clone(),
         );
+        let report_deliveries = Family::<SinkResultLabels, Counter>::default();
+        registry.register(
+            "report_deliveries",
+            "Scheduled usage report deliveries, by sink and result (delivered, failed)",
+            report_deliveries.clone(),
+        );
         Metrics {
             registry,
             per_key,
@@ -241,7 +254,19 @@ impl Metrics {
             notifications_dropped,
             outbox_depth,
             outbox_oldest_age_seconds,
+            report_deliveries,
         }
+    }
+
+    /// One scheduled report delivery to `sink`.
+    pub fn report_delivery(&self, sink: &str, delivered: bool) {
+        let result = if delivered { "delivered" } else { "failed" };
+        self.report_deliveries
+            .get_or_create(&SinkResultLabels {
+                sink: sink.into(),
+                result: result.into(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

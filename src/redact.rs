@@ -65,7 +65,8 @@ impl Redactor {
     }
 
     /// Every secret of the configuration: API keys, SMTP passwords, signing secrets,
-    /// header values, and the token-like parts of webhook and heartbeat URLs.
+    /// header values, Slack bot tokens, and the token-like parts of webhook and
+    /// heartbeat URLs.
     pub fn from_config(config: &Config) -> Redactor {
         let mut secrets: Vec<String> = Vec::new();
         let mut add = |secret: &Secret| secrets.push(secret.expose().to_owned());
@@ -84,6 +85,9 @@ impl Redactor {
             }
             for (_, value) in &sink.headers {
                 add(value);
+            }
+            if let Some(upload) = &sink.slack_upload {
+                add(&upload.token);
             }
         }
         for sink in &alerts.webhook {

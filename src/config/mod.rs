@@ -9,6 +9,7 @@ mod document;
 mod error;
 mod quota;
 pub mod raw;
+mod reports;
 mod schedule;
 mod shape;
 pub mod summary;
@@ -19,11 +20,12 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use alerts::{
-    AlertsConfig, EmailSinkConfig, SecretUrl, Severity, SmtpSecurity, WebhookFormat,
+    AlertsConfig, EmailSinkConfig, SecretUrl, Severity, SlackUpload, SmtpSecurity, WebhookFormat,
     WebhookSinkConfig,
 };
 pub use error::{ConfigErrors, ConfigProblem};
 pub use quota::{AdoptMode, KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig};
+pub use reports::{ReportPeriodKind, ReportsConfig};
 pub use schedule::Schedule;
 pub use types::{
     AgentConfig, Config, ConfigSyncJobConfig, CounterResets, HealthJobConfig, JobKind, JobsConfig,

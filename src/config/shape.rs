@@ -131,6 +131,15 @@ pub(crate) const KEY_KINDS: &[(&str, Kind)] = &[
     ("alerts.webhook[].min_severity", Kind::Str),
     ("alerts.webhook[].timeout", Kind::NumOrStr),
     ("alerts.webhook[].rate_limit_per_minute", Kind::Int),
+    ("alerts.webhook[].slack_token", Kind::Str),
+    ("alerts.webhook[].slack_token_file", Kind::Str),
+    ("alerts.webhook[].slack_token_env", Kind::Str),
+    ("alerts.webhook[].slack_channel", Kind::Str),
+    ("reports", Kind::Table),
+    ("reports.schedule", Kind::Str),
+    ("reports.period", Kind::Str),
+    ("reports.sinks", Kind::ArrayOfStr),
+    ("reports.top_keys", Kind::Int),
 ];
 
 fn kind_of(pattern: &str) -> Option<Kind> {

@@ -5,6 +5,7 @@
 //! across an `.await`.
 
 mod alerts;
+mod daily;
 mod error;
 mod lock;
 mod quota;
@@ -21,6 +22,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 pub use alerts::{OUTBOX_KEPT_DAYS, OutboxCounts, SinkHealth};
+pub use daily::{
+    AvailabilityRow, AvailabilitySample, AvailabilitySeries, DAILY_KEPT_DAYS, DailyUsage,
+    DailyUsageRow, DeliveryState, ReportDelivery,
+};
 pub use error::StoreError;
 pub use lock::{LOCK_FILE, LockError, StateDirLock};
 pub use quota::QuotaCommit;
