@@ -30,6 +30,7 @@ concurrency = 8
 skip_jobs = ["reality"]
 counter_resets = "auto"
 ca_file = "/ca.pem"
+max_response_size = "64 MiB"
 
 [jobs.health]
 schedule = "*/30 * * * * *"
@@ -52,6 +53,7 @@ period_day = 1
 warn_at = [80, 95]
 on_exceed = "alert"
 grace = "24h"
+adopt = "baseline"
 
 [[quotas.rules]]
 match_name = "vip-*"
@@ -101,6 +103,16 @@ headers = { X-A = "b" }
 min_severity = "info"
 timeout = "10s"
 rate_limit_per_minute = 20
+slack_token = "t"
+slack_token_file = "/t"
+slack_token_env = "T"
+slack_channel = "C1"
+
+[reports]
+schedule = "0 0 9 * * Mon"
+period = "last-week"
+sinks = ["w"]
+top_keys = 10
 "#;
 
 fn join(prefix: &str, key: &str) -> String {

@@ -14,7 +14,7 @@ pub(crate) mod engine;
 pub(crate) mod model;
 pub(crate) mod pipeline;
 mod render;
-mod sink;
+pub(crate) mod sink;
 
 pub use dispatch::{DispatchOptions, DispatchStats, Dispatcher, FlushReport, flush, send_test};
 pub use pipeline::{CHECK_NOTIFY_DEADLINE, Pipeline, observations};

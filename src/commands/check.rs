@@ -14,6 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::jobs::runner::{RunOptions, RunReport, Runner, Target};
 use crate::jobs::{AlertSink, FindingSink, LogSink, RunMode};
 use crate::model::{JobKind, RunOutcome, Severity};
+use crate::terminal::Shown;
 
 /// Nagios exit codes.
 pub const OK: u8 = 0;
@@ -73,7 +74,7 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
         Ok(loaded) => loaded,
         Err(report) => {
             eprint!("{report}");
-            println!("UNKNOWN: the configuration is invalid");
+            crate::outln!("UNKNOWN: the configuration is invalid")?;
             return Ok(UNKNOWN);
         }
     };
@@ -86,7 +87,7 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
         Ok(prepared) => prepared,
         Err(error) => {
             eprintln!("keywarden check: {error:#}");
-            println!("UNKNOWN: {error:#}");
+            crate::outln!("UNKNOWN: {error:#}")?;
             return Ok(UNKNOWN);
         }
     };
@@ -105,7 +106,7 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
             }
             Err(error) => {
                 eprintln!("keywarden check: {error}");
-                println!("UNKNOWN: {error}");
+                crate::outln!("UNKNOWN: {error}")?;
                 return Ok(UNKNOWN);
             }
         }
@@ -151,9 +152,9 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
         notifications,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render_text(&report));
+        crate::output::print(&render_text(&report))?;
     }
     Ok(code)
 }
@@ -191,7 +192,7 @@ pub async fn run_all(
     runs
 }
 
-/// The text report (pure).
+/// The text report (pure). Text that came from servers is escaped for the terminal.
 pub fn render_text(report: &CheckReport) -> String {
     let mut out = String::new();
     let dry = if report.dry_run {
@@ -216,10 +217,10 @@ pub fn render_text(report: &CheckReport) -> String {
             run.duration_ms
         );
         for line in &run.plan {
-            let _ = writeln!(out, "  - {line}");
+            let _ = writeln!(out, "  - {}", Shown(line));
         }
         if let Some(error) = &run.error {
-            let _ = writeln!(out, "  error: {error}");
+            let _ = writeln!(out, "  error: {}", Shown(error));
         }
         for finding in &run.findings {
             let severity = match finding.severity {
@@ -230,11 +231,11 @@ pub fn render_text(report: &CheckReport) -> String {
             let _ = writeln!(
                 out,
                 "  [{severity}] {} ({})",
-                finding.summary,
+                Shown(&finding.summary),
                 finding.kind.as_str()
             );
             for line in finding.details.lines() {
-                let _ = writeln!(out, "      {line}");
+                let _ = writeln!(out, "      {}", Shown(line));
             }
         }
     }
@@ -250,7 +251,7 @@ pub fn render_text(report: &CheckReport) -> String {
                 "  {}: {} not delivered, left queued for the daemon (last error: {})",
                 left.sink,
                 left.pending,
-                left.last_error.as_deref().unwrap_or("none yet")
+                Shown(left.last_error.as_deref().unwrap_or("none yet"))
             );
         }
     }

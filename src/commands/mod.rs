@@ -5,9 +5,10 @@ use crate::cli::Command;
 pub mod alert_test;
 mod check;
 mod probe;
+mod report;
 mod run;
 mod status;
-mod usage;
+pub mod usage;
 mod validate;
 
 /// Exit code: everything fine.
@@ -52,10 +53,47 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             server,
             json,
         } => usage::run(&config.path, server.as_deref(), json).await,
+        Command::Report {
+            config,
+            period,
+            send,
+            out,
+        } => report::run(&config.path, &report::ReportArgs { period, send, out }).await,
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            crate::cli::completions(shell, &mut script);
+            print_all(&script)?;
+            Ok(EXIT_OK)
+        }
+        Command::Man { out } => {
+            match out {
+                Some(dir) => {
+                    for page in crate::cli::man_pages(&dir)? {
+                        crate::outln!("{}", page.display())?;
+                    }
+                }
+                None => {
+                    let mut page = Vec::new();
+                    crate::cli::man_page(&mut page)?;
+                    print_all(&page)?;
+                }
+            }
+            Ok(EXIT_OK)
+        }
         // The binary runs these itself: they need the simulator, which this library does
         // not link (see src/main.rs).
         Command::Demo { .. } | Command::Sim { .. } => {
             anyhow::bail!("`keywarden demo` and `keywarden sim` are run by the keywarden binary")
         }
+    }
+}
+
+/// Write to stdout; a reader that stopped early (`| head`, `| grep -q`) is not an error.
+fn print_all(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }

@@ -1,6 +1,9 @@
 //! The configuration file exactly as written: serde structs with every field optional and
 //! spanned, so that `validate` can report missing or bad values with a line and column.
 //! Nothing here interprets a value; defaults live in `validate.rs` (and docs/configuration.md).
+//!
+//! Longer than 400 lines on purpose: one plain struct per table of the file, field by
+//! field, so the file's shape can be read in one place.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +36,7 @@ pub const ALL_KEYS: &[&str] = &[
     "servers[].skip_jobs",
     "servers[].counter_resets",
     "servers[].ca_file",
+    "servers[].max_response_size",
     "jobs",
     "jobs.health",
     "jobs.health.schedule",
@@ -54,6 +58,7 @@ pub const ALL_KEYS: &[&str] = &[
     "quotas.warn_at",
     "quotas.on_exceed",
     "quotas.grace",
+    "quotas.adopt",
     "quotas.rules",
     "quotas.rules[].match_name",
     "quotas.rules[].match_uuid",
@@ -99,6 +104,15 @@ pub const ALL_KEYS: &[&str] = &[
     "alerts.webhook[].min_severity",
     "alerts.webhook[].timeout",
     "alerts.webhook[].rate_limit_per_minute",
+    "alerts.webhook[].slack_token",
+    "alerts.webhook[].slack_token_file",
+    "alerts.webhook[].slack_token_env",
+    "alerts.webhook[].slack_channel",
+    "reports",
+    "reports.schedule",
+    "reports.period",
+    "reports.sinks",
+    "reports.top_keys",
 ];
 
 /// Keys whose value is a free-form table (any key allowed inside).
@@ -154,6 +168,22 @@ pub struct RawConfig {
     pub quotas: Option<Spanned<RawQuotas>>,
     /// `[alerts]`: alert routing and the notification sinks.
     pub alerts: Option<Spanned<RawAlerts>>,
+    /// `[reports]`: the periodic usage report.
+    pub reports: Option<Spanned<RawReports>>,
+}
+
+/// `[reports]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReports {
+    /// Cron with seconds, in the agent's time zone. Default "0 0 9 * * Mon".
+    pub schedule: Option<Spanned<String>>,
+    /// last-week | last-month: what a scheduled report covers. Default "last-week".
+    pub period: Option<Spanned<String>>,
+    /// Names of email and webhook sinks the scheduled report goes to. Default [] (none).
+    pub sinks: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Keys listed in "top keys", 1..=100. Default 10.
+    pub top_keys: Option<Spanned<i64>>,
 }
 
 /// `[agent]`
@@ -202,6 +232,8 @@ pub struct RawServer {
     pub counter_resets: Option<Spanned<String>>,
     /// Extra root CA (PEM) trusted for this server. Default none.
     pub ca_file: Option<Spanned<String>>,
+    /// Largest answer read from this server (size). Default "64 MiB".
+    pub max_response_size: Option<Spanned<NumOrStr>>,
 }
 
 /// `[jobs]`
@@ -268,6 +300,8 @@ pub struct RawQuotas {
     pub on_exceed: Option<Spanned<String>>,
     /// With delete: time over the limit before deletion. Default "24h".
     pub grace: Option<Spanned<NumOrStr>>,
+    /// baseline | count: what a key's counter at first sight counts for. Default "baseline".
+    pub adopt: Option<Spanned<String>>,
     /// `[[quotas.rules]]`, first match wins.
     pub rules: Option<Vec<Spanned<RawRule>>>,
 }
@@ -380,4 +414,12 @@ pub struct RawWebhook {
     pub timeout: Option<Spanned<NumOrStr>>,
     /// Messages per minute at most; beyond, pending alerts merge into a digest. Default 20.
     pub rate_limit_per_minute: Option<Spanned<i64>>,
+    /// Slack bot token (slack only, with slack_channel): lets reports upload their charts.
+    pub slack_token: Option<Spanned<String>>,
+    /// File holding the Slack bot token.
+    pub slack_token_file: Option<Spanned<String>>,
+    /// Environment variable holding the Slack bot token.
+    pub slack_token_env: Option<Spanned<String>>,
+    /// Slack channel id the charts are uploaded to (slack only, with a token).
+    pub slack_channel: Option<Spanned<String>>,
 }

@@ -9,6 +9,7 @@ use reqwest::Url;
 
 use super::alerts::AlertsConfig;
 use super::quota::QuotasConfig;
+use super::reports::ReportsConfig;
 use super::schedule::Schedule;
 use crate::logging::LogFormat;
 pub use crate::model::JobKind;
@@ -27,6 +28,8 @@ pub struct Config {
     pub quotas: QuotasConfig,
     /// `[alerts]`: routing and sinks.
     pub alerts: AlertsConfig,
+    /// `[reports]`: the periodic usage report.
+    pub reports: ReportsConfig,
 }
 
 impl Config {
@@ -100,6 +103,8 @@ pub struct ServerConfig {
     pub counter_resets: CounterResets,
     /// Extra root CA (PEM), checked readable at load.
     pub ca_file: Option<PathBuf>,
+    /// Answers larger than this are refused (`max_response_size`).
+    pub max_response_bytes: usize,
 }
 
 impl ServerConfig {

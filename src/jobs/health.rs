@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use crate::model::report::{AvailabilitySample, AvailabilitySeries};
 use crate::model::{Finding, FindingKind, JobKind, ServerState, Severity};
 use crate::server_api::{ApiError, ApiErrorKind, Generation};
 
@@ -89,6 +90,19 @@ async fn observe(ctx: &JobContext<'_>, previous: &ServerState) -> Result<Observe
         auth_error,
         precise_monitor,
     })
+}
+
+/// One `api` availability sample for the usage report.
+async fn record_availability(ctx: &JobContext<'_>, now: DateTime<Utc>, up: bool) {
+    let sample = AvailabilitySample {
+        series: AvailabilitySeries::Api,
+        up,
+    };
+    let report = ctx.store.report();
+    let recorded = report.record_availability(&ctx.server.name, now, &[sample]);
+    if let Err(error) = recorded.await {
+        tracing::error!(server = %ctx.server.name, %error, "cannot record the availability sample");
+    }
 }
 
 /// Pure: what the observation means.
@@ -191,6 +205,8 @@ pub async fn run(ctx: &JobContext<'_>) -> JobResult {
             if let Err(error) = ctx.store.servers().save(&state, now).await {
                 tracing::error!(server = %ctx.server.name, %error, "cannot record the health check");
             }
+            let up = matches!(observed, Observed::Up { .. });
+            record_availability(ctx, now, up).await;
             let mut result = JobResult {
                 findings: assess(&ctx.server.name, &observed, failures_before_alert),
                 facts: vec![Fact::ServerUp(matches!(observed, Observed::Up { .. }))],

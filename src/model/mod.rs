@@ -10,6 +10,7 @@ pub mod audit;
 pub mod finding;
 mod job;
 pub mod quota;
+pub mod report;
 mod server;
 mod severity;
 pub mod sync;

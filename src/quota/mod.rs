@@ -4,11 +4,13 @@
 //! clock, no server: the quota job (`jobs::quota`) observes, calls in here, persists and
 //! executes. See docs/quotas.md.
 
-mod action;
-pub(crate) mod evaluate;
-pub(crate) mod ledger;
-pub(crate) mod period;
-pub(crate) mod plan;
+pub mod action;
+pub mod evaluate;
+pub mod identity;
+pub mod ledger;
+pub mod period;
+pub mod plan;
+pub mod plausible;
 pub mod rules;
 
 pub use evaluate::Notice;

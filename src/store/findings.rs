@@ -17,6 +17,13 @@ pub trait FindingLog: Send + Sync {
         findings: &[Finding],
         now: DateTime<Utc>,
     ) -> StoreFuture<'_, FindingChanges>;
+    /// Findings open at some time in `[from, to)` (raised before `to`, not resolved
+    /// before `from`), in the order they were raised.
+    fn between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreFuture<'_, Vec<StoredFinding>>;
     /// Open findings, of one server or all: by server, most severe first, then by kind.
     fn open(&self, server: Option<&str>) -> StoreFuture<'_, Vec<StoredFinding>>;
 }

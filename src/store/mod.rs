@@ -1,6 +1,7 @@
 //! The state store: what must survive a restart (job runs, the drift streak and sync
 //! attempts, the audit log, findings, server state, the quota ledger and intents, alert
-//! states and the outbox), as one repository per concern behind a small async interface.
+//! states and the outbox, what the usage report reads), as one repository per concern
+//! behind a small async interface. `lock` keeps the state directory to one daemon.
 //!
 //! `Store` is a cheap handle (`Clone`) over a `Backend`, which implements every
 //! repository trait. Repositories take and return `crate::model` records; no SQL and no
@@ -13,7 +14,9 @@ mod alerts;
 mod audit;
 mod error;
 mod findings;
+mod lock;
 mod quota;
+mod report;
 mod runs;
 mod schema;
 mod servers;
@@ -29,7 +32,9 @@ pub use alerts::{AlertLog, OUTBOX_KEPT_DAYS};
 pub use audit::AuditLog;
 pub use error::StoreError;
 pub use findings::FindingLog;
+pub use lock::{LOCK_FILE, LockError, StateDirLock};
 pub use quota::{QuotaCommit, QuotaLog};
+pub use report::{DAILY_KEPT_DAYS, ReportLog};
 pub use runs::{RUNS_KEPT_PER_JOB, RunLog};
 pub use servers::ServerLog;
 pub use sqlite::DB_FILE;
@@ -52,6 +57,7 @@ pub trait Backend: Send + Sync + 'static {
     fn servers(&self) -> &dyn ServerLog;
     fn quota(&self) -> &dyn QuotaLog;
     fn alerts(&self) -> &dyn AlertLog;
+    fn report(&self) -> &dyn ReportLog;
     /// Whether a write goes through now (for /healthz): a real write, rolled back.
     fn check_writable(&self) -> StoreFuture<'_, ()>;
     /// The schema version of the data.
@@ -93,6 +99,13 @@ impl Store {
         sqlite::SqliteStore::open_read_only(path).map(Store::with_backend)
     }
 
+    /// The store in `state_dir` only to look at it (`status`, `usage`): never a write or
+    /// a migration, so it works beside the daemon and on a read-only state directory; an
+    /// empty store when there is none yet.
+    pub fn open_for_reading(state_dir: &Path) -> Result<Store, StoreError> {
+        sqlite::SqliteStore::open_for_reading(state_dir).map(Store::with_backend)
+    }
+
     /// A store over any backend.
     pub fn with_backend(backend: impl Backend) -> Store {
         Store {
@@ -126,6 +139,10 @@ impl Store {
 
     pub fn alerts(&self) -> &dyn AlertLog {
         self.backend.alerts()
+    }
+
+    pub fn report(&self) -> &dyn ReportLog {
+        self.backend.report()
     }
 
     /// Whether a write goes through now (for /healthz).

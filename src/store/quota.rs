@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use super::StoreFuture;
 use crate::model::FindingKind;
 use crate::model::quota::{Action, Entry, FinishedIntent, HistoryRow, Intent, ServerMemory};
+use crate::model::report::DailyUsage;
 
 /// What one quota run writes at once (one transaction): the ledger after its readings,
-/// the periods that ended, the intents it decided, and the server's memory. A decided
-/// reset is thus never lost and never decided twice.
+/// the periods that ended, the intents it decided, the server's memory and the run's
+/// growth per key and day. A decided reset is thus never lost and never decided twice,
+/// and no traffic is counted twice in the daily totals.
 #[derive(Debug, Clone)]
 pub struct QuotaCommit {
     pub entries: Vec<Entry>,
@@ -18,6 +20,8 @@ pub struct QuotaCommit {
     pub memory: ServerMemory,
     pub api_version: String,
     pub now: DateTime<Utc>,
+    /// This run's growth per key, for the daily totals the report reads.
+    pub daily: Vec<DailyUsage>,
 }
 
 /// The quota job's repository.

@@ -6,6 +6,7 @@ mod alerts;
 mod ctx;
 mod email;
 mod quotas;
+mod reports;
 mod servers;
 mod webhook;
 
@@ -40,6 +41,9 @@ pub mod defaults {
     pub const SERVER_TIMEOUT_SECS: u64 = 15;
     pub const SERVER_ACTION_TIMEOUT_SECS: u64 = 60;
     pub const SERVER_CONCURRENCY: usize = 8;
+    /// The largest answer read from a server: a key list of 200 000 keys is about
+    /// 50 MB (2.x, long names), so 64 MiB holds it with room to spare.
+    pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
     pub const QUOTA_GRACE_SECS: u64 = 24 * 3600;
     pub const WARN_AT: [u8; 2] = [80, 95];
     pub const REPEAT_INTERVAL_SECS: u64 = 4 * 3600;
@@ -49,6 +53,9 @@ pub mod defaults {
     pub const EMAIL_TIMEOUT_SECS: u64 = 30;
     pub const WEBHOOK_TIMEOUT_SECS: u64 = 10;
     pub const RATE_LIMIT_PER_MINUTE: u32 = 20;
+    /// Mondays at 09:00 in the agent's time zone.
+    pub const REPORT_SCHEDULE: &str = "0 0 9 * * Mon";
+    pub const REPORT_TOP_KEYS: usize = 10;
 }
 
 /// A valid configuration with its warnings and the key paths of inline secrets.
@@ -66,7 +73,7 @@ pub(crate) fn validate(
     env: EnvLookup<'_>,
 ) -> Result<Validated, Vec<Issue>> {
     let mut ctx = Ctx {
-        text,
+        lines: super::error::LineIndex::new(text),
         base_dir,
         env,
         problems: Vec::new(),
@@ -84,6 +91,7 @@ pub(crate) fn validate(
         agent.allow_delete,
     );
     let alerts = alerts::alerts(&mut ctx, raw.alerts.as_ref().map(|a| a.get_ref()));
+    let reports = reports::reports(&mut ctx, raw.reports.as_ref(), &alerts);
     if !ctx.problems.is_empty() {
         return Err(ctx.problems);
     }
@@ -94,6 +102,7 @@ pub(crate) fn validate(
             jobs,
             quotas,
             alerts,
+            reports,
         },
         warnings: ctx.warnings,
         inline_secrets: ctx.inline_secrets,

@@ -27,6 +27,7 @@ use self::execute::Finished;
 use super::{JobContext, JobResult};
 use crate::config::CounterResets;
 use crate::model::FindingKind;
+use crate::model::report::DailyUsage;
 use crate::quota::plan::{Accounting, Action, Observed, ServerMemory, ServerResets, Settings};
 use crate::quota::{self, Plan};
 use crate::store::QuotaCommit;
@@ -149,6 +150,7 @@ async fn commit_and_execute(
             .collect(),
     };
     let (server, now) = (ctx.server.name.as_str(), ctx.clock.now());
+    let daily = daily_usage(accounting, now, ctx.config.agent.timezone);
     let commit = QuotaCommit {
         entries: accounting.entries.clone(),
         history: accounting.history.clone(),
@@ -156,6 +158,7 @@ async fn commit_and_execute(
         memory: memory.clone(),
         api_version: observed.api_version.clone(),
         now,
+        daily,
     };
     ctx.store
         .quota()
@@ -183,6 +186,7 @@ async fn commit_and_execute(
             memory,
             api_version: observed.api_version.clone(),
             now,
+            daily: Vec::new(),
         };
         if let Err(error) = ctx.store.quota().commit(server, commit).await {
             tracing::error!(server, %error, "quota: cannot save the reset suspension");
@@ -191,11 +195,36 @@ async fn commit_and_execute(
     Ok((finished, suspended))
 }
 
+/// This run's growth per key, counted on today's date in the agent's time zone (traffic
+/// between two runs across midnight lands on the later day).
+fn daily_usage(accounting: &Accounting, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Vec<DailyUsage> {
+    let day = now.with_timezone(&tz).date_naive();
+    accounting
+        .growth_by_key
+        .iter()
+        .filter_map(|(uuid, bytes)| {
+            let entry = accounting.entries.iter().find(|e| &e.uuid == uuid)?;
+            Some(DailyUsage {
+                day,
+                uuid: uuid.clone(),
+                key_id: entry.key_id.clone(),
+                name: entry.name.clone(),
+                bytes: *bytes,
+            })
+        })
+        .collect()
+}
+
 async fn open_intents(
     ctx: &JobContext<'_>,
     crash: Option<CrashPoint>,
 ) -> Result<Finished, crate::store::StoreError> {
     let open = ctx.store.quota().open_intents(&ctx.server.name).await?;
+    if !open.is_empty() {
+        // With a key list at hand the client refuses calls by an id or uuid that now
+        // names several keys (an intent decided before the server listed duplicates).
+        ctx.api.ensure_key_list().await;
+    }
     execute::finish(ctx, open, crash).await
 }
 

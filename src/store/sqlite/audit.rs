@@ -1,5 +1,6 @@
 //! The audit log: append-only (triggers refuse updates and deletes), written for people.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Row, params};
 
 use super::SqliteStore;
@@ -40,6 +41,16 @@ impl AuditLog for SqliteStore {
             );
             let mut statement = conn.prepare(&sql)?;
             let rows = statement.query_map(params![server, limit as i64], entry_from)?;
+            rows.collect()
+        })
+    }
+
+    fn between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreFuture<'_, Vec<AuditEntry>> {
+        self.call(move |conn| {
+            let sql =
+                format!("SELECT {COLUMNS} FROM audit_log WHERE at >= ?1 AND at < ?2 ORDER BY id");
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement.query_map(params![stamp(from), stamp(to)], entry_from)?;
             rows.collect()
         })
     }

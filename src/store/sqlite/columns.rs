@@ -3,12 +3,13 @@
 //! a conversion error (the read fails with `StoreError::Corrupt`), never a default.
 //! Timestamps are stored in `model::time`'s text form.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::Row;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::model::alert::{AlertStatus, Reason as NoticeReason};
 use crate::model::quota::{ActionKind, IntentOutcome, IntentState, Reason as ActionReason};
+use crate::model::report::DeliveryState;
 use crate::model::{
     AuditAction, AuditResult, FindingKind, JobKind, RunOutcome, Severity, SyncAttemptOutcome,
     parse_stamp,
@@ -46,6 +47,7 @@ named_column!(
     IntentState,
     IntentOutcome,
     SyncAttemptOutcome,
+    DeliveryState,
 );
 
 fn unknown(what: &str, text: &str) -> FromSqlError {
@@ -73,6 +75,23 @@ pub(super) fn at(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>>
 pub(super) fn opt_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
     row.get::<_, Option<Stamp>>(index)
         .map(|stamp| stamp.map(|s| s.0))
+}
+
+/// A day, as stored ("2026-11-28").
+pub(super) fn day_text(day: NaiveDate) -> String {
+    day.format("%Y-%m-%d").to_string()
+}
+
+/// A day column.
+pub(super) fn day(row: &Row<'_>, index: usize) -> rusqlite::Result<NaiveDate> {
+    let text: String = row.get(index)?;
+    NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            unknown("day", &text).into(),
+        )
+    })
 }
 
 /// A count column (never negative in a sound store; read as 0 if it is).

@@ -146,6 +146,22 @@ impl FindingLog for SqliteStore {
         })
     }
 
+    fn between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreFuture<'_, Vec<StoredFinding>> {
+        self.call(move |conn| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM findings
+                 WHERE first_seen < ?1 AND (resolved_at IS NULL OR resolved_at >= ?2) ORDER BY id"
+            );
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement.query_map(params![stamp(to), stamp(from)], finding_from)?;
+            rows.collect()
+        })
+    }
+
     fn open(&self, server: Option<&str>) -> StoreFuture<'_, Vec<StoredFinding>> {
         let server = server.map(str::to_owned);
         self.call(move |conn| {

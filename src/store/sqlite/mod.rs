@@ -9,6 +9,8 @@ mod columns;
 mod findings;
 mod quota;
 mod quota_intents;
+mod reader;
+mod report;
 mod runs;
 mod servers;
 mod sync;
@@ -20,8 +22,8 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::{
-    AlertLog, AuditLog, Backend, FindingLog, QuotaLog, RunLog, ServerLog, StoreError, StoreFuture,
-    SyncLog, schema,
+    AlertLog, AuditLog, Backend, FindingLog, QuotaLog, ReportLog, RunLog, ServerLog, StoreError,
+    StoreFuture, SyncLog, schema,
 };
 
 /// The file name inside `state_dir`.
@@ -147,6 +149,10 @@ impl Backend for SqliteStore {
     }
 
     fn alerts(&self) -> &dyn AlertLog {
+        self
+    }
+
+    fn report(&self) -> &dyn ReportLog {
         self
     }
 

@@ -206,6 +206,7 @@ impl QuotaLog for SqliteStore {
             insert_history(&tx, &server, &commit.history)?;
             quota_intents::insert_intents(&tx, &server, &commit.intents, &now)?;
             save_memory(&tx, &server, &commit.memory, &commit.api_version, &now)?;
+            super::report::add_daily_usage(&tx, &server, &commit.daily)?;
             if !commit.history.is_empty() {
                 let cutoff = stamp(commit.now - chrono::Duration::days(INTENTS_KEPT_DAYS));
                 tx.execute(

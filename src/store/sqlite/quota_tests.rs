@@ -72,6 +72,7 @@ async fn commit(
         memory: memory.clone(),
         api_version: "1.0.0".into(),
         now,
+        daily: Vec::new(),
     };
     store.quota().commit("fra-1", commit).await.unwrap();
 }
