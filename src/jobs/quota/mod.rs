@@ -82,11 +82,17 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
         Err(error) => return failed(ctx, error.into(), Some(failures), &finished).await,
     };
     let now = ctx.clock.now();
-    let (accounting, plan) = quota::plan(&observed, &settings(ctx), now);
+    let (mut accounting, plan) = quota::plan(&observed, &settings(ctx), now);
     tracing::debug!(server = %ctx.server.name, actions = plan.actions.len(), blocked = plan.blocked.len(), "quota plan");
     let memory = next_memory(&observed, &accounting, &plan, now);
+    // The per-key usage facts need the ledger after the run; otherwise it is moved into
+    // the commit rather than copied (10 000 entries are megabytes).
+    let usage = match ctx.config.agent.metrics_per_key {
+        true => accounting.entries.clone(),
+        false => Vec::new(),
+    };
     let suspended =
-        match commit_and_execute(ctx, &observed, &accounting, &plan, memory, crash).await {
+        match commit_and_execute(ctx, &observed, &mut accounting, &plan, memory, crash).await {
             Ok((done, suspended)) => {
                 merge(&mut finished, done);
                 suspended
@@ -103,7 +109,7 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
         digest,
     };
     let mut result = outcome::report(ctx, &seen);
-    result.facts = outcome::facts(ctx, &finished, &accounting.entries);
+    result.facts = outcome::facts(ctx, &finished, &usage);
     result
 }
 
@@ -136,7 +142,7 @@ async fn raise_digest(ctx: &JobContext<'_>, finished: &Finished, raised: &HashSe
 async fn commit_and_execute(
     ctx: &JobContext<'_>,
     observed: &Observed,
-    accounting: &Accounting,
+    accounting: &mut Accounting,
     plan: &Plan,
     mut memory: ServerMemory,
     crash: Option<CrashPoint>,
@@ -153,8 +159,8 @@ async fn commit_and_execute(
     let (server, now) = (ctx.server.name.as_str(), ctx.clock.now());
     let daily = daily_usage(accounting, now, ctx.config.agent.timezone);
     let commit = QuotaCommit {
-        entries: accounting.entries.clone(),
-        history: accounting.history.clone(),
+        entries: std::mem::take(&mut accounting.entries),
+        history: std::mem::take(&mut accounting.history),
         intents: intents.clone(),
         memory: memory.clone(),
         api_version: observed.api_version.clone(),
