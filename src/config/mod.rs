@@ -25,8 +25,8 @@ pub use error::{ConfigErrors, ConfigProblem};
 pub use quota::{KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig};
 pub use schedule::Schedule;
 pub use types::{
-    AgentConfig, Config, ConfigSyncJobConfig, CounterResets, HealthJobConfig, JobKind, JobsConfig,
-    QuotaJobConfig, RealityJobConfig, SecretSource, ServerConfig,
+    AgentConfig, Config, ConfigSyncJobConfig, CounterResets, DataplaneJobConfig, HealthJobConfig,
+    JobKind, JobsConfig, QuotaJobConfig, RealityJobConfig, SecretSource, ServerConfig,
 };
 pub use validate::EnvLookup;
 pub use validate::defaults;

@@ -31,6 +31,7 @@
 
 mod admin;
 mod controls;
+mod dataplane;
 mod faults;
 mod handle;
 mod ratelimit;
@@ -40,6 +41,7 @@ mod routes_v2;
 mod server;
 mod state;
 mod sync;
+mod tls;
 mod traffic;
 mod wire;
 mod xray;
@@ -49,6 +51,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use dataplane::{DataplaneControls, WRONG_NAME};
 pub use faults::{Fault, RequestRecord, Route};
 pub use handle::SimHandle;
 pub use server::SimServer;

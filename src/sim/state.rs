@@ -123,6 +123,8 @@ pub struct State {
     pub(super) requests: Vec<RequestRecord>,
     pub sync_count: usize,
     pub reset_count: usize,
+    /// fix-reality-keys calls that ran.
+    pub fix_count: usize,
     /// How long a sync or a delete "restarts Xray".
     pub restart_delay: Duration,
     pub(super) clock_offset: Duration,
@@ -131,6 +133,8 @@ pub struct State {
     pub down: bool,
     /// Reality public key printed in client configs.
     pub(super) public_key: String,
+    /// Xray stopped, ports closed, wrong certificates (`dataplane.rs`).
+    pub(super) dataplane: super::dataplane::DataplaneControls,
 }
 
 /// 2.x port range.
@@ -213,11 +217,13 @@ impl State {
             requests: Vec::new(),
             sync_count: 0,
             reset_count: 0,
+            fix_count: 0,
             restart_delay: super::DEFAULT_RESTART_DELAY,
             clock_offset: Duration::ZERO,
             started: Instant::now(),
             down: false,
             public_key,
+            dataplane: Default::default(),
         };
         // On 2.x, keys beyond the 100 ports of the range are not created.
         for i in 0..options.keys {

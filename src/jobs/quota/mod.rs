@@ -11,6 +11,7 @@
 //!
 //! See docs/quotas.md for the accounting rules and why notices are one-shot.
 
+mod before_restart;
 mod execute;
 mod observe;
 mod outcome;
@@ -18,6 +19,7 @@ mod report;
 
 use chrono::{DateTime, Utc};
 
+pub use before_restart::{PreRead, account_before_restart};
 pub use observe::{ObserveError, STALE_AFTER};
 
 use self::execute::Finished;
