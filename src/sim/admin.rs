@@ -228,6 +228,7 @@ struct SwitchChange {
     drift_returns: Option<bool>,
     verify_reality_broken: Option<bool>,
     precise_monitor_available: Option<bool>,
+    restart_zeroes_counters: Option<bool>,
 }
 
 async fn switches(
@@ -245,6 +246,10 @@ async fn switches(
             (
                 body.precise_monitor_available,
                 &mut sw.precise_monitor_available,
+            ),
+            (
+                body.restart_zeroes_counters,
+                &mut sw.restart_zeroes_counters,
             ),
         ];
         for (wanted, field) in pairs {

@@ -33,6 +33,8 @@ pub struct DataplaneControls {
     pub closed: BTreeSet<String>,
     /// Tags of inbounds that present a certificate for another name.
     pub wrong_certificate: BTreeSet<String>,
+    /// The host in the keys' links; None: 127.0.0.1, where the listeners are.
+    pub link_host: Option<String>,
 }
 
 /// What a listener presents.
@@ -118,6 +120,16 @@ impl State {
     /// What sync-config and fix-reality-keys do to Xray.
     pub fn restart_xray(&mut self) {
         self.dataplane.xray_stopped = false;
+        if self.switches.restart_zeroes_counters {
+            for record in &mut self.keys {
+                record.key.total_bytes = 0;
+            }
+        }
+    }
+
+    /// The host the keys' links name.
+    pub fn link_host(&self) -> &str {
+        self.dataplane.link_host.as_deref().unwrap_or("127.0.0.1")
     }
 
     /// Close (or open again) the port of the inbound holding this client.
@@ -231,8 +243,11 @@ impl Listeners {
                 }
             }
         }
-        for (tag, task) in stopping {
+        // Every port closes at once (as when Xray stops): abort all, then wait for all.
+        for (_, task) in &stopping {
             task.abort();
+        }
+        for (tag, task) in stopping {
             let _ = task.await;
             self.reserve_again(&tag).await;
         }

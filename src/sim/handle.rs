@@ -401,6 +401,17 @@ impl SimHandle {
             .collect()
     }
 
+    /// Name another host in the keys' links (the listeners stay on 127.0.0.1), as a
+    /// server whose public address keywarden cannot reach would.
+    pub fn set_link_host(&self, host: &str) {
+        self.lock().dataplane.link_host = Some(host.to_string());
+    }
+
+    /// An Xray restart (sync, fix-reality-keys) zeroes every key's counter.
+    pub fn set_restart_zeroes_counters(&self, on: bool) {
+        self.lock().switches.restart_zeroes_counters = on;
+    }
+
     /// fix-reality-keys calls that ran.
     pub fn fix_count(&self) -> usize {
         self.lock().fix_count

@@ -17,8 +17,6 @@ use super::{ApiGeneration, admin, faults, routes_v1, routes_v2};
 
 /// The 401 detail of both generations.
 const INVALID_KEY: &str = "Invalid API key. Use X-API-Key header with the correct key.";
-/// Host in client links: the simulated inbounds listen on loopback.
-const SIM_HOST: &str = "127.0.0.1";
 pub const SNI: &str = "www.microsoft.com";
 
 impl IntoResponse for ApiError {
@@ -246,11 +244,12 @@ async fn key_config(
         let at = s.find(&id).ok_or_else(ApiError::key_not_found)?;
         let key = &s.keys()[at];
         let pbk = s.public_key();
+        let host = s.link_host();
         Ok(Json(match s.generation {
             ApiGeneration::V1 => {
                 let sid = s.config().inbounds().first().and_then(|i| i.short_ids.first()).cloned().unwrap_or_default();
                 let url = format!(
-                    "vless://{}@{SIM_HOST}:{port}?encryption=none&security=reality&sni={SNI}&fp=chrome&pbk={pbk}&sid={sid}&spx=/&type=tcp&flow=#{}",
+                    "vless://{}@{host}:{port}?encryption=none&security=reality&sni={SNI}&fp=chrome&pbk={pbk}&sid={sid}&spx=/&type=tcp&flow=#{}",
                     key.uuid, key.name
                 );
                 KeyConfig {
@@ -266,7 +265,7 @@ async fn key_config(
             ApiGeneration::V2 => {
                 let sid = key.short_id.clone().unwrap_or_default();
                 let url = format!(
-                    "vless://{}@{SIM_HOST}:{port}?type=tcp&security=reality&encryption=none&fp=chrome&pbk={pbk}&sid={sid}&sni={SNI}#{}",
+                    "vless://{}@{host}:{port}?type=tcp&security=reality&encryption=none&fp=chrome&pbk={pbk}&sid={sid}&sni={SNI}#{}",
                     key.uuid,
                     key.name
                 );

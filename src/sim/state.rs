@@ -60,6 +60,9 @@ pub struct Switches {
     pub verify_reality_broken: bool,
     /// 1.x `traffic/status` field.
     pub precise_monitor_available: bool,
+    /// An Xray restart (sync, fix-reality-keys) zeroes every key's counter, as Xray's
+    /// in-memory stats do.
+    pub restart_zeroes_counters: bool,
 }
 
 /// Reality settings of the (first VLESS) inbound.
@@ -209,6 +212,7 @@ impl State {
                 drift_returns: false,
                 verify_reality_broken: generation == ApiGeneration::V2,
                 precise_monitor_available: true,
+                restart_zeroes_counters: false,
             },
             drift_log: Vec::new(),
             sync_limit: RateLimit::new(3, Duration::from_secs(60)),

@@ -26,8 +26,12 @@ pub use tls::{ProbeOutcome, Prober};
 use super::{JobContext, JobResult};
 use crate::config::{JobKind, Severity};
 use crate::finding::{Finding, FindingKind};
-use crate::server_api::{ApiError, Generation, KeyRef, ServerApi, VpnKey, XrayInbound};
-use crate::store::{DataplaneCommit, PortRecord, PortState, StoreError, StoredLink, XrayMemory};
+use crate::server_api::{
+    ApiError, Generation, KeyRef, ServerApi, ServiceState, VpnKey, XrayInbound,
+};
+use crate::store::{
+    DataplaneCommit, PortRecord, PortState, StoreError, StoredLink, XrayMemory, XrayState,
+};
 use plan::ActiveKey;
 
 /// What the probes of one run measured (for metrics and `check --json`).
@@ -51,6 +55,8 @@ pub struct Observed {
     pub forgotten: Vec<String>,
     pub cursor: Option<String>,
     pub xray: XrayMemory,
+    /// 2.x: GET /health right after the probes, when every probed port was closed.
+    pub xray_now: Option<XrayState>,
     pub last_restart: Option<DateTime<Utc>>,
     /// Keys whose link could not be read or had no vless:// URL in it.
     pub link_problems: Vec<String>,
@@ -299,8 +305,19 @@ pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
     )
     .await;
     let latencies = results.iter().filter_map(|(_, l)| *l).collect();
-    let probed = results.into_iter().map(|(record, _)| record).collect();
-    let since = now - plan::SETTLE;
+    let probed: Vec<PortRecord> = results.into_iter().map(|(record, _)| record).collect();
+    // Every port closed: on 2.x, is Xray itself stopped? (The health job reports and
+    // restarts that; read after the probes, so a restart made meanwhile is seen below.)
+    let all_closed = !probed.is_empty() && probed.iter().all(|p| p.state == PortState::Closed);
+    let xray_now = match all_closed && generation != Generation::V1 {
+        true => match ctx.api.health().await.map(|h| h.xray) {
+            Ok(Some(ServiceState::Stopped)) => Some(XrayState::Stopped),
+            Ok(Some(ServiceState::Running)) => Some(XrayState::Running),
+            _ => None,
+        },
+        false => None,
+    };
+    let since = ctx.clock.now() - plan::SETTLE;
     Ok(Observed {
         generation,
         targets: links.targets,
@@ -310,6 +327,7 @@ pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
         forgotten: links.forgotten,
         cursor,
         xray: ctx.store.xray_memory(server)?,
+        xray_now,
         last_restart: ctx
             .store
             .sync_attempts_since(server, since)?
@@ -336,6 +354,7 @@ pub async fn run(ctx: &JobContext<'_>) -> JobResult {
         &endpoints,
         &observed.probed,
         &observed.remembered,
+        observed.xray_now,
         &observed.xray,
         observed.last_restart,
         now,

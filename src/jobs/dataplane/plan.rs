@@ -175,11 +175,14 @@ pub struct Assessment {
 }
 
 /// Judge this run's probes, with the latest remembered probe of each current endpoint
-/// that was not probed in this run (rotation).
+/// that was not probed in this run (rotation). `xray_now`: what 2.x `GET /health` said
+/// right after the probes (read only when every probed port was closed); `xray`: what the
+/// health job last saw.
 pub fn assess(
     endpoints: &[String],
     probed: &[PortRecord],
     remembered: &[PortRecord],
+    xray_now: Option<XrayState>,
     xray: &XrayMemory,
     last_restart: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
@@ -187,10 +190,12 @@ pub fn assess(
     let open = probed.iter().filter(|p| p.state == PortState::Open).count();
     let all_closed = !probed.is_empty() && probed.iter().all(|p| p.state == PortState::Closed);
     let settling = last_restart.filter(|at| now - *at < SETTLE);
-    let xray_stopped = xray.state == Some(XrayState::Stopped)
+    let recently_seen_stopped = xray.state == Some(XrayState::Stopped)
         && xray
             .checked_at
             .is_some_and(|at| now - at < XRAY_STATE_FRESH);
+    let xray_stopped =
+        xray_now == Some(XrayState::Stopped) || (xray_now.is_none() && recently_seen_stopped);
     let mut assessment = Assessment {
         outage: Outage::None,
         closed: Vec::new(),
@@ -401,11 +406,13 @@ mod tests {
         );
         #[rustfmt::skip]
         let table: Vec<Row<'_>> = vec![
+            ("all closed, /health says stopped now", closed3.clone(), vec![], &none, None, Outage::XrayStopped, vec![], vec![]),
             ("all open", vec![record("h:1", Open), record("h:2", Open), record("h:3", Open)], vec![], &none, None, Outage::None, vec![], vec![]),
             ("nothing probed", vec![], vec![], &none, None, Outage::None, vec![], vec![]),
             ("all closed", closed3.clone(), vec![], &none, None, Outage::AllClosed, vec![], vec![]),
             ("all closed, Xray stopped", closed3.clone(), vec![], &stopped, None, Outage::XrayStopped, vec![], vec![]),
             ("all closed, stale Xray state", closed3.clone(), vec![], &stale_stopped, None, Outage::AllClosed, vec![], vec![]),
+            ("all closed, health saw it stopped", closed3.clone(), vec![], &stopped, None, Outage::XrayStopped, vec![], vec![]),
             ("all closed right after a restart", closed3.clone(), vec![], &none, restart, Outage::Restarting { at: restarted_at }, vec![], vec![]),
             ("all closed long after a restart", closed3.clone(), vec![], &none, old_restart, Outage::AllClosed, vec![], vec![]),
             ("one closed", vec![record("h:1", Open), record("h:2", Closed), record("h:3", Open)], vec![], &none, None, Outage::None, vec!["h:2"], vec![]),
@@ -416,7 +423,19 @@ mod tests {
             ("this run's probe wins", vec![record("h:2", Open)], vec![record("h:2", Closed)], &none, None, Outage::None, vec![], vec![]),
         ];
         for (name, probed, remembered, xray, last_restart, outage, closed, broken) in table {
-            let got = assess(&endpoints, &probed, &remembered, xray, last_restart, now());
+            // The first row read /health right after the probes; the others did not.
+            let xray_now = name
+                .contains("/health says stopped")
+                .then_some(XrayState::Stopped);
+            let got = assess(
+                &endpoints,
+                &probed,
+                &remembered,
+                xray_now,
+                xray,
+                last_restart,
+                now(),
+            );
             assert_eq!(got.outage, outage, "{name}");
             let ends =
                 |list: &[PortRecord]| list.iter().map(|r| r.endpoint.clone()).collect::<Vec<_>>();

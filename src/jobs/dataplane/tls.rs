@@ -19,6 +19,9 @@ use tokio_rustls::TlsConnector;
 use crate::config::ServerConfig;
 use crate::store::PortState;
 
+/// The pause before a failed port is probed a second time.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// What one probe saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeOutcome {
@@ -76,8 +79,25 @@ impl Prober {
             .clone()
     }
 
-    /// Connect to `host:port` and complete a handshake for `server_name`, within `timeout`.
+    /// Connect to `host:port` and complete a handshake for `server_name`, within `timeout`;
+    /// once more after a short pause when that fails: a port caught in the seconds of an
+    /// Xray restart, or a lost packet, is not an outage.
     pub async fn probe(
+        &self,
+        host: &str,
+        port: u16,
+        server_name: &str,
+        timeout: Duration,
+    ) -> ProbeOutcome {
+        let first = self.probe_once(host, port, server_name, timeout).await;
+        if first.state == PortState::Open {
+            return first;
+        }
+        tokio::time::sleep(RETRY_PAUSE.min(timeout)).await;
+        self.probe_once(host, port, server_name, timeout).await
+    }
+
+    async fn probe_once(
         &self,
         host: &str,
         port: u16,
