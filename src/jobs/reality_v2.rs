@@ -55,10 +55,6 @@ pub enum Problem {
     ReportedMismatch {
         what: String,
     },
-    /// verify-reality (layouts without the API inbound) failed.
-    VerifyFailed {
-        detail: String,
-    },
 }
 
 impl Problem {
@@ -81,7 +77,6 @@ impl Problem {
             Problem::ReportedMismatch { what } => {
                 format!("validate-sync reports a short id mismatch: {what}")
             }
-            Problem::VerifyFailed { detail } => format!("verify-reality failed: {detail}"),
         }
     }
 }
@@ -276,9 +271,8 @@ pub fn plan(
     Plan::Blocked { n, reason }
 }
 
-/// One read: the inbounds, the keys, validate-sync's mismatches, and on a layout without
-/// the API inbound verify-reality (not in a dry run: it is a POST).
-pub async fn read(ctx: &JobContext<'_>, also_verify: bool) -> Result<Vec<Problem>, ApiError> {
+/// One read (read-only): the inbounds, the keys, validate-sync's mismatches.
+pub async fn read(ctx: &JobContext<'_>) -> Result<Vec<Problem>, ApiError> {
     let inbounds = ctx.api.xray_inbounds().await?;
     let keys = ctx.api.list_keys().await?;
     let mismatches = match ctx.api.validate_sync().await {
@@ -286,27 +280,35 @@ pub async fn read(ctx: &JobContext<'_>, also_verify: bool) -> Result<Vec<Problem
         Err(error) if error.is_not_found() => Vec::new(),
         Err(error) => return Err(error),
     };
-    let mut found = problems(&inbounds, &keys, &mismatches);
-    if also_verify && !ctx.dry_run {
-        let answer = ctx.api.verify_reality().await.map(|_| ());
-        if let super::reality::Verdict::Failed { detail, .. } =
-            super::reality::verdict(&answer, crate::server_api::Generation::V2)
-        {
-            found.push(Problem::VerifyFailed { detail });
-        }
+    Ok(problems(&inbounds, &keys, &mismatches))
+}
+
+/// On a layout without the API inbound, where it works: verify-reality too, once the
+/// inbounds read valid (a POST that may fix maxTimeDiff; not in a dry run). The finding
+/// and audit entries are the 1.x job's.
+async fn verify_too(ctx: &JobContext<'_>, job: JobKind, result: &mut JobResult) {
+    if ctx.dry_run {
+        return;
     }
-    Ok(found)
+    let (verdict, finding) = super::reality::verify(ctx, job).await;
+    if let super::reality::Verdict::Verified = verdict {
+        result.plan.push(format!(
+            "{}: verify-reality confirmed the first inbound",
+            ctx.server.name
+        ));
+    }
+    result.findings.extend(finding);
 }
 
 /// Observe (read-only, but for verify-reality on layouts where it works).
 pub async fn observe(ctx: &JobContext<'_>, also_verify: bool) -> Result<Observed, ApiError> {
     let server = ctx.server.name.as_str();
-    let mut reads = vec![read(ctx, also_verify).await?];
+    let mut reads = vec![read(ctx).await?];
     if let RunMode::Check { reread_interval } = ctx.mode {
         let wanted = ctx.config.jobs.reality.confirmations.max(1) as usize;
         while reads.len() < wanted && reads.last().is_some_and(|r| !r.is_empty()) {
             tokio::time::sleep(reread_interval).await;
-            reads.push(read(ctx, also_verify).await?);
+            reads.push(read(ctx).await?);
         }
     }
     let memory = ctx.store.reality_memory(server).unwrap_or_else(|error| {
@@ -393,6 +395,9 @@ async fn execute(
             result.plan.push(format!(
                 "{server}: Reality settings of every inbound are valid"
             ));
+            if observed.also_verify {
+                verify_too(ctx, JobKind::Reality, &mut result).await;
+            }
             RealityMemory::default()
         }
         Plan::WaitForConfirmation { n, of } => {
@@ -431,7 +436,7 @@ async fn execute(
         }
         Plan::Fix { n } => {
             let memory = memory_for(observed, *n, &problems, now);
-            return fix(ctx, observed, memory, problems, result).await;
+            return fix(ctx, memory, problems, result).await;
         }
     };
     save(ctx, &memory);
@@ -450,7 +455,6 @@ fn save(ctx: &JobContext<'_>, memory: &RealityMemory) {
 /// fix-reality-keys, then read the listing again.
 async fn fix(
     ctx: &JobContext<'_>,
-    observed: &Observed,
     mut memory: RealityMemory,
     before: Vec<Problem>,
     mut result: JobResult,
@@ -496,7 +500,7 @@ async fn fix(
         return result;
     }
     let answered = answer.err().map(|e| e.to_string());
-    let after = read(ctx, observed.also_verify).await;
+    let after = read(ctx).await;
     let now = ctx.clock.now();
     let outcome = match &after {
         Ok(left) if left.is_empty() => {
@@ -561,7 +565,15 @@ pub async fn check_after_sync(
     also_verify: bool,
 ) -> (String, Option<Finding>) {
     let server = ctx.server.name.as_str();
-    match read(ctx, also_verify).await {
+    match read(ctx).await {
+        Ok(problems) if problems.is_empty() && also_verify => {
+            let mut result = JobResult::default();
+            verify_too(ctx, JobKind::ConfigSync, &mut result).await;
+            (
+                format!("Reality settings of {server} valid after the sync"),
+                result.findings.pop(),
+            )
+        }
         Ok(problems) if problems.is_empty() => (
             format!("Reality settings of {server} valid after the sync"),
             None,

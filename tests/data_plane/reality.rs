@@ -147,4 +147,13 @@ async fn a_layout_without_the_api_inbound_also_uses_verify_reality() {
     let report = rig.run(JobKind::Reality).await;
     assert_eq!(kinds(&report), vec![]);
     assert_eq!(rig.requests_to("POST", "/verify-reality"), 1);
+    // A problem only verify-reality sees there (the private key is not listed).
+    rig.sim()
+        .break_reality(keywarden::sim::RealityField::PrivateKey);
+    let report = rig.run(JobKind::Reality).await;
+    assert_eq!(
+        kinds(&report),
+        [(FindingKind::RealityInvalid, Severity::Critical)]
+    );
+    assert!(!report.findings[0].details.contains("skip_jobs"));
 }
