@@ -34,6 +34,9 @@ use crate::store::{
 };
 use plan::ActiveKey;
 
+/// Ports listed one by one in a run's plan lines at most.
+const LISTED_PORTS: usize = 10;
+
 /// What the probes of one run measured (for metrics and `check --json`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PortsMeasured {
@@ -397,7 +400,14 @@ fn execute(
         assessment,
         observed.targets.len(),
     ));
-    for record in &observed.probed {
+    // One line per port when there are few; else the ports that are not open (the run's
+    // lines are stored with it: a server with hundreds of ports must not fill the store).
+    let listed: Vec<&PortRecord> = observed
+        .probed
+        .iter()
+        .filter(|r| observed.probed.len() <= LISTED_PORTS || r.state != PortState::Open)
+        .collect();
+    for record in listed.iter().take(LISTED_PORTS) {
         let latency = record
             .latency_ms
             .map(|ms| format!(" in {ms} ms"))
@@ -409,7 +419,13 @@ fn execute(
             record.detail
         ));
     }
-    for problem in &observed.link_problems {
+    if listed.len() > LISTED_PORTS {
+        result.plan.push(format!(
+            "  ... and {} more ports not open",
+            listed.len() - LISTED_PORTS
+        ));
+    }
+    for problem in observed.link_problems.iter().take(LISTED_PORTS) {
         result.plan.push(format!("  link not read: {problem}"));
     }
     result.ports = Some(PortsMeasured {
