@@ -262,6 +262,8 @@ impl Listeners {
                             _ => None,
                         }
                     }
+                    // The port could not be held after it last closed: try again now.
+                    Some((_, Slot::Empty)) => reserve(port).ok(),
                     _ => None,
                 }
             };
