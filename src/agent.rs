@@ -16,6 +16,7 @@ use crate::http::HttpState;
 use crate::jobs::RunMode;
 use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, FindingSink, RunOptions, Runner};
 use crate::metrics::Metrics;
+use crate::report::job::ReportJob;
 use crate::scheduler::{ScheduledTask, Scheduler, ShutdownReport};
 use crate::store::Store;
 
@@ -35,6 +36,8 @@ pub type SinkWrapper = Box<dyn FnOnce(Arc<dyn FindingSink>) -> Arc<dyn FindingSi
 pub struct AgentOptions {
     pub clock: Arc<dyn Clock>,
     pub sinks: SinkOptions,
+    /// Where the scheduled report's Slack uploads go (tests: a loopback receiver).
+    pub report_delivery: crate::report::deliver::DeliveryOptions,
     pub dispatch: DispatchOptions,
     pub wrap_sink: Option<SinkWrapper>,
 }
@@ -44,6 +47,7 @@ impl AgentOptions {
         AgentOptions {
             clock,
             sinks: SinkOptions::default(),
+            report_delivery: Default::default(),
             dispatch: DispatchOptions::new(config.alerts.max_age),
             wrap_sink: None,
         }
@@ -57,6 +61,8 @@ pub struct Agent {
     pub metrics: Arc<Metrics>,
     pub runner: Arc<Runner>,
     pub clock: Arc<dyn Clock>,
+    /// The scheduled usage report (its tasks exist only when `[reports].sinks` is set).
+    pub reports: Arc<ReportJob>,
     scheduler: Scheduler,
     dispatcher: Dispatcher,
     alive: Arc<AtomicBool>,
@@ -73,6 +79,13 @@ impl Agent {
         let metrics = Arc::new(Metrics::new(config.agent.metrics_per_key));
         let clock = options.clock;
         let sinks = Sink::build_all(&config.alerts, config.agent.timezone, &options.sinks)?;
+        let reports = Arc::new(ReportJob {
+            store: store.clone(),
+            clock: clock.clone(),
+            sinks: options.sinks.clone(),
+            delivery: options.report_delivery.clone(),
+            metrics: Some(metrics.clone()),
+        });
         let pipeline = Pipeline::new(store.clone(), clock.clone(), &config.alerts)
             .with_metrics(metrics.clone());
         let pipeline = Arc::new(pipeline);
@@ -97,9 +110,12 @@ impl Agent {
             scheduler_alive: alive.clone(),
         };
         let (http, http_addr) = start_http(&config, http_state, stop_http.clone()).await?;
-        let scheduler = Scheduler::start(config.agent.timezone, tasks(&config, &runner, &metrics)?)
-            .await
-            .context("starting the scheduler")?;
+        let scheduler = Scheduler::start(
+            config.agent.timezone,
+            tasks(&config, &runner, &metrics, &reports)?,
+        )
+        .await
+        .context("starting the scheduler")?;
         alive.store(true, Ordering::Relaxed);
         Ok(Agent {
             config,
@@ -107,6 +123,7 @@ impl Agent {
             metrics,
             runner,
             clock,
+            reports,
             scheduler,
             dispatcher,
             alive,
@@ -120,7 +137,7 @@ impl Agent {
     /// Swap in a new configuration's servers and schedules. [agent] and [alerts]
     /// settings apply after a restart.
     pub async fn reload(&mut self, config: Arc<Config>) -> anyhow::Result<()> {
-        let tasks = tasks(&config, &self.runner, &self.metrics)?;
+        let tasks = tasks(&config, &self.runner, &self.metrics, &self.reports)?;
         self.scheduler.replace(config.agent.timezone, tasks).await?;
         self.config = config;
         Ok(())
@@ -151,13 +168,34 @@ impl Agent {
     }
 }
 
-/// One scheduled task per (server, job) the server runs.
+/// One scheduled task per (server, job) the server runs, and the report's two tasks (its
+/// schedule, and the hourly retry / catch-up) when `[reports].sinks` is set.
 pub fn tasks(
     config: &Arc<Config>,
     runner: &Arc<Runner>,
     metrics: &Arc<Metrics>,
+    reports: &Arc<ReportJob>,
 ) -> anyhow::Result<Vec<ScheduledTask>> {
     let mut tasks = Vec::new();
+    if !config.reports.sinks.is_empty() {
+        let retry = crate::config::Schedule::parse(crate::report::job::RETRY_SCHEDULE)
+            .map_err(anyhow::Error::msg)?;
+        for (id, schedule) in [
+            ("reports", config.reports.schedule.clone()),
+            ("reports/retry", retry),
+        ] {
+            let (reports, config) = (reports.clone(), config.clone());
+            tasks.push(ScheduledTask::new(id, schedule, move |cancelled| {
+                let (reports, config) = (reports.clone(), config.clone());
+                async move {
+                    tokio::select! {
+                        _ = cancelled.cancelled() => tracing::warn!("report cancelled at shutdown"),
+                        _ = reports.run_due(&config) => {}
+                    }
+                }
+            }));
+        }
+    }
     for target in crate::app::targets_with_metrics(config, None, Some(metrics.clone()))? {
         for job in JobKind::ALL
             .into_iter()

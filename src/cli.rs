@@ -104,6 +104,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The usage report of a period, from the state store: written to a directory to look
+    /// at (report.html, report.txt, report.json, PNG charts), or sent with --send.
+    Report {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// last-week, last-month or a month (YYYY-MM). Default: [reports].period.
+        #[arg(long, value_parser = parse_period)]
+        period: Option<crate::report::PeriodSpec>,
+        /// Send it to [reports].sinks now (exit 2 unless every sink took it).
+        #[arg(long)]
+        send: bool,
+        /// Write the files here (default without --send: a new temporary directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, or write one page per command into --out.
+    Man {
+        /// Write keywarden.1 and keywarden-COMMAND.1 pages into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Run the simulated VPN Key Management API standalone (for trying keywarden out).
     Sim {
         /// Address to listen on.
@@ -123,6 +150,50 @@ pub enum Command {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+}
+
+fn parse_period(text: &str) -> Result<crate::report::PeriodSpec, String> {
+    text.parse()
+}
+
+/// The clap definition the binary parses (completions and man pages come from it).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// Write the completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut command(), "keywarden", out);
+}
+
+/// Write the main man page (keywarden.1).
+pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    clap_mangen::Man::new(command()).render(out)
+}
+
+/// Write keywarden.1 and one page per command into `dir`; returns the files written.
+pub fn man_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    let mut main = Vec::new();
+    man_page(&mut main)?;
+    let path = dir.join("keywarden.1");
+    std::fs::write(&path, main)?;
+    written.push(path);
+    let mut command = command();
+    command.build();
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("keywarden-{}", sub.get_name());
+        let mut page = Vec::new();
+        // clap names are &'static str without its `string` feature: a few bytes per page,
+        // once per process.
+        let leaked: &'static str = Box::leak(name.clone().into_boxed_str());
+        clap_mangen::Man::new(sub.clone().name(leaked)).render(&mut page)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, page)?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

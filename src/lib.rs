@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod logging;
 pub mod metrics;
 pub mod quota;
+pub mod report;
 pub mod scheduler;
 pub mod secret;
 pub mod server_api;

@@ -70,6 +70,12 @@ pub struct SinkLabels {
     pub sink: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkResultLabels {
+    pub sink: String,
+    pub result: String,
+}
+
 /// Every metric keywarden exports.
 pub struct Metrics {
     registry: Registry,
@@ -97,6 +103,7 @@ pub struct Metrics {
     pub vless_handshake_duration: Family<ServerLabels, Histogram>,
     pub vless_ports_probed: Family<ServerLabels, Gauge>,
     pub vless_ports_up: Family<ServerLabels, Gauge>,
+    pub report_deliveries: Family<SinkResultLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -254,6 +261,12 @@ impl Metrics {
             "VLESS ports of the last dataplane run that completed a verified TLS handshake",
             vless_ports_up.clone(),
         );
+        let report_deliveries = Family::<SinkResultLabels, Counter>::default();
+        registry.register(
+            "report_deliveries",
+            "Scheduled usage report deliveries, by sink and result (delivered, failed)",
+            report_deliveries.clone(),
+        );
         Metrics {
             registry,
             xray_up,
@@ -280,7 +293,19 @@ impl Metrics {
             notifications_dropped,
             outbox_depth,
             outbox_oldest_age_seconds,
+            report_deliveries,
         }
+    }
+
+    /// One scheduled report delivery to `sink`.
+    pub fn report_delivery(&self, sink: &str, delivered: bool) {
+        let result = if delivered { "delivered" } else { "failed" };
+        self.report_deliveries
+            .get_or_create(&SinkResultLabels {
+                sink: sink.into(),
+                result: result.into(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

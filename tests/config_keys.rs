@@ -112,6 +112,16 @@ headers = { X-A = "b" }
 min_severity = "info"
 timeout = "10s"
 rate_limit_per_minute = 20
+slack_token = "t"
+slack_token_file = "/t"
+slack_token_env = "T"
+slack_channel = "C1"
+
+[reports]
+schedule = "0 0 9 * * Mon"
+period = "last-week"
+sinks = ["w"]
+top_keys = 10
 "#;
 
 fn join(prefix: &str, key: &str) -> String {

@@ -928,3 +928,64 @@ fn load_of_a_missing_file_says_how_to_point_elsewhere() {
         "{text}"
     );
 }
+
+#[test]
+fn reports_default_to_mondays_at_nine_with_no_sinks() {
+    let reports = load(BASE).expect("valid").config.reports;
+    assert_eq!(reports.schedule.expr, "0 0 9 * * Mon");
+    assert_eq!(reports.period, config::ReportPeriodKind::LastWeek);
+    assert!(reports.sinks.is_empty());
+    assert_eq!(reports.top_keys, 10);
+}
+
+#[test]
+fn reports_name_configured_sinks_only() {
+    let text = format!(
+        "{BASE}\n[[alerts.webhook]]\nname = \"tg\"\nurl = \"https://api.telegram.org/bot1:A/sendMessage\"\nformat = \"telegram\"\nchat_id = \"1\"\n\n[reports]\nsinks = [\"tg\", \"mail\"]\nperiod = \"last-month\"\ntop_keys = 5\n"
+    );
+    let problem = problem_at(&text, "reports.sinks[1]");
+    assert!(
+        problem.message.contains("unknown sink \"mail\"") && problem.message.contains("tg"),
+        "{problem}"
+    );
+    let ok = text.replace(", \"mail\"", "");
+    let reports = load(&ok).expect("valid").config.reports;
+    assert_eq!(reports.sinks, vec!["tg".to_string()]);
+    assert_eq!(reports.period, config::ReportPeriodKind::LastMonth);
+    assert_eq!(reports.top_keys, 5);
+    let bad = ok.replace("top_keys = 5", "top_keys = 0");
+    problem_at(&bad, "reports.top_keys");
+}
+
+#[test]
+fn a_slack_token_needs_a_channel_and_the_slack_format() {
+    let hook = |format: &str, extra: &str| {
+        format!(
+            "{BASE}\n[[alerts.webhook]]\nname = \"s\"\nurl = \"https://hooks.slack.com/services/T/B/X\"\nformat = \"{format}\"\n{extra}\n"
+        )
+    };
+    let problem = problem_at(
+        &hook("slack", "slack_token_env = \"HOOK_SECRET\""),
+        "alerts.webhook[0].slack_channel",
+    );
+    assert!(problem.message.contains("channel id"), "{problem}");
+    let wrong = problems(&hook("json", "slack_channel = \"C1\""));
+    assert!(
+        wrong
+            .iter()
+            .any(|p| p.message.contains("format = \"slack\" only")),
+        "{wrong:?}"
+    );
+    let loaded = load(&hook(
+        "slack",
+        "slack_token_env = \"HOOK_SECRET\"\nslack_channel = \"C1\"",
+    ))
+    .expect("valid");
+    let upload = loaded.config.alerts.webhook[0]
+        .slack_upload
+        .clone()
+        .expect("upload configured");
+    assert_eq!(upload.channel, "C1");
+    assert_eq!(upload.token.expose(), "hook-secret");
+    assert!(!format!("{upload:?}").contains("hook-secret"));
+}

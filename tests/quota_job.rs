@@ -573,3 +573,27 @@ async fn stale_after_three_failed_runs_or_frozen_counters() {
     rig.set_counter(1, MIB);
     assert!(rig.run().await.findings.is_empty(), "moving again");
 }
+
+#[tokio::test]
+async fn growth_lands_in_the_daily_totals_and_adoption_does_not() {
+    for generation in BOTH {
+        let rig = Rig::new(generation, 2, &monthly("alert")).await;
+        rig.set_counter(0, 10 * MIB);
+        rig.run().await;
+        let today = rig.clock_now().date_naive();
+        let rows = rig.store().daily_usage(today, today).unwrap();
+        assert!(
+            rows.is_empty(),
+            "{generation:?}: an adopted counter is old traffic of unknown days: {rows:?}"
+        );
+        rig.set_counter(0, 15 * MIB);
+        rig.run().await;
+        rig.set_counter(0, 17 * MIB);
+        rig.run().await;
+        let rows = rig.store().daily_usage(today, today).unwrap();
+        assert_eq!(rows.len(), 1, "{generation:?}: {rows:?}");
+        assert_eq!(rows[0].uuid, rig.key(0).uuid);
+        assert_eq!(rows[0].server, "fra-1");
+        assert_eq!(rows[0].bytes, 7 * MIB, "{generation:?}: two runs' growth");
+    }
+}

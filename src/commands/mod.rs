@@ -6,6 +6,7 @@ pub mod alert_test;
 pub mod check;
 pub mod probe;
 pub mod probe_dataplane;
+pub mod report;
 pub mod run;
 pub mod sim;
 pub mod status;
@@ -55,6 +56,33 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             server,
             json,
         } => usage::run(&config.path, server.as_deref(), json),
+        Command::Report {
+            config,
+            period,
+            send,
+            out,
+        } => report::run(&config.path, &report::ReportArgs { period, send, out }).await,
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            crate::cli::completions(shell, &mut script);
+            print_all(&script)?;
+            Ok(EXIT_OK)
+        }
+        Command::Man { out } => {
+            match out {
+                Some(dir) => {
+                    for page in crate::cli::man_pages(&dir)? {
+                        println!("{}", page.display());
+                    }
+                }
+                None => {
+                    let mut page = Vec::new();
+                    crate::cli::man_page(&mut page)?;
+                    print_all(&page)?;
+                }
+            }
+            Ok(EXIT_OK)
+        }
         Command::Sim {
             listen,
             api,
@@ -62,5 +90,15 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             api_key,
             ca_file,
         } => sim::run(listen, api, keys, api_key, ca_file).await,
+    }
+}
+
+/// Write to stdout; a reader that stopped early (`| head`, `| grep -q`) is not an error.
+fn print_all(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }

@@ -188,6 +188,19 @@ pub struct WebhookSinkConfig {
     pub timeout: Duration,
     /// Messages per minute at most; beyond it, pending alerts are merged into one digest.
     pub rate_limit_per_minute: u32,
+    /// Slack only: a bot token and channel, so reports can upload their charts (an
+    /// incoming webhook can post text but not files).
+    pub slack_upload: Option<SlackUpload>,
+}
+
+/// A Slack bot token (`files:write`) and the channel charts are uploaded to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackUpload {
+    pub token: Secret,
+    /// Where `token` came from (for summaries).
+    pub token_source: SecretSource,
+    /// Channel id, e.g. `C0123456789`.
+    pub channel: String,
 }
 
 #[cfg(test)]

@@ -203,7 +203,7 @@ mod tests {
         assert!(
             issues[2]
                 .message
-                .contains("(allowed: agent, servers, jobs, quotas, alerts)")
+                .contains("(allowed: agent, servers, jobs, quotas, alerts, reports)")
         );
     }
 

@@ -9,6 +9,7 @@ mod document;
 mod error;
 mod quota;
 pub mod raw;
+mod reports;
 mod schedule;
 pub mod summary;
 mod types;
@@ -18,11 +19,12 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use alerts::{
-    AlertsConfig, EmailSinkConfig, SecretUrl, Severity, SmtpSecurity, WebhookFormat,
+    AlertsConfig, EmailSinkConfig, SecretUrl, Severity, SlackUpload, SmtpSecurity, WebhookFormat,
     WebhookSinkConfig,
 };
 pub use error::{ConfigErrors, ConfigProblem};
 pub use quota::{KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig};
+pub use reports::{ReportPeriodKind, ReportsConfig};
 pub use schedule::Schedule;
 pub use types::{
     AgentConfig, Config, ConfigSyncJobConfig, CounterResets, DataplaneJobConfig, HealthJobConfig,

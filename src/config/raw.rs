@@ -110,6 +110,15 @@ pub const ALL_KEYS: &[&str] = &[
     "alerts.webhook[].min_severity",
     "alerts.webhook[].timeout",
     "alerts.webhook[].rate_limit_per_minute",
+    "alerts.webhook[].slack_token",
+    "alerts.webhook[].slack_token_file",
+    "alerts.webhook[].slack_token_env",
+    "alerts.webhook[].slack_channel",
+    "reports",
+    "reports.schedule",
+    "reports.period",
+    "reports.sinks",
+    "reports.top_keys",
 ];
 
 /// Keys whose value is a free-form table (any key allowed inside).
@@ -165,6 +174,22 @@ pub struct RawConfig {
     pub quotas: Option<Spanned<RawQuotas>>,
     /// `[alerts]`: alert routing and the notification sinks.
     pub alerts: Option<Spanned<RawAlerts>>,
+    /// `[reports]`: the periodic usage report.
+    pub reports: Option<Spanned<RawReports>>,
+}
+
+/// `[reports]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReports {
+    /// Cron with seconds, in the agent's time zone. Default "0 0 9 * * Mon".
+    pub schedule: Option<Spanned<String>>,
+    /// last-week | last-month: what a scheduled report covers. Default "last-week".
+    pub period: Option<Spanned<String>>,
+    /// Names of email and webhook sinks the scheduled report goes to. Default [] (none).
+    pub sinks: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Keys listed in "top keys", 1..=100. Default 10.
+    pub top_keys: Option<Spanned<i64>>,
 }
 
 /// `[agent]`
@@ -429,4 +454,12 @@ pub struct RawWebhook {
     pub timeout: Option<Spanned<NumOrStr>>,
     /// Messages per minute at most; beyond, pending alerts merge into a digest. Default 20.
     pub rate_limit_per_minute: Option<Spanned<i64>>,
+    /// Slack bot token (slack only, with slack_channel): lets reports upload their charts.
+    pub slack_token: Option<Spanned<String>>,
+    /// File holding the Slack bot token.
+    pub slack_token_file: Option<Spanned<String>>,
+    /// Environment variable holding the Slack bot token.
+    pub slack_token_env: Option<Spanned<String>>,
+    /// Slack channel id the charts are uploaded to (slack only, with a token).
+    pub slack_channel: Option<Spanned<String>>,
 }

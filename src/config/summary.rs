@@ -56,7 +56,34 @@ pub fn render(config: &Config, origin: &Path, now: DateTime<Utc>) -> String {
     quotas(&mut out, config, now);
     out.blank();
     alerts(&mut out, &config.alerts);
+    out.blank();
+    reports(&mut out, config, now);
     out.0
+}
+
+fn reports(out: &mut Out, config: &Config, now: DateTime<Utc>) {
+    let reports = &config.reports;
+    out.line(0, "[reports]");
+    if reports.sinks.is_empty() {
+        out.kv(
+            2,
+            "sinks",
+            "none (no scheduled report; `keywarden report` still works)",
+        );
+    } else {
+        out.kv(2, "sinks", reports.sinks.join(", "));
+        out.kv(
+            2,
+            "schedule",
+            format!(
+                "{} (next: {})",
+                reports.schedule,
+                next_runs(&reports.schedule, config.agent.timezone, now)
+            ),
+        );
+    }
+    out.kv(2, "period", reports.period.as_str());
+    out.kv(2, "top_keys", reports.top_keys);
 }
 
 fn agent(out: &mut Out, config: &Config) {
@@ -310,6 +337,10 @@ fn webhook(out: &mut Out, sink: &WebhookSinkConfig) {
     }
     for (name, _) in &sink.headers {
         out.kv(4, &format!("header {name}"), "[redacted]");
+    }
+    if let Some(upload) = &sink.slack_upload {
+        out.kv(4, "slack_token", secret_line(&upload.token_source));
+        out.kv(4, "slack_channel", &upload.channel);
     }
     out.kv(4, "min_severity", sink.min_severity);
     out.kv(4, "timeout", format_duration(sink.timeout));

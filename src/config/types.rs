@@ -9,6 +9,7 @@ use reqwest::Url;
 
 use super::alerts::AlertsConfig;
 use super::quota::QuotasConfig;
+use super::reports::ReportsConfig;
 use super::schedule::Schedule;
 use crate::logging::LogFormat;
 use crate::secret::Secret;
@@ -26,6 +27,8 @@ pub struct Config {
     pub quotas: QuotasConfig,
     /// `[alerts]`: routing and sinks.
     pub alerts: AlertsConfig,
+    /// `[reports]`: the periodic usage report.
+    pub reports: ReportsConfig,
 }
 
 impl Config {

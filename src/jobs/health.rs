@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::config::{JobKind, Severity};
 use crate::finding::{Finding, FindingKind};
 use crate::server_api::{ApiError, ApiErrorKind, Generation};
+use crate::store::{AvailabilitySample, AvailabilitySeries};
 
 use super::{JobContext, JobResult};
 
@@ -46,6 +47,7 @@ async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ApiError> {
                     tracing::error!(server = %ctx.server.name, error = %store_error, "cannot record the failed health check");
                     1
                 });
+            record_availability(ctx, now, false);
             return Ok(Observed::Down {
                 error: error.to_string(),
                 consecutive_failures,
@@ -54,6 +56,7 @@ async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ApiError> {
         Err(error) => return Err(error),
     };
     let latency_ms = started.elapsed().as_millis() as u64;
+    record_availability(ctx, now, true);
     if let Err(error) = ctx
         .store
         .note_server_up(&ctx.server.name, &status.version, now)
@@ -79,6 +82,20 @@ async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ApiError> {
         auth_error,
         precise_monitor,
     })
+}
+
+/// One `api` availability sample for the usage report.
+fn record_availability(ctx: &JobContext<'_>, now: chrono::DateTime<chrono::Utc>, up: bool) {
+    let sample = AvailabilitySample {
+        series: AvailabilitySeries::Api,
+        up,
+    };
+    if let Err(error) = ctx
+        .store
+        .record_availability(&ctx.server.name, now, &[sample])
+    {
+        tracing::error!(server = %ctx.server.name, %error, "cannot record the availability sample");
+    }
 }
 
 /// Pure: what the observation means.

@@ -17,7 +17,7 @@ use crate::config::{HealthJobConfig, JobKind, Severity};
 use crate::finding::{Finding, FindingKind};
 use crate::jobs::config_sync::{Blocker as SyncBlocker, SYNC_WINDOW, budget_spent};
 use crate::server_api::{ApiError, ApiErrorKind, ServiceState};
-use crate::store::{AttemptKind, XrayMemory, XrayState};
+use crate::store::{AttemptKind, AvailabilitySample, AvailabilitySeries, XrayMemory, XrayState};
 
 /// The subject of every Xray finding.
 pub const SUBJECT: &str = "xray";
@@ -279,6 +279,21 @@ pub async fn execute(
     outcome
 }
 
+/// One `xray` availability sample for the usage report: Xray's state at the end of the run.
+fn sample(ctx: &JobContext<'_>, state: Option<XrayState>) {
+    let Some(state) = state else { return };
+    let sample = AvailabilitySample {
+        series: AvailabilitySeries::Xray,
+        up: state == XrayState::Running,
+    };
+    if let Err(error) = ctx
+        .store
+        .record_availability(&ctx.server.name, ctx.clock.now(), &[sample])
+    {
+        tracing::error!(server = %ctx.server.name, %error, "cannot record the availability sample");
+    }
+}
+
 fn save(ctx: &JobContext<'_>, memory: &XrayMemory, now: DateTime<Utc>) {
     if let Err(error) = ctx.store.save_xray_memory(&ctx.server.name, memory, now) {
         // The next run starts a new streak: it restarts later, never sooner.
@@ -383,7 +398,9 @@ pub async fn run(ctx: &JobContext<'_>) -> Option<Outcome> {
     let max = ctx.config.jobs.config_sync.max_syncs_per_hour;
     let plan = plan(&observed, settings, max, ctx.dry_run, now);
     tracing::debug!(server = %ctx.server.name, ?plan, "xray plan");
-    Some(execute(ctx, &observed, &plan, now).await)
+    let outcome = execute(ctx, &observed, &plan, now).await;
+    sample(ctx, outcome.state);
+    Some(outcome)
 }
 
 fn time(at: DateTime<Utc>) -> String {

@@ -89,6 +89,9 @@ pub struct Accounting {
     pub adopted: usize,
     pub failed_readings: usize,
     pub growth: u64,
+    /// Growth per key uuid (keys that grew in this run; adoptions are not growth): the
+    /// report's daily totals.
+    pub growth_by_key: Vec<(String, u64)>,
     /// Some key's counter changed in this run.
     pub changed: bool,
     /// Some key reported open connections.
@@ -320,6 +323,11 @@ impl Run<'_> {
             drop,
         } = ledger::account(&mut entry, &info, key.reading, sync_at, self.now);
         self.accounting.growth = self.accounting.growth.saturating_add(growth);
+        if growth > 0 {
+            self.accounting
+                .growth_by_key
+                .push((entry.uuid.clone(), growth));
+        }
         self.accounting.changed |= changed;
         self.accounting.drops.extend(drop);
         Some(entry)

@@ -6,6 +6,7 @@
 
 mod alerts;
 mod budget;
+mod daily;
 mod dataplane;
 mod error;
 mod quota;
@@ -24,6 +25,10 @@ use serde::Serialize;
 
 pub use alerts::{OUTBOX_KEPT_DAYS, OutboxCounts, SinkHealth};
 pub use budget::AttemptKind;
+pub use daily::{
+    AvailabilityRow, AvailabilitySample, AvailabilitySeries, DAILY_KEPT_DAYS, DailyUsage,
+    DailyUsageRow, DeliveryState, ReportDelivery,
+};
 pub use dataplane::{DataplaneCommit, DataplaneMemory, PortRecord, PortState, StoredLink};
 pub use error::StoreError;
 pub use quota::QuotaCommit;

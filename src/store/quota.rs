@@ -19,6 +19,8 @@ pub struct QuotaCommit<'a> {
     pub memory: &'a ServerMemory,
     pub api_version: &'a str,
     pub now: DateTime<Utc>,
+    /// This run's growth per key, for the daily totals the report reads.
+    pub daily: &'a [super::DailyUsage],
 }
 
 /// Finished intents are kept this long (a year of periods, for `status` and audits).
@@ -246,6 +248,7 @@ impl Store {
             insert_history(&tx, server, commit.history)?;
             super::quota_intents::insert_intents(&tx, server, commit.intents, &now)?;
             save_memory(&tx, server, commit.memory, commit.api_version, &now)?;
+            super::daily::add_daily_usage(&tx, server, commit.daily)?;
             if !commit.history.is_empty() {
                 let cutoff = ts(commit.now - chrono::Duration::days(INTENTS_KEPT_DAYS));
                 tx.execute(

@@ -70,6 +70,7 @@ fn commit(
                 memory,
                 api_version: "1.0.0",
                 now,
+                daily: &[],
             },
         )
         .unwrap();

@@ -79,7 +79,9 @@ CREATE TABLE server_state (
     QUOTA_SCHEMA,
     // v4: audit entries of one server since a time (sync window, per-run counts).
     "CREATE INDEX audit_log_by_server_at ON audit_log (server, at);",
-    // v5: the data plane: Xray's state, 2.x Reality streaks, VLESS links and ports, and
+    // v5: what the usage report reads.
+    REPORT_SCHEMA,
+    // v6: the data plane: Xray's state, 2.x Reality streaks, VLESS links and ports, and
     // what kind of restart each entry of the shared sync budget was.
     DATAPLANE_SCHEMA,
 ];
@@ -274,6 +276,45 @@ CREATE TABLE quota_notices (
     period_key TEXT NOT NULL,
     at         TEXT NOT NULL,
     PRIMARY KEY (server, kind, period_key)
+);
+"#;
+
+/// The usage report's tables: daily traffic per key and server, hourly availability
+/// samples per server and series, and report deliveries per period and sink.
+pub const REPORT_SCHEMA: &str = r#"
+-- Bytes a key added on a day (the agent's time zone), summed over the quota runs of that
+-- day. Kept 400 days.
+CREATE TABLE usage_daily (
+    server TEXT NOT NULL,
+    day    TEXT NOT NULL,                 -- YYYY-MM-DD
+    uuid   TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    bytes  INTEGER NOT NULL,
+    PRIMARY KEY (server, day, uuid)
+);
+CREATE INDEX usage_daily_by_day ON usage_daily (day);
+
+-- Checks per server, series (api; data-plane checks add theirs) and UTC hour. Kept 400 days.
+CREATE TABLE availability_hourly (
+    server TEXT NOT NULL,
+    series TEXT NOT NULL,
+    hour   TEXT NOT NULL,                 -- RFC 3339, the start of the hour
+    checks INTEGER NOT NULL,
+    up     INTEGER NOT NULL,
+    PRIMARY KEY (server, series, hour)
+);
+CREATE INDEX availability_hourly_by_hour ON availability_hourly (hour);
+
+-- Which scheduled report reached which sink: a restart neither re-sends nor forgets one.
+CREATE TABLE report_deliveries (
+    period     TEXT NOT NULL,             -- 2026-W48 | 2026-11
+    sink       TEXT NOT NULL,
+    state      TEXT NOT NULL,             -- delivered | failed
+    attempts   INTEGER NOT NULL,
+    last_error TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (period, sink)
 );
 "#;
 

@@ -113,6 +113,53 @@ impl EmailSink {
     }
 }
 
+/// An image shown inside an HTML mail, referenced from the HTML as `cid:<content_id>`.
+#[derive(Debug, Clone, Copy)]
+pub struct InlineImage<'a> {
+    pub content_id: &'a str,
+    pub mime_type: &'a str,
+    pub bytes: &'a [u8],
+}
+
+impl EmailSink {
+    /// An HTML mail with a plain-text alternative and inline images:
+    /// multipart/alternative { text/plain, multipart/related { text/html, image... } }.
+    pub async fn send_html(
+        &self,
+        subject: &str,
+        text: &str,
+        html: &str,
+        images: &[InlineImage<'_>],
+    ) -> Result<(), SendError> {
+        use lettre::message::{Attachment, MultiPart, SinglePart};
+        let mut related = MultiPart::related().singlepart(SinglePart::html(html.to_string()));
+        for image in images {
+            let content_type = ContentType::parse(image.mime_type)
+                .map_err(|e| SendError::permanent(format!("image type: {e}")))?;
+            related = related.singlepart(
+                Attachment::new_inline(image.content_id.to_string())
+                    .body(image.bytes.to_vec(), content_type),
+            );
+        }
+        let body = MultiPart::alternative()
+            .singlepart(SinglePart::plain(text.to_string()))
+            .multipart(related);
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(subject);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let mail = builder
+            .multipart(body)
+            .map_err(|error| SendError::permanent(format!("cannot build the mail: {error}")))?;
+        match self.transport.send(mail).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(classify(&error)),
+        }
+    }
+}
+
 /// lettre's error as ours. Its text names the SMTP reply, never the credentials.
 fn classify(error: &lettre::transport::smtp::Error) -> SendError {
     let text = format!("smtp: {error}");

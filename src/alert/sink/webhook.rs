@@ -60,6 +60,12 @@ impl WebhookSink {
         );
         secrets.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
         secrets.extend(url.password().map(str::to_string));
+        secrets.extend(
+            config
+                .slack_upload
+                .iter()
+                .map(|u| u.token.expose().to_string()),
+        );
         // Longest first, so a token is replaced whole before any part of it.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         let client = reqwest::Client::builder()
@@ -172,6 +178,167 @@ impl WebhookSink {
             SendError::transient(text)
         }
     }
+}
+
+/// Where Slack's Web API is (tests point it at a loopback receiver).
+pub const SLACK_API: &str = "https://slack.com/api/";
+
+impl WebhookSink {
+    /// POST a JSON document to the configured URL, HMAC-signed like alerts when the sink
+    /// has a secret (json format).
+    pub async fn post_document(
+        &self,
+        body: Vec<u8>,
+        sent_at: DateTime<Utc>,
+    ) -> Result<(), SendError> {
+        let mut headers = HeaderMap::new();
+        if let Some(secret) = &self.config.secret {
+            let timestamp = sent_at.timestamp();
+            let signature = json::signature(secret.expose().as_bytes(), timestamp, &body);
+            headers.insert("x-keywarden-timestamp", HeaderValue::from(timestamp));
+            if let Ok(value) = HeaderValue::from_str(&signature) {
+                headers.insert("x-keywarden-signature", value);
+            }
+        }
+        self.post(body, headers).await
+    }
+
+    /// Telegram: `sendPhoto` beside the configured `sendMessage` URL (same bot), as
+    /// multipart/form-data with the chat id, a plain-text caption and the image.
+    pub async fn telegram_photo(
+        &self,
+        file_name: &str,
+        mime_type: &str,
+        bytes: Vec<u8>,
+        caption: &str,
+    ) -> Result<(), SendError> {
+        let mut url = self.config.url.expose().clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop().push("sendPhoto");
+        }
+        let photo = reqwest::multipart::Part::bytes(bytes)
+            .file_name(file_name.to_string())
+            .mime_str(mime_type)
+            .map_err(|e| SendError::permanent(format!("image type: {}", e.without_url())))?;
+        let form = reqwest::multipart::Form::new()
+            .text("chat_id", self.config.chat_id.clone().unwrap_or_default())
+            .text("caption", caption.to_string())
+            .part("photo", photo);
+        let response = self
+            .client
+            .post(url)
+            .headers(self.headers.clone())
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))?;
+        self.check(response).await.map(drop)
+    }
+
+    /// Slack: upload a file to `channel` with the bot token (files.getUploadURLExternal,
+    /// the upload, files.completeUploadExternal). Slack answers 200 with `ok: false` on
+    /// errors; those are permanent (a wrong token or channel does not heal).
+    pub async fn slack_upload(
+        &self,
+        api: &reqwest::Url,
+        file_name: &str,
+        bytes: Vec<u8>,
+        title: &str,
+        comment: &str,
+    ) -> Result<(), SendError> {
+        let Some(upload) = &self.config.slack_upload else {
+            return Err(SendError::permanent("no slack_token configured"));
+        };
+        let bearer = format!("Bearer {}", upload.token.expose());
+        let mut auth = HeaderValue::from_str(&bearer)
+            .map_err(|_| SendError::permanent("the Slack token is not a valid header value"))?;
+        auth.set_sensitive(true);
+        let endpoint = |method: &str| {
+            api.join(method)
+                .map_err(|e| SendError::permanent(format!("Slack API URL: {e}")))
+        };
+        // Slack takes a method's arguments in the query string as well as in a form body.
+        let mut get_url = endpoint("files.getUploadURLExternal")?;
+        get_url
+            .query_pairs_mut()
+            .append_pair("filename", file_name)
+            .append_pair("length", &bytes.len().to_string());
+        let response = self
+            .client
+            .post(get_url)
+            .header(reqwest::header::AUTHORIZATION, auth.clone())
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))?;
+        let answer = slack_ok(self.check(response).await?)?;
+        let (Some(upload_url), Some(file_id)) =
+            (answer["upload_url"].as_str(), answer["file_id"].as_str())
+        else {
+            return Err(SendError::permanent(
+                "slack: no upload_url or file_id in the answer",
+            ));
+        };
+        let response = self
+            .client
+            .post(upload_url)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))?;
+        self.check(response).await?;
+        let complete = serde_json::json!({
+            "files": [{ "id": file_id, "title": title }],
+            "channel_id": upload.channel,
+            "initial_comment": comment,
+        });
+        let response = self
+            .client
+            .post(endpoint("files.completeUploadExternal")?)
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .json(&complete)
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))?;
+        slack_ok(self.check(response).await?).map(drop)
+    }
+
+    /// A 2xx answer's body, or the error (status only, scrubbed).
+    async fn check(&self, response: reqwest::Response) -> Result<Vec<u8>, SendError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .unwrap_or_default());
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| parse_retry_after(value, Utc::now()));
+        let error = scrub(&format!("HTTP {status}"), &self.secrets);
+        Err(classify(status, error, retry_after))
+    }
+}
+
+/// Slack's `{"ok": true, ...}`, or its error code as a permanent failure.
+fn slack_ok(body: Vec<u8>) -> Result<serde_json::Value, SendError> {
+    let answer: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| SendError::transient("slack: the answer is not JSON"))?;
+    if answer["ok"].as_bool() == Some(true) {
+        return Ok(answer);
+    }
+    // Slack's error codes are fixed words (invalid_auth, channel_not_found): safe to show.
+    let code: String = answer["error"]
+        .as_str()
+        .unwrap_or("unknown")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(60)
+        .collect();
+    Err(SendError::permanent(format!("slack: {code}")))
 }
 
 /// 2xx aside: 408, 429 and 5xx are worth retrying, the rest is not.

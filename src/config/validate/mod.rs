@@ -6,6 +6,7 @@ mod alerts;
 mod ctx;
 mod email;
 mod quotas;
+mod reports;
 mod servers;
 mod webhook;
 
@@ -57,6 +58,9 @@ pub mod defaults {
     pub const EMAIL_TIMEOUT_SECS: u64 = 30;
     pub const WEBHOOK_TIMEOUT_SECS: u64 = 10;
     pub const RATE_LIMIT_PER_MINUTE: u32 = 20;
+    /// Mondays at 09:00 in the agent's time zone.
+    pub const REPORT_SCHEDULE: &str = "0 0 9 * * Mon";
+    pub const REPORT_TOP_KEYS: usize = 10;
 }
 
 /// A valid configuration with its warnings and the key paths of inline secrets.
@@ -92,6 +96,7 @@ pub(crate) fn validate(
         agent.allow_delete,
     );
     let alerts = alerts::alerts(&mut ctx, raw.alerts.as_ref().map(|a| a.get_ref()));
+    let reports = reports::reports(&mut ctx, raw.reports.as_ref(), &alerts);
     if !ctx.problems.is_empty() {
         return Err(ctx.problems);
     }
@@ -102,6 +107,7 @@ pub(crate) fn validate(
             jobs,
             quotas,
             alerts,
+            reports,
         },
         warnings: ctx.warnings,
         inline_secrets: ctx.inline_secrets,

@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::alerts::{http_url, sink_name, sink_severity};
 use super::ctx::SecretFields;
 use super::{Ctx, at, defaults, span_of};
-use crate::config::alerts::{SecretUrl, Severity, WebhookFormat, WebhookSinkConfig};
+use crate::config::alerts::{SecretUrl, Severity, SlackUpload, WebhookFormat, WebhookSinkConfig};
 use crate::config::raw::{NumOrStr, RawWebhook};
 use crate::secret::Secret;
 
@@ -66,7 +66,7 @@ pub(super) fn webhook(
             file: raw.secret_file.as_ref(),
             env: raw.secret_env.as_ref(),
         },
-        table,
+        table.clone(),
         prefix,
         false,
     );
@@ -84,6 +84,7 @@ pub(super) fn webhook(
         );
     }
     let headers = headers(ctx, raw, prefix);
+    let slack_upload = slack_upload(ctx, raw, &table, prefix, format);
     let (secret, secret_source) = secret.unzip();
     WebhookSinkConfig {
         name,
@@ -108,6 +109,81 @@ pub(super) fn webhook(
             1..=10_000,
             defaults::RATE_LIMIT_PER_MINUTE,
         ),
+        slack_upload,
+    }
+}
+
+/// `slack_token*` with `slack_channel`: both or neither, slack only.
+fn slack_upload(
+    ctx: &mut Ctx<'_>,
+    raw: &RawWebhook,
+    table: &Option<std::ops::Range<usize>>,
+    prefix: &str,
+    format: WebhookFormat,
+) -> Option<SlackUpload> {
+    let token_field = raw
+        .slack_token
+        .as_ref()
+        .or(raw.slack_token_file.as_ref())
+        .or(raw.slack_token_env.as_ref());
+    if format != WebhookFormat::Slack {
+        if let Some(field) = token_field.or(raw.slack_channel.as_ref()) {
+            ctx.error(
+                span_of(field),
+                prefix,
+                format!(
+                    "slack_token and slack_channel apply to format = \"slack\" only, not \"{}\"",
+                    format.as_str()
+                ),
+            );
+        }
+        return None;
+    }
+    let token = ctx.secret(
+        SecretFields {
+            base: "slack_token",
+            inline: raw.slack_token.as_ref(),
+            file: raw.slack_token_file.as_ref(),
+            env: raw.slack_token_env.as_ref(),
+        },
+        table.clone(),
+        prefix,
+        false,
+    );
+    let channel = raw
+        .slack_channel
+        .as_ref()
+        .map(|c| c.get_ref().trim().to_owned());
+    match (token, channel) {
+        (Some((token, token_source)), Some(channel)) if !channel.is_empty() => Some(SlackUpload {
+            token,
+            token_source,
+            channel,
+        }),
+        (None, None) => None,
+        (Some(_), _) => {
+            let span = raw
+                .slack_channel
+                .as_ref()
+                .map(|c| c.span())
+                .or(table.clone());
+            ctx.error(
+                span,
+                at(prefix, "slack_channel"),
+                "a Slack bot token needs slack_channel, the channel id charts are uploaded to (e.g. \"C0123456789\")",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            if token_field.is_none() {
+                ctx.error(
+                    raw.slack_channel.as_ref().map(|c| c.span()),
+                    at(prefix, "slack_channel"),
+                    "slack_channel needs a bot token: set slack_token_env, slack_token_file or slack_token",
+                );
+            }
+            None
+        }
     }
 }
 

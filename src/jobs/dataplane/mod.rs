@@ -30,7 +30,8 @@ use crate::server_api::{
     ApiError, Generation, KeyRef, ServerApi, ServiceState, VpnKey, XrayInbound,
 };
 use crate::store::{
-    DataplaneCommit, PortRecord, PortState, StoreError, StoredLink, XrayMemory, XrayState,
+    AvailabilitySample, AvailabilitySeries, DataplaneCommit, PortRecord, PortState, StoreError,
+    StoredLink, XrayMemory, XrayState,
 };
 use plan::ActiveKey;
 
@@ -385,6 +386,18 @@ fn execute(
     if let Err(error) = ctx.store.dataplane_commit(server, &commit) {
         // The next run probes again and fetches the links again: nothing is lost.
         tracing::error!(server, %error, "dataplane: cannot save the probes");
+    }
+    // The usage report's availability: one sample per port probed.
+    let samples: Vec<AvailabilitySample> = observed
+        .probed
+        .iter()
+        .map(|p| AvailabilitySample {
+            series: AvailabilitySeries::VlessPorts,
+            up: p.state == PortState::Open,
+        })
+        .collect();
+    if let Err(error) = ctx.store.record_availability(server, now, &samples) {
+        tracing::error!(server, %error, "dataplane: cannot record the availability samples");
     }
     let keys: HashMap<String, Vec<String>> = observed
         .targets

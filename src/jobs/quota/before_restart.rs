@@ -62,6 +62,11 @@ pub async fn account_before_restart(ctx: &JobContext<'_>) -> PreRead {
         .cloned()
         .collect();
     let memory = memory_after(&observed.memory, accounting.changed, now);
+    // The growth read now counts on today's date, as a quota run's would.
+    let daily: Vec<_> = super::daily_usage(&accounting, now, ctx.config.agent.timezone)
+        .into_iter()
+        .filter(|row| !dropped.contains(&row.uuid.as_str()))
+        .collect();
     let commit = QuotaCommit {
         entries: &entries,
         history: &[],
@@ -69,6 +74,7 @@ pub async fn account_before_restart(ctx: &JobContext<'_>) -> PreRead {
         memory: &memory,
         api_version: &observed.api_version,
         now,
+        daily: &daily,
     };
     match ctx.store.quota_commit(server, &commit) {
         Ok(()) => {

@@ -27,7 +27,7 @@ use super::{JobContext, JobResult};
 use crate::config::CounterResets;
 use crate::quota::plan::{Accounting, Action, Observed, ServerMemory, ServerResets, Settings};
 use crate::quota::{self, Plan};
-use crate::store::{QuotaCommit, Store};
+use crate::store::{DailyUsage, QuotaCommit, Store};
 
 /// Failed runs in a row that make the accounting stale.
 pub const FAILURES_BEFORE_STALE: u32 = 3;
@@ -114,6 +114,7 @@ async fn commit_and_execute(
             .collect(),
     };
     let (server, now) = (ctx.server.name.as_str(), ctx.clock.now());
+    let daily = daily_usage(accounting, now, ctx.config.agent.timezone);
     let commit = QuotaCommit {
         entries: &accounting.entries,
         history: &accounting.history,
@@ -121,6 +122,7 @@ async fn commit_and_execute(
         memory: &memory,
         api_version: &observed.api_version,
         now,
+        daily: &daily,
     };
     ctx.store
         .quota_commit(server, &commit)
@@ -146,6 +148,30 @@ async fn commit_and_execute(
         }
     }
     Ok((finished, suspended))
+}
+
+/// This run's growth per key, counted on today's date in the agent's time zone (traffic
+/// between two runs across midnight lands on the later day).
+pub(super) fn daily_usage(
+    accounting: &Accounting,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> Vec<DailyUsage> {
+    let day = now.with_timezone(&tz).date_naive();
+    accounting
+        .growth_by_key
+        .iter()
+        .filter_map(|(uuid, bytes)| {
+            let entry = accounting.entries.iter().find(|e| &e.uuid == uuid)?;
+            Some(DailyUsage {
+                day,
+                uuid: uuid.clone(),
+                key_id: entry.key_id.clone(),
+                name: entry.name.clone(),
+                bytes: *bytes,
+            })
+        })
+        .collect()
 }
 
 async fn open_intents(
