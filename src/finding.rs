@@ -69,6 +69,10 @@ pub enum FindingKind {
     /// dataplane (critical): a VLESS port answers TLS with a certificate that does not
     /// verify for its server name, or TLS fails.
     RealityCamouflageBroken,
+    /// quota: several keys share an id or a uuid; none of them is counted or acted on.
+    KeyIdentityAmbiguous,
+    /// quota: counter readings beyond what a key can do were not counted.
+    TrafficReadingImplausible,
 }
 
 impl FindingKind {
@@ -100,6 +104,8 @@ impl FindingKind {
             FindingKind::VlessPortsClosed => "vless_ports_closed",
             FindingKind::VlessPortUnreachable => "vless_port_unreachable",
             FindingKind::RealityCamouflageBroken => "reality_camouflage_broken",
+            FindingKind::KeyIdentityAmbiguous => "key_identity_ambiguous",
+            FindingKind::TrafficReadingImplausible => "traffic_reading_implausible",
         }
     }
 
@@ -124,7 +130,7 @@ impl FindingKind {
             .find(|kind| kind.as_str() == name)
     }
 
-    pub const ALL: [FindingKind; 26] = [
+    pub const ALL: [FindingKind; 28] = [
         FindingKind::ServerUnreachable,
         FindingKind::AuthFailed,
         FindingKind::TrafficMonitorUnavailable,
@@ -151,6 +157,8 @@ impl FindingKind {
         FindingKind::VlessPortsClosed,
         FindingKind::VlessPortUnreachable,
         FindingKind::RealityCamouflageBroken,
+        FindingKind::KeyIdentityAmbiguous,
+        FindingKind::TrafficReadingImplausible,
     ];
 
     /// Kinds that name one outage of a server's data plane (Xray not serving): while one

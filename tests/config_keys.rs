@@ -33,6 +33,7 @@ ca_file = "/ca.pem"
 vless_host = "10.0.0.5"
 reality_ca_file = "/reality-ca.pem"
 dataplane_concurrency = 16
+max_response_size = "64 MiB"
 
 [jobs.health]
 schedule = "*/30 * * * * *"
@@ -63,6 +64,7 @@ period_day = 1
 warn_at = [80, 95]
 on_exceed = "alert"
 grace = "24h"
+adopt = "baseline"
 
 [[quotas.rules]]
 match_name = "vip-*"

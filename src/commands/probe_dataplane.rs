@@ -11,6 +11,7 @@ use crate::config::{DataplaneJobConfig, ServerConfig};
 use crate::jobs::dataplane::{self, Prober};
 use crate::server_api::{ServerApi, ServiceState};
 use crate::store::PortState;
+use crate::terminal::Shown;
 
 /// What probe saw of the data plane. Field names are a contract (`--json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -129,7 +130,8 @@ pub async fn gather(
     report
 }
 
-/// The text lines of the report.
+/// The text lines of the report. What the server sent (its words for Xray's state,
+/// hosts and server names from its links, errors) is escaped for the terminal.
 pub fn render(out: &mut String, report: &DataplaneReport) {
     if let Some(xray) = &report.xray {
         let warning = if xray == "running" {
@@ -137,7 +139,7 @@ pub fn render(out: &mut String, report: &DataplaneReport) {
         } else {
             "  <- nobody can connect"
         };
-        let _ = writeln!(out, "  xray           {xray}{warning}");
+        let _ = writeln!(out, "  xray           {}{warning}", Shown(xray));
     }
     let open = report
         .ports
@@ -159,18 +161,18 @@ pub fn render(out: &mut String, report: &DataplaneReport) {
         let _ = writeln!(
             out,
             "                 {} {}{latency} (sni {}, {} keys){}",
-            port.endpoint,
+            Shown(&port.endpoint),
             port.result.as_str(),
-            port.server_name.as_deref().unwrap_or("none"),
+            Shown(port.server_name.as_deref().unwrap_or("none")),
             port.keys,
             if port.result == PortState::Open {
                 String::new()
             } else {
-                format!(": {}", port.detail)
+                format!(": {}", Shown(&port.detail))
             }
         );
     }
     if let Some(error) = &report.error {
-        let _ = writeln!(out, "                 not probed: {error}");
+        let _ = writeln!(out, "                 not probed: {}", Shown(error));
     }
 }

@@ -46,26 +46,26 @@ pub async fn run(
         handle.add_stranger_traffic("87c5ee57-dbf6-4db2-b1f2-dbec6b604db0", 0, 1);
     }
 
-    println!(
+    crate::outln!(
         "keywarden sim: VPN Key Management API {}",
         generation.version()
-    );
-    println!("  base URL: {}", server.base_url());
+    )?;
+    crate::outln!("  base URL: {}", server.base_url())?;
     // The inbounds' TLS certificates chain to this CA: point reality_ca_file at it.
     let ca_path = ca_file.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("keywarden-sim-ca-{}.pem", server.addr().port()))
     });
     std::fs::write(&ca_path, server.ca_pem())
         .with_context(|| format!("sim: cannot write the test CA to {}", ca_path.display()))?;
-    println!("  test CA:  {} (reality_ca_file)", ca_path.display());
+    crate::outln!("  test CA:  {} (reality_ca_file)", ca_path.display())?;
     let ports: Vec<String> = handle
         .listening()
         .iter()
         .map(|(_, port)| port.to_string())
         .collect();
-    println!("  VLESS:    127.0.0.1 ports {}", ports.join(", "));
+    crate::outln!("  VLESS:    127.0.0.1 ports {}", ports.join(", "))?;
     let created = handle.keys().len();
-    println!("  keys:     {created}");
+    crate::outln!("  keys:     {created}")?;
     if created < keys {
         tracing::warn!(
             asked = keys,
@@ -73,10 +73,10 @@ pub async fn run(
             "sim: 2.x has 100 ports, so 100 keys at most"
         );
     }
-    println!(
+    crate::outln!(
         "  admin:    POST {}/_sim/... with the same X-API-Key (see `sim` module docs); GET /_sim/state to look",
         server.base_url().trim_end_matches("/api")
-    );
+    )?;
     tracing::info!(
         addr = %server.addr(),
         version = generation.version(),

@@ -36,6 +36,7 @@ pub const ALL_KEYS: &[&str] = &[
     "servers[].vless_host",
     "servers[].reality_ca_file",
     "servers[].dataplane_concurrency",
+    "servers[].max_response_size",
     "jobs",
     "jobs.health",
     "jobs.health.schedule",
@@ -65,6 +66,7 @@ pub const ALL_KEYS: &[&str] = &[
     "quotas.warn_at",
     "quotas.on_exceed",
     "quotas.grace",
+    "quotas.adopt",
     "quotas.rules",
     "quotas.rules[].match_name",
     "quotas.rules[].match_uuid",
@@ -246,6 +248,8 @@ pub struct RawServer {
     pub reality_ca_file: Option<Spanned<String>>,
     /// TLS handshakes in flight to this server's VLESS ports at most, 1..=256. Default 16.
     pub dataplane_concurrency: Option<Spanned<i64>>,
+    /// Largest answer read from this server (size). Default "64 MiB".
+    pub max_response_size: Option<Spanned<NumOrStr>>,
 }
 
 /// `[jobs]`
@@ -342,6 +346,8 @@ pub struct RawQuotas {
     pub on_exceed: Option<Spanned<String>>,
     /// With delete: time over the limit before deletion. Default "24h".
     pub grace: Option<Spanned<NumOrStr>>,
+    /// baseline | count: what a key's counter at first sight counts for. Default "baseline".
+    pub adopt: Option<Spanned<String>>,
     /// `[[quotas.rules]]`, first match wins.
     pub rules: Option<Vec<Spanned<RawRule>>>,
 }

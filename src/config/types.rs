@@ -108,6 +108,8 @@ pub struct ServerConfig {
     pub reality_ca_file: Option<PathBuf>,
     /// TLS handshakes in flight to this server's VLESS ports at most (1..=256).
     pub dataplane_concurrency: usize,
+    /// Answers larger than this are refused (`max_response_size`).
+    pub max_response_bytes: usize,
 }
 
 impl ServerConfig {

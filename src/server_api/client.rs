@@ -2,6 +2,7 @@
 //! cache shared by every caller, capability detection, the per-server concurrency cap
 //! and the id/uuid fallback of per-key calls.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use super::http::{self, Answer, Exchange, RetryPolicy};
 use super::model::*;
 use super::wire::{self, DecodeError};
 use super::xray::{self, Health, KeyConfig, RealityFix, XrayInbound, XrayLayout};
+use crate::redact::Redactor;
 use crate::secret::Secret;
 
 /// Everything a client needs to know about its server.
@@ -36,13 +38,17 @@ pub struct ClientSettings {
     pub key_list_ttl: Duration,
     /// Answers larger than this are refused.
     pub max_body_bytes: usize,
+    /// Blots secrets out of every text the server sends back (errors, snippets); by
+    /// default this server's API key, for a whole agent every configured secret.
+    pub redactor: Arc<Redactor>,
     pub retry: RetryPolicy,
     /// Where to count calls, durations and errors (none in most tests).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
-/// Answers above 8 MiB are refused (the API promises at most 1 MB).
-pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Answers above this are refused unless the server's `max_response_size` says
+/// otherwise (the API promises at most 1 MB, but a key list of 200 000 keys is ~50 MB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = crate::config::defaults::MAX_RESPONSE_BYTES;
 /// 2.x allows 30 key-list calls a minute per worker; one list every 30 s is plenty.
 pub const DEFAULT_KEY_LIST_TTL: Duration = Duration::from_secs(30);
 
@@ -54,6 +60,7 @@ impl ClientSettings {
         settings.timeout = server.timeout;
         settings.action_timeout = server.action_timeout;
         settings.concurrency = server.concurrency;
+        settings.max_body_bytes = server.max_response_bytes;
         if let Some(path) = &server.ca_file {
             let pem = std::fs::read(path).map_err(|err| {
                 let reason = format!("cannot read ca_file {}: {err}", path.display());
@@ -66,10 +73,12 @@ impl ClientSettings {
 
     /// Settings with the defaults for everything but where and how to authenticate.
     pub fn new(name: impl Into<String>, base_url: Url, api_key: Secret) -> ClientSettings {
+        let redactor = Arc::new(Redactor::new([api_key.expose()]));
         ClientSettings {
             name: name.into(),
             base_url,
             api_key,
+            redactor,
             timeout: Duration::from_secs(15),
             action_timeout: Duration::from_secs(60),
             concurrency: 8,
@@ -85,6 +94,32 @@ impl ClientSettings {
 struct CachedKeys {
     fetched_at: Instant,
     keys: Arc<Vec<VpnKey>>,
+    /// Ids and uuids that name more than one key of this list.
+    shared: HashSet<String>,
+}
+
+/// The identities (id or uuid) that name more than one key: a per-key call by one of
+/// them may reach any of those keys.
+fn shared_identities(keys: &[VpnKey]) -> HashSet<String> {
+    let mut named: HashMap<&str, usize> = HashMap::new();
+    for key in keys {
+        // A key's id equal to its own uuid (servers that know only uuids) counts once.
+        named
+            .entry(key.id.as_str())
+            .and_modify(|n| *n += 1)
+            .or_insert(1);
+        if key.uuid != key.id {
+            named
+                .entry(key.uuid.as_str())
+                .and_modify(|n| *n += 1)
+                .or_insert(1);
+        }
+    }
+    named
+        .into_iter()
+        .filter(|(value, n)| *n > 1 && !value.is_empty())
+        .map(|(value, _)| value.to_owned())
+        .collect()
 }
 
 struct Inner {
@@ -216,6 +251,7 @@ impl ServerApi {
         let exchange = Exchange {
             client: &self.inner.http,
             api_key: &settings.api_key,
+            redactor: &settings.redactor,
             timeout: if kind == CallKind::Action {
                 settings.action_timeout
             } else {
@@ -262,14 +298,19 @@ impl ServerApi {
         Ok((format!("GET {}{}", self.inner.base_path, path), answer.json))
     }
 
-    fn decoded<T>(endpoint: &str, result: Result<T, DecodeError>) -> ApiResult<T> {
-        result.map_err(|err| ApiError::new(endpoint, ApiErrorKind::Decode { reason: err.0 }))
+    /// A decode error quotes the value it choked on (serde does): redacted like any
+    /// other text from the server.
+    fn decoded<T>(&self, endpoint: &str, result: Result<T, DecodeError>) -> ApiResult<T> {
+        result.map_err(|err| {
+            ApiError::new(endpoint, ApiErrorKind::Decode { reason: err.0 })
+                .redacted(&self.inner.settings.redactor)
+        })
     }
 
     /// GET /api/: the API's name and version (no authentication needed).
     pub async fn api_status(&self) -> ApiResult<ApiStatus> {
         let (endpoint, json) = self.get_json("/").await?;
-        Self::decoded(&endpoint, wire::api_status(&json))
+        self.decoded(&endpoint, wire::api_status(&json))
     }
 
     /// What this server supports, detected once and cached until a call that used to
@@ -330,12 +371,21 @@ impl ServerApi {
         }
         // Holding the lock while fetching makes concurrent callers share one request.
         let (endpoint, json) = self.get_json("/keys").await?;
-        let keys = Arc::new(Self::decoded(&endpoint, wire::key_list(&json))?);
+        let keys = Arc::new(self.decoded(&endpoint, wire::key_list(&json))?);
         *cached = Some(CachedKeys {
             fetched_at: Instant::now(),
+            shared: shared_identities(&keys),
             keys: keys.clone(),
         });
         Ok(keys)
+    }
+
+    /// Fetch the key list if none was ever fetched (errors are left to the callers
+    /// that need the list itself).
+    pub async fn ensure_key_list(&self) {
+        if self.inner.keys.lock().await.is_none() {
+            let _ = self.list_keys().await;
+        }
     }
 
     /// The key list, fetched now (and shared from then on).
@@ -372,6 +422,21 @@ impl ServerApi {
         path_for: impl Fn(&str) -> String,
     ) -> ApiResult<Answer> {
         let key = self.complete(key).await;
+        // The last key list fetched (fresh or not) says whether an identity names
+        // several keys: then no call goes out by it. The quota job leaves such keys
+        // alone; this also holds for intents decided before the list changed.
+        if let Some(cached) = self.inner.keys.lock().await.as_ref()
+            && let Some(value) = key
+                .candidates()
+                .into_iter()
+                .find(|v| cached.shared.contains(*v))
+        {
+            let kind = ApiErrorKind::AmbiguousKey {
+                value: value.to_owned(),
+            };
+            return Err(ApiError::new(format!("{method} per-key call"), kind)
+                .redacted(&self.inner.settings.redactor));
+        }
         let mut first_not_found: Option<ApiError> = None;
         for candidate in key.candidates() {
             match self
@@ -404,13 +469,13 @@ impl ServerApi {
         let answer = self
             .per_key(Method::GET, key, CallKind::Read, |id| format!("/keys/{id}"))
             .await?;
-        Self::decoded("GET /keys/{id}", wire::vpn_key(&answer.json, "key"))
+        self.decoded("GET /keys/{id}", wire::vpn_key(&answer.json, "key"))
     }
 
     /// GET /api/traffic/exact (1.x): estimates for keys with connections only.
     pub async fn bulk_traffic(&self) -> ApiResult<BulkTraffic> {
         match self.get_json("/traffic/exact").await {
-            Ok((endpoint, json)) => Self::decoded(&endpoint, wire::bulk_traffic(&json)),
+            Ok((endpoint, json)) => self.decoded(&endpoint, wire::bulk_traffic(&json)),
             Err(error) => {
                 self.note_missing_route(&error).await;
                 Err(error)
@@ -421,7 +486,7 @@ impl ServerApi {
     /// GET /api/traffic/status (1.x): the traffic monitor's state and per-key figures.
     pub async fn monitor_status(&self) -> ApiResult<MonitorStatus> {
         match self.get_json("/traffic/status").await {
-            Ok((endpoint, json)) => Self::decoded(&endpoint, wire::monitor_status(&json)),
+            Ok((endpoint, json)) => self.decoded(&endpoint, wire::monitor_status(&json)),
             Err(error) => {
                 self.note_missing_route(&error).await;
                 Err(error)
@@ -444,7 +509,7 @@ impl ServerApi {
             })
             .await;
         match result {
-            Ok(answer) => Self::decoded(
+            Ok(answer) => self.decoded(
                 &format!("GET /keys/{{id}}/{suffix}"),
                 wire::key_traffic(&answer.json),
             ),
@@ -506,7 +571,7 @@ impl ServerApi {
             })
             .await?;
         let endpoint = "POST /keys/{id}/traffic/reset";
-        match Self::decoded(endpoint, wire::reset_confirmation(&answer.json))? {
+        match self.decoded(endpoint, wire::reset_confirmation(&answer.json))? {
             Some(confirmation) => Ok(confirmation),
             None => Err(ApiError::new(
                 endpoint,
@@ -520,13 +585,13 @@ impl ServerApi {
     /// GET /api/system/config-status (on 2.x possibly stale: prefer `validate_sync`).
     pub async fn config_status(&self) -> ApiResult<ConfigStatus> {
         let (endpoint, json) = self.get_json("/system/config-status").await?;
-        Self::decoded(&endpoint, wire::config_status(&json))
+        self.decoded(&endpoint, wire::config_status(&json))
     }
 
     /// GET /api/system/xray/validate-sync (2.x): reads config.json fresh.
     pub async fn validate_sync(&self) -> ApiResult<SyncValidation> {
         match self.get_json("/system/xray/validate-sync").await {
-            Ok((endpoint, json)) => Self::decoded(&endpoint, wire::sync_validation(&json)),
+            Ok((endpoint, json)) => self.decoded(&endpoint, wire::sync_validation(&json)),
             Err(error) => {
                 self.note_missing_route(&error).await;
                 Err(error)
@@ -541,7 +606,7 @@ impl ServerApi {
             .request(Method::POST, "/system/sync-config", CallKind::Action, None)
             .await?;
         let endpoint = "POST /system/sync-config";
-        match Self::decoded(endpoint, wire::sync_outcome(&answer.json))? {
+        match self.decoded(endpoint, wire::sync_outcome(&answer.json))? {
             Some(outcome) => Ok(outcome),
             None => Err(ApiError::new(
                 endpoint,
@@ -563,7 +628,7 @@ impl ServerApi {
             )
             .await?;
         let endpoint = "POST /system/verify-reality";
-        match Self::decoded(endpoint, wire::reality_outcome(&answer.json))? {
+        match self.decoded(endpoint, wire::reality_outcome(&answer.json))? {
             Some(outcome) => Ok(outcome),
             None => Err(ApiError::new(
                 endpoint,
@@ -581,19 +646,19 @@ impl ServerApi {
         let answer = self
             .request_url(Method::GET, &url, endpoint, CallKind::Read, None)
             .await?;
-        Self::decoded(endpoint, xray::health(&answer.json))
+        self.decoded(endpoint, xray::health(&answer.json))
     }
 
     /// GET /api/system/xray/inbounds (2.x): every VLESS inbound as config.json holds it.
     pub async fn xray_inbounds(&self) -> ApiResult<Vec<XrayInbound>> {
         let (endpoint, json) = self.get_json("/system/xray/inbounds").await?;
-        Self::decoded(&endpoint, xray::xray_inbounds(&json))
+        self.decoded(&endpoint, xray::xray_inbounds(&json))
     }
 
     /// GET /api/system/xray/config-status (2.x): the layout of config.json.
     pub async fn xray_layout(&self) -> ApiResult<XrayLayout> {
         let (endpoint, json) = self.get_json("/system/xray/config-status").await?;
-        Self::decoded(&endpoint, xray::xray_layout(&json))
+        self.decoded(&endpoint, xray::xray_layout(&json))
     }
 
     /// POST /api/system/fix-reality-keys (2.x): rewrite the Reality keys of config.json
@@ -608,7 +673,7 @@ impl ServerApi {
             )
             .await?;
         let endpoint = "POST /system/fix-reality-keys";
-        match Self::decoded(endpoint, xray::reality_fix(&answer.json))? {
+        match self.decoded(endpoint, xray::reality_fix(&answer.json))? {
             Some(fix) => Ok(fix),
             None => Err(ApiError::new(
                 endpoint,
@@ -626,7 +691,7 @@ impl ServerApi {
                 format!("/keys/{id}/config")
             })
             .await?;
-        Self::decoded("GET /keys/{id}/config", xray::key_config(&answer.json))
+        self.decoded("GET /keys/{id}/config", xray::key_config(&answer.json))
     }
 
     /// DELETE /api/keys/{id}, then by uuid on 404; 404 on both means already gone.
@@ -642,7 +707,7 @@ impl ServerApi {
             Err(error) if error.is_not_found() => Ok(DeleteOutcome::AlreadyGone),
             Err(error) => Err(error),
             Ok(answer) => {
-                if Self::decoded(endpoint, wire::delete_confirmed(&answer.json))? {
+                if self.decoded(endpoint, wire::delete_confirmed(&answer.json))? {
                     Ok(DeleteOutcome::Deleted)
                 } else {
                     Err(ApiError::new(
@@ -660,6 +725,32 @@ impl ServerApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(id: &str, uuid: &str) -> VpnKey {
+        VpnKey {
+            id: id.into(),
+            uuid: uuid.into(),
+            name: String::new(),
+            created_at: None,
+            is_active: true,
+            port: None,
+            short_id: None,
+        }
+    }
+
+    #[test]
+    fn identities_naming_several_keys() {
+        let keys = [
+            key("1", "u1"),
+            key("7", "u2"),
+            key("7", "u3"),
+            key("u4", "u4"),
+            key("5", "u1"),
+        ];
+        let mut shared: Vec<String> = shared_identities(&keys).into_iter().collect();
+        shared.sort();
+        assert_eq!(shared, ["7", "u1"]);
+    }
 
     #[test]
     fn segments_are_encoded() {

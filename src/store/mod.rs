@@ -9,8 +9,10 @@ mod budget;
 mod daily;
 mod dataplane;
 mod error;
+mod lock;
 mod quota;
 mod quota_intents;
+mod reader;
 mod reality;
 mod schema;
 mod xray;
@@ -31,6 +33,7 @@ pub use daily::{
 };
 pub use dataplane::{DataplaneCommit, DataplaneMemory, PortRecord, PortState, StoredLink};
 pub use error::StoreError;
+pub use lock::{LOCK_FILE, LockError, StateDirLock};
 pub use quota::QuotaCommit;
 pub use quota_intents::{Intent, IntentState};
 pub use reality::RealityMemory;
