@@ -33,7 +33,8 @@ fn main() -> ExitCode {
                 api,
                 keys,
                 api_key,
-            } => sim_command::run(listen, api, keys, api_key).await,
+                ca_file,
+            } => sim_command::run(listen, api, keys, api_key, ca_file).await,
             command => keywarden::commands::dispatch(command).await,
         }
     });

@@ -25,6 +25,7 @@ pub async fn run(
     api: ApiGenerationArg,
     keys: usize,
     api_key: String,
+    ca_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<u8> {
     keywarden::logging::init(
         keywarden::logging::LogFormat::Auto,
@@ -53,6 +54,19 @@ pub async fn run(
         generation.version()
     )?;
     keywarden::outln!("  base URL: {}", server.base_url())?;
+    // The inbounds' TLS certificates chain to this CA: point reality_ca_file at it.
+    let ca_path = ca_file.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("keywarden-sim-ca-{}.pem", server.addr().port()))
+    });
+    std::fs::write(&ca_path, server.ca_pem())
+        .with_context(|| format!("sim: cannot write the test CA to {}", ca_path.display()))?;
+    keywarden::outln!("  test CA:  {} (reality_ca_file)", ca_path.display())?;
+    let ports: Vec<String> = handle
+        .listening()
+        .iter()
+        .map(|(_, port)| port.to_string())
+        .collect();
+    keywarden::outln!("  VLESS:    127.0.0.1 ports {}", ports.join(", "))?;
     let created = handle.keys().len();
     keywarden::outln!("  keys:     {created}")?;
     if created < keys {

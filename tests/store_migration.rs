@@ -8,7 +8,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use keywarden::model::quota::{Action, IntentOutcome, IntentState, Reason};
 use keywarden::model::{
-    AuditAction, AuditResult, FindingKind, JobKind, RunOutcome, SyncAttempt, SyncAttemptOutcome,
+    AttemptKind, AuditAction, AuditResult, FindingKind, JobKind, RunOutcome, SyncAttempt,
+    SyncAttemptOutcome,
 };
 use keywarden::store::{DB_FILE, QuotaCommit, Store, latest_schema_version};
 
@@ -168,7 +169,11 @@ async fn a_store_of_the_previous_release_migrates_and_keeps_its_state() {
         .attempts_since("fra-1", utc(11, 20, 0, 0))
         .await
         .unwrap();
-    let attempt = |at, outcome| SyncAttempt { at, outcome };
+    let attempt = |at, outcome| SyncAttempt {
+        at,
+        kind: AttemptKind::Sync,
+        outcome,
+    };
     assert_eq!(
         attempts,
         [

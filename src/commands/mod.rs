@@ -5,6 +5,7 @@ use crate::cli::Command;
 pub mod alert_test;
 mod check;
 mod probe;
+mod probe_dataplane;
 mod report;
 mod run;
 mod status;

@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
+use crate::model::dataplane::{PortRecord, PortState, XrayMemory, XrayState};
 use crate::model::{AuditEntry, RunRecord, ServerState, StoredFinding};
 use crate::store::{Store, StoreError};
 use crate::terminal::{Shown, escape};
@@ -24,6 +25,10 @@ pub struct ServerStatus {
     pub last_runs: Vec<RunRecord>,
     pub open_findings: Vec<StoredFinding>,
     pub recent_actions: Vec<AuditEntry>,
+    /// 2.x: Xray's state as the health job last read it (None: never read, or 1.x).
+    pub xray: Option<XrayMemory>,
+    /// The last probe of each VLESS port (the dataplane job).
+    pub vless_ports: Vec<PortRecord>,
 }
 
 /// Gather the status of `servers` (config order) from the store.
@@ -38,6 +43,8 @@ pub async fn gather(store: &Store, servers: &[String]) -> Result<Vec<ServerStatu
             last_runs: runs.iter().filter(|r| &r.server == name).cloned().collect(),
             open_findings: store.findings().open(Some(name)).await?,
             recent_actions: store.audit().recent(Some(name), RECENT_ACTIONS).await?,
+            xray: Some(store.servers().xray(name).await?).filter(|m| m.state.is_some()),
+            vless_ports: store.dataplane().ports(name).await?,
         });
     }
     Ok(out)
@@ -80,6 +87,7 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
                 let _ = writeln!(out, "  no health check recorded yet");
             }
         }
+        data_plane(&mut out, status, tz);
         for run in &status.last_runs {
             let _ = writeln!(
                 out,
@@ -128,6 +136,53 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Xray's state and the VLESS ports: an API that answers is not a server users can use.
+fn data_plane(out: &mut String, status: &ServerStatus, tz: Tz) {
+    if let Some(xray) = &status.xray {
+        let _ = match xray.state {
+            Some(XrayState::Stopped) => writeln!(
+                out,
+                "  XRAY STOPPED    since {} ({} reads in a row): nobody can connect",
+                when(xray.first_stopped_at, tz),
+                xray.stopped_reads
+            ),
+            _ => writeln!(
+                out,
+                "  xray            running (checked {})",
+                when(xray.checked_at, tz)
+            ),
+        };
+    }
+    if status.vless_ports.is_empty() {
+        return;
+    }
+    let open = status
+        .vless_ports
+        .iter()
+        .filter(|p| p.state == PortState::Open)
+        .count();
+    let last = status.vless_ports.iter().map(|p| p.probed_at).max();
+    let _ = writeln!(
+        out,
+        "  vless ports     {open} of {} answer TLS correctly (last probed {})",
+        status.vless_ports.len(),
+        when(last, tz)
+    );
+    for port in status
+        .vless_ports
+        .iter()
+        .filter(|p| p.state != PortState::Open)
+    {
+        let _ = writeln!(
+            out,
+            "    {} {}: {}",
+            Shown(&port.endpoint),
+            port.state.as_str(),
+            Shown(&port.detail)
+        );
+    }
 }
 
 pub async fn run(path: &Path, json: bool) -> anyhow::Result<u8> {

@@ -2,6 +2,8 @@
 //! say what happened; `jobs::metrics::MetricsObserver` alone turns facts into series, so
 //! neither the runner nor the jobs know a metric's name or labels.
 
+use std::time::Duration;
+
 use crate::model::quota::{ActionKind, IntentOutcome};
 
 /// One fact of one run.
@@ -19,6 +21,15 @@ pub enum Fact {
     QuotaAction {
         kind: ActionKind,
         outcome: IntentOutcome,
+    },
+    /// health (2.x): whether Xray was running at the end of the run.
+    XrayUp(bool),
+    /// dataplane: VLESS ports probed, how many completed a verified handshake, and the
+    /// handshake durations of those.
+    VlessPorts {
+        probed: usize,
+        open: usize,
+        latencies: Vec<Duration>,
     },
     /// quota, with `metrics_per_key`: a key's usage after the run, and its limit.
     KeyUsage {

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use crate::model::dataplane::XrayState;
 use crate::model::report::{AvailabilitySample, AvailabilitySeries};
 use crate::model::{Finding, FindingKind, JobKind, ServerState, Severity};
 use crate::server_api::{ApiError, ApiErrorKind, Generation};
@@ -215,6 +216,17 @@ pub async fn run(ctx: &JobContext<'_>) -> JobResult {
             match &observed {
                 Observed::Up { version, latency_ms, .. } => {
                     result.plan.push(format!("{} answered in {latency_ms} ms (API {version})", ctx.server.name));
+                    // 2.x: is Xray itself running? (1.x has no /health: the dataplane
+                    // job's outside view is the witness there.)
+                    if Generation::from_version(version) != Generation::V1
+                        && let Some(xray) = super::xray::run(ctx).await
+                    {
+                        result.findings.extend(xray.findings);
+                        result.plan.extend(xray.plan);
+                        if let Some(state) = xray.state {
+                            result.facts.push(Fact::XrayUp(state == XrayState::Running));
+                        }
+                    }
                 }
                 Observed::Down { error, consecutive_failures } => {
                     result.plan.push(format!(

@@ -81,6 +81,12 @@ impl MetricsObserver {
                 };
                 family.get_or_create(&by_result(outcome.as_str())).inc();
             }
+            Fact::XrayUp(up) => metrics.set_xray_up(server, *up),
+            Fact::VlessPorts {
+                probed,
+                open,
+                latencies,
+            } => metrics.vless_ports(server, *probed, *open, latencies),
             Fact::KeyUsage { uuid, used, limit } if metrics.per_key => {
                 let labels = KeyLabels {
                     server: server.to_string(),
@@ -136,7 +142,14 @@ mod tests {
             },
             ..FindingChanges::default()
         };
-        observer.finished(&report(JobKind::Health, vec![Fact::ServerUp(false)]), None);
+        let health = vec![Fact::ServerUp(false), Fact::XrayUp(true)];
+        observer.finished(&report(JobKind::Health, health), None);
+        let ports = Fact::VlessPorts {
+            probed: 3,
+            open: 2,
+            latencies: vec![Duration::from_millis(2), Duration::from_millis(3)],
+        };
+        observer.finished(&report(JobKind::Dataplane, vec![ports]), None);
         let sync = vec![
             Fact::DriftDetected,
             Fact::Sync(SyncResult::Repaired),
@@ -168,6 +181,10 @@ mod tests {
         let text = metrics.encode();
         for expected in [
             "keywarden_server_up{server=\"fra-1\"} 0",
+            "keywarden_xray_up{server=\"fra-1\"} 1",
+            "keywarden_vless_ports_probed{server=\"fra-1\"} 3",
+            "keywarden_vless_ports_up{server=\"fra-1\"} 2",
+            "keywarden_vless_handshake_duration_seconds_count{server=\"fra-1\"} 2",
             "keywarden_drift_detected_total{server=\"fra-1\"} 1",
             "keywarden_syncs_total{server=\"fra-1\",result=\"repaired\"} 1",
             "keywarden_sync_budget_left{server=\"fra-1\"} 3",

@@ -8,21 +8,26 @@
 
 mod backoff;
 pub mod config_sync;
+pub mod dataplane;
 mod facts;
 mod health;
 mod metrics;
 pub mod quota;
 mod reality;
+mod reality_v2;
+mod restart;
 pub mod runner;
 mod sink;
+mod xray;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig};
-use crate::model::{Finding, RunOutcome, Severity};
+use crate::model::{Finding, FindingKind, RunOutcome, Severity};
 use crate::server_api::ServerApi;
 use crate::store::Store;
 
@@ -52,6 +57,8 @@ pub struct JobContext<'a> {
     /// `[agent].dry_run` or `--dry-run`: observe and plan, never POST or DELETE.
     pub dry_run: bool,
     pub mode: RunMode,
+    /// The TLS probe of the server's VLESS ports (the dataplane job).
+    pub prober: &'a Arc<dataplane::Prober>,
 }
 
 /// What one job run found and decided.
@@ -110,6 +117,35 @@ pub fn one_line(text: &str) -> String {
     }
 }
 
+/// What a job's findings are about: the job, and the subject of their fingerprint.
+#[derive(Debug, Clone, Copy)]
+pub struct About {
+    pub job: JobKind,
+    pub subject: &'static str,
+}
+
+impl About {
+    /// A finding on `server`: the summary on one line, the details as Seen / Done / Next.
+    pub fn finding(
+        self,
+        server: &str,
+        kind: FindingKind,
+        severity: Severity,
+        summary: String,
+        [seen, done, next]: [String; 3],
+    ) -> Finding {
+        Finding {
+            server: server.to_string(),
+            job: self.job,
+            kind,
+            subject: self.subject.to_string(),
+            severity,
+            summary: one_line(&summary),
+            details: format!("Seen: {seen}\nDone: {done}\nNext: {next}"),
+        }
+    }
+}
+
 /// Run one job once on one server, with the job's own code (the runner wraps this).
 pub async fn run_job(job: JobKind, ctx: &JobContext<'_>) -> JobResult {
     match job {
@@ -117,13 +153,13 @@ pub async fn run_job(job: JobKind, ctx: &JobContext<'_>) -> JobResult {
         JobKind::ConfigSync => config_sync::run(ctx).await,
         JobKind::Reality => reality::run(ctx).await,
         JobKind::Quota => quota::run(ctx).await,
+        JobKind::Dataplane => dataplane::run(ctx).await,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FindingKind;
 
     fn outcome_of(result: &JobResult) -> RunOutcome {
         result.outcome()

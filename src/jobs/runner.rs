@@ -30,6 +30,8 @@ pub struct Target {
     pub config: Arc<Config>,
     pub server: ServerConfig,
     pub api: ServerApi,
+    /// The TLS probe of its VLESS ports (shared by servers trusting the same roots).
+    pub prober: Arc<super::dataplane::Prober>,
 }
 
 /// How to run.
@@ -235,6 +237,7 @@ impl Runner {
                 clock: clock.as_ref(),
                 dry_run: options.dry_run || target.config.agent.dry_run,
                 mode: options.mode,
+                prober: &target.prober,
             };
             run_job(job, &ctx).await
         });

@@ -19,14 +19,20 @@ pub enum AuditAction {
     QuotaReset,
     /// quota: a key deleted.
     QuotaDelete,
+    /// health (2.x): a stopped Xray restarted through POST /api/system/sync-config.
+    XrayRestart,
+    /// reality (2.x): POST fix-reality-keys.
+    RealityFix,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 4] = [
+    pub const ALL: [AuditAction; 6] = [
         AuditAction::Sync,
         AuditAction::VerifyReality,
         AuditAction::QuotaReset,
         AuditAction::QuotaDelete,
+        AuditAction::XrayRestart,
+        AuditAction::RealityFix,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +41,8 @@ impl AuditAction {
             AuditAction::VerifyReality => "verify_reality",
             AuditAction::QuotaReset => "quota_reset",
             AuditAction::QuotaDelete => "quota_delete",
+            AuditAction::XrayRestart => "xray_restart",
+            AuditAction::RealityFix => "reality_fix",
         }
     }
 
@@ -51,13 +59,14 @@ pub enum AuditResult {
     Started,
     Ok,
     Failed,
-    /// A sync the server refused with 429 (it did not run).
+    /// An action the server refused with 429 (it did not run).
     Deferred,
     /// Not done: dry run.
     DryRun,
     /// A sync the server reported failed although a fresh read shows it repaired.
     Misreported,
-    /// A sync that ran while the drift stayed.
+    /// An action that ran while the problem stayed (the drift, a stopped Xray, invalid
+    /// Reality settings).
     Persists,
     /// A call answered without a verdict, or whose result could not be read back.
     Unconfirmed,

@@ -13,15 +13,18 @@ pub enum JobKind {
     ConfigSync,
     Reality,
     Quota,
+    /// TLS handshakes with every VLESS port, from outside.
+    Dataplane,
 }
 
 impl JobKind {
     /// Every job, in the order summaries list them.
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::Health,
         JobKind::ConfigSync,
         JobKind::Reality,
         JobKind::Quota,
+        JobKind::Dataplane,
     ];
 
     /// The snake_case name used in the file (`skip_jobs`, `[jobs.*]`), logs and metrics.
@@ -31,6 +34,7 @@ impl JobKind {
             JobKind::ConfigSync => "config_sync",
             JobKind::Reality => "reality",
             JobKind::Quota => "quota",
+            JobKind::Dataplane => "dataplane",
         }
     }
 

@@ -12,13 +12,46 @@ pub struct DriftMemory {
     pub signature: String,
 }
 
+/// What an attempt of a server's hourly sync budget was: every action that restarts
+/// Xray spends the same budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptKind {
+    /// config_sync's sync of a drifted config.json.
+    Sync,
+    /// health: a stopped Xray restarted through sync-config.
+    XrayRestart,
+    /// reality (2.x): fix-reality-keys.
+    RealityFix,
+}
+
+impl AttemptKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptKind::Sync => "sync",
+            AttemptKind::XrayRestart => "xray_restart",
+            AttemptKind::RealityFix => "reality_fix",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AttemptKind> {
+        [
+            AttemptKind::Sync,
+            AttemptKind::XrayRestart,
+            AttemptKind::RealityFix,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+}
+
 /// How a sync attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncAttemptOutcome {
     /// Recorded before the POST and not (yet) answered: in flight, or the process died.
     /// It counts against the budget (the server may have synced).
-    Pending,
+    Started,
     /// The server refused with 429 and did not sync: not counted against the budget.
     Deferred,
     /// The server answered (it synced, or failed to): counted.
@@ -28,7 +61,7 @@ pub enum SyncAttemptOutcome {
 impl SyncAttemptOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            SyncAttemptOutcome::Pending => "pending",
+            SyncAttemptOutcome::Started => "started",
             SyncAttemptOutcome::Deferred => "deferred",
             SyncAttemptOutcome::Completed => "completed",
         }
@@ -36,7 +69,7 @@ impl SyncAttemptOutcome {
 
     pub fn parse(text: &str) -> Option<SyncAttemptOutcome> {
         [
-            SyncAttemptOutcome::Pending,
+            SyncAttemptOutcome::Started,
             SyncAttemptOutcome::Deferred,
             SyncAttemptOutcome::Completed,
         ]
@@ -45,9 +78,10 @@ impl SyncAttemptOutcome {
     }
 }
 
-/// One sync attempt on a server.
+/// One attempt of a server's sync budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SyncAttempt {
     pub at: DateTime<Utc>,
+    pub kind: AttemptKind,
     pub outcome: SyncAttemptOutcome,
 }

@@ -7,9 +7,13 @@ mod error;
 mod http;
 pub mod lenient;
 mod model;
+pub mod vless;
 pub mod wire;
+pub mod xray;
 
 pub use client::{ClientSettings, DEFAULT_KEY_LIST_TTL, DEFAULT_MAX_BODY_BYTES, ServerApi};
 pub use error::{ApiError, ApiErrorKind, ApiResult};
 pub use http::RetryPolicy;
 pub use model::*;
+pub use vless::VlessLink;
+pub use xray::{Health, KeyConfig, RealityFix, ServiceState, XrayInbound, XrayLayout};

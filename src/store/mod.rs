@@ -1,7 +1,7 @@
 //! The state store: what must survive a restart (job runs, the drift streak and sync
 //! attempts, the audit log, findings, server state, the quota ledger and intents, alert
-//! states and the outbox, what the usage report reads), as one repository per concern
-//! behind a small async interface. `lock` keeps the state directory to one daemon.
+//! states and the outbox, what the usage report reads, the data plane's memories), as
+//! one repository per concern behind a small async interface. `lock` keeps the state directory to one daemon.
 //!
 //! `Store` is a cheap handle (`Clone`) over a `Backend`, which implements every
 //! repository trait. Repositories take and return `crate::model` records; no SQL and no
@@ -12,10 +12,12 @@
 
 mod alerts;
 mod audit;
+mod dataplane;
 mod error;
 mod findings;
 mod lock;
 mod quota;
+mod reality;
 mod report;
 mod runs;
 mod schema;
@@ -30,10 +32,12 @@ use std::sync::Arc;
 
 pub use alerts::{AlertLog, OUTBOX_KEPT_DAYS};
 pub use audit::AuditLog;
+pub use dataplane::{DataplaneCommit, DataplaneLog};
 pub use error::StoreError;
 pub use findings::FindingLog;
 pub use lock::{LOCK_FILE, LockError, StateDirLock};
 pub use quota::{QuotaCommit, QuotaLog};
+pub use reality::RealityLog;
 pub use report::{DAILY_KEPT_DAYS, ReportLog};
 pub use runs::{RUNS_KEPT_PER_JOB, RunLog};
 pub use servers::ServerLog;
@@ -58,6 +62,8 @@ pub trait Backend: Send + Sync + 'static {
     fn quota(&self) -> &dyn QuotaLog;
     fn alerts(&self) -> &dyn AlertLog;
     fn report(&self) -> &dyn ReportLog;
+    fn reality(&self) -> &dyn RealityLog;
+    fn dataplane(&self) -> &dyn DataplaneLog;
     /// Whether a write goes through now (for /healthz): a real write, rolled back.
     fn check_writable(&self) -> StoreFuture<'_, ()>;
     /// The schema version of the data.
@@ -143,6 +149,14 @@ impl Store {
 
     pub fn report(&self) -> &dyn ReportLog {
         self.backend.report()
+    }
+
+    pub fn reality(&self) -> &dyn RealityLog {
+        self.backend.reality()
+    }
+
+    pub fn dataplane(&self) -> &dyn DataplaneLog {
+        self.backend.dataplane()
     }
 
     /// Whether a write goes through now (for /healthz).

@@ -1,10 +1,11 @@
-//! config_sync's memory: the drift streak per server and the sync attempts of the budget
-//! window.
+//! config_sync's memory: the drift streak per server, and the attempts of each server's
+//! hourly sync budget (shared by every action that restarts Xray: syncs, restarts of a
+//! stopped Xray, fix-reality-keys).
 
 use chrono::{DateTime, Utc};
 
 use super::StoreFuture;
-use crate::model::{DriftMemory, SyncAttempt, SyncAttemptOutcome};
+use crate::model::{AttemptKind, DriftMemory, SyncAttempt, SyncAttemptOutcome};
 
 /// The drift streak and the sync attempts.
 pub trait SyncLog: Send + Sync {
@@ -16,15 +17,21 @@ pub trait SyncLog: Send + Sync {
         memory: &DriftMemory,
         now: DateTime<Utc>,
     ) -> StoreFuture<'_, ()>;
-    /// Record a sync attempt as `Pending`, before the POST (a crash mid-sync still spends
-    /// budget); returns its id. Attempts older than a day are pruned, except each
+    /// Record an attempt of `kind` as `Started`, before its POST (a crash mid-action still
+    /// spends budget); returns its id. Attempts older than a day are pruned, except each
     /// server's latest.
-    fn record_attempt(&self, server: &str, at: DateTime<Utc>) -> StoreFuture<'_, i64>;
+    fn record_attempt(
+        &self,
+        server: &str,
+        kind: AttemptKind,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'_, i64>;
     /// How the attempt ended.
     fn finish_attempt(&self, id: i64, outcome: SyncAttemptOutcome) -> StoreFuture<'_, ()>;
-    /// When the server last synced, or may have (the latest attempt it did not defer).
+    /// When Xray last restarted, or may have (the latest attempt of any kind the server
+    /// did not defer).
     fn last_sync(&self, server: &str) -> StoreFuture<'_, Option<DateTime<Utc>>>;
-    /// Sync attempts at or after `since`, oldest first.
+    /// Attempts at or after `since`, oldest first, deferred ones included.
     fn attempts_since(
         &self,
         server: &str,

@@ -9,7 +9,8 @@ use super::{read, report};
 use crate::jobs::reality;
 use crate::jobs::{Fact, JobContext, JobResult, SyncResult};
 use crate::model::{
-    AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, JobKind, SyncAttemptOutcome,
+    AttemptKind, AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, JobKind,
+    SyncAttemptOutcome,
 };
 use crate::server_api::{ApiError, ApiErrorKind, SyncOutcome, SyncValidation};
 
@@ -88,7 +89,14 @@ async fn sync(
     now: DateTime<Utc>,
 ) -> JobResult {
     let server = ctx.server.name.as_str();
-    let attempt = match ctx.store.sync().record_attempt(server, now).await {
+    // The sync restarts Xray, which may zero the traffic counters: read them in first.
+    let pre_read = crate::jobs::quota::account_before_restart(ctx).await;
+    let attempt = match ctx
+        .store
+        .sync()
+        .record_attempt(server, AttemptKind::Sync, now)
+        .await
+    {
         Ok(attempt) => attempt,
         Err(error) => {
             // Without the record the hourly budget cannot hold: no sync.
@@ -112,6 +120,12 @@ async fn sync(
     let outcome = judge(ctx, observed.validate_sync, answer).await;
     let mut result = report_outcome(ctx, drift, &outcome).await;
     result.facts.push(budget_left(ctx, observed, true));
+    if let Some(note) = pre_read.loss_note() {
+        for finding in &mut result.findings {
+            finding.details.push('\n');
+            finding.details.push_str(&note);
+        }
+    }
     if outcome.server_synced() {
         verify_reality(ctx, &mut result).await;
     }
@@ -275,12 +289,9 @@ async fn verify_reality(ctx: &JobContext<'_>, result: &mut JobResult) {
     if !settings.verify_reality_after_sync || !ctx.server.runs(JobKind::Reality) {
         return;
     }
-    let server = ctx.server.name.as_str();
-    let (verdict, finding) = reality::verify(ctx, JobKind::ConfigSync).await;
-    result.plan.push(match verdict {
-        reality::Verdict::Verified => format!("verified Reality on {server} after the sync"),
-        _ => format!("Reality check on {server} after the sync failed"),
-    });
+    // 2.x: read-only, per inbound (verify-reality fails on its usual layout).
+    let (line, finding) = reality::check_after_sync(ctx).await;
+    result.plan.push(line);
     result.findings.extend(finding);
 }
 

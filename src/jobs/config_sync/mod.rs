@@ -11,7 +11,7 @@
 //! - Any drift counts towards the streak whatever its uuids; the signature only
 //!   describes it.
 //! - A 429 on the sync defers it to the next run and does not spend budget: the attempt
-//!   is recorded (pending) before the POST, so a crash still counts, and is marked
+//!   is recorded (started) before the POST, so a crash still counts, and is marked
 //!   deferred after the 429, which takes it out of the budget again. The audit log is
 //!   written for people only; nothing here reads it.
 
@@ -23,8 +23,8 @@ mod report;
 pub use drift::{Drift, Read, Witness};
 pub use execute::execute;
 pub use plan::{
-    Blocker, Observed, Plan, SYNC_WINDOW, counted_attempts, deferrals_in_a_row, plan, remember,
-    streak,
+    Blocker, Observed, Plan, SYNC_WINDOW, budget_spent, counted_attempts, deferrals_in_a_row,
+    last_restart, plan, remember, streak,
 };
 pub use report::SUBJECT;
 

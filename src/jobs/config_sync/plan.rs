@@ -5,13 +5,16 @@
 //! `confirmations` -> wait; `auto_sync = false` -> blocked; a sync that would leave
 //! config.json without any client -> blocked (too large to act on alone); the hourly
 //! budget spent -> blocked; dry run -> blocked (it *would* sync); else sync.
+//!
+//! Longer than 400 lines on purpose (about 200 of them tests): one table of cases per
+//! decision above.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::drift::{Drift, Read};
 use crate::config::ConfigSyncJobConfig;
-use crate::model::{DriftMemory, SyncAttempt, SyncAttemptOutcome};
+use crate::model::{AttemptKind, DriftMemory, SyncAttempt, SyncAttemptOutcome};
 
 /// The sliding window of the sync budget (`max_syncs_per_hour`).
 pub const SYNC_WINDOW: TimeDelta = TimeDelta::hours(1);
@@ -151,8 +154,9 @@ pub fn remember(observed: &Observed, plan: &Plan, now: DateTime<Utc>) -> DriftMe
     }
 }
 
-/// The sync attempts of the last hour that count against the budget, oldest first: all
-/// but those the server deferred with 429 (it did not sync).
+/// The attempts of the last hour that count against the budget (syncs, Xray restarts and
+/// Reality fixes alike), oldest first: all but those the server deferred with 429 (it did
+/// not act).
 pub fn counted_attempts(attempts: &[SyncAttempt], now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     attempts
         .iter()
@@ -161,8 +165,19 @@ pub fn counted_attempts(attempts: &[SyncAttempt], now: DateTime<Utc>) -> Vec<Dat
         .collect()
 }
 
+/// When Xray last restarted, or may have: the newest attempt of any kind the server did
+/// not defer.
+pub fn last_restart(attempts: &[SyncAttempt]) -> Option<DateTime<Utc>> {
+    attempts
+        .iter()
+        .rev()
+        .find(|a| a.outcome != SyncAttemptOutcome::Deferred)
+        .map(|a| a.at)
+}
+
 /// Consecutive syncs of the current drift streak the server deferred with 429: from the
-/// newest attempt back, an unanswered one (the process died mid-sync) skipped.
+/// newest sync back, an unanswered one (the process died mid-sync) skipped. Restarts and
+/// fixes of the other jobs are not syncs of the drift.
 pub fn deferrals_in_a_row(attempts: &[SyncAttempt], memory: &DriftMemory) -> u32 {
     let Some(since) = memory.first_seen.filter(|_| memory.confirmations > 0) else {
         return 0;
@@ -170,7 +185,8 @@ pub fn deferrals_in_a_row(attempts: &[SyncAttempt], memory: &DriftMemory) -> u32
     let in_a_row = attempts
         .iter()
         .rev()
-        .filter(|a| a.at >= since && a.outcome != SyncAttemptOutcome::Pending)
+        .filter(|a| a.kind == AttemptKind::Sync)
+        .filter(|a| a.at >= since && a.outcome != SyncAttemptOutcome::Started)
         .take_while(|a| a.outcome == SyncAttemptOutcome::Deferred)
         .count();
     u32::try_from(in_a_row).unwrap_or(u32::MAX)
@@ -178,7 +194,7 @@ pub fn deferrals_in_a_row(attempts: &[SyncAttempt], memory: &DriftMemory) -> u32
 
 /// `Some(BudgetSpent)` when `max` attempts fall within the last hour. The budget frees
 /// when the oldest attempt that keeps it full leaves the window.
-fn budget_spent(attempts: &[DateTime<Utc>], max: u32, now: DateTime<Utc>) -> Option<Blocker> {
+pub fn budget_spent(attempts: &[DateTime<Utc>], max: u32, now: DateTime<Utc>) -> Option<Blocker> {
     let mut live: Vec<DateTime<Utc>> = attempts
         .iter()
         .copied()
@@ -322,24 +338,38 @@ mod tests {
 
     #[test]
     fn the_budget_and_the_deferral_streak_come_from_typed_attempts() {
-        use SyncAttemptOutcome::{Completed, Deferred, Pending};
+        use SyncAttemptOutcome::{Completed, Deferred, Started};
         let attempt = |m: i64, outcome| SyncAttempt {
             at: now() - minutes(m),
+            kind: AttemptKind::Sync,
             outcome,
+        };
+        let restart = |m: i64, outcome| SyncAttempt {
+            kind: AttemptKind::XrayRestart,
+            ..attempt(m, outcome)
         };
         let attempts = [
             attempt(90, Completed),
             attempt(50, Completed),
             attempt(40, Deferred),
-            attempt(30, Pending),
+            attempt(30, Started),
             attempt(20, Deferred),
+            restart(15, Completed),
             attempt(10, Deferred),
+            restart(5, Deferred),
         ];
         assert_eq!(
             counted_attempts(&attempts, now()),
-            [now() - minutes(50), now() - minutes(30)],
+            [
+                now() - minutes(50),
+                now() - minutes(30),
+                now() - minutes(15)
+            ],
             "deferred attempts and those older than the window do not count"
         );
+        assert_eq!(last_restart(&attempts), Some(now() - minutes(15)));
+        assert_eq!(last_restart(&attempts[..2]), Some(now() - minutes(50)));
+        assert_eq!(last_restart(&[]), None);
         let streak = |first_seen: i64| DriftMemory {
             confirmations: 3,
             first_seen: Some(now() - minutes(first_seen)),
@@ -348,7 +378,7 @@ mod tests {
         assert_eq!(
             deferrals_in_a_row(&attempts, &streak(60)),
             3,
-            "a pending attempt is skipped, a completed one ends the run"
+            "a started sync and other kinds are skipped, a completed sync ends the run"
         );
         assert_eq!(
             deferrals_in_a_row(&attempts, &streak(15)),

@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::drift::Drift;
 use super::plan::Blocker;
 use crate::config::{JobKind, Severity};
-use crate::jobs::one_line;
+use crate::jobs::{About, one_line};
 use crate::model::{Finding, FindingKind};
 use crate::server_api::{ApiError, SyncValidation};
 
@@ -21,23 +21,10 @@ fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn finding(
-    server: &str,
-    kind: FindingKind,
-    severity: Severity,
-    summary: String,
-    [seen, done, next]: [String; 3],
-) -> Finding {
-    Finding {
-        server: server.to_string(),
-        job: JobKind::ConfigSync,
-        kind,
-        subject: SUBJECT.to_string(),
-        severity,
-        summary: one_line(&summary),
-        details: format!("Seen: {seen}\nDone: {done}\nNext: {next}"),
-    }
-}
+const ABOUT: About = About {
+    job: JobKind::ConfigSync,
+    subject: SUBJECT,
+};
 
 fn seen(drift: &Drift) -> String {
     format!(
@@ -48,7 +35,7 @@ fn seen(drift: &Drift) -> String {
 }
 
 pub fn waiting(server: &str, drift: &Drift, n: u32, of: u32) -> Finding {
-    finding(
+    ABOUT.finding(
         server,
         FindingKind::ConfigDrift,
         Severity::Warning,
@@ -93,7 +80,7 @@ pub fn blocked(server: &str, drift: &Drift, reason: &Blocker) -> Finding {
             "sync by hand, or run keywarden without --dry-run / agent.dry_run.".to_string(),
         ),
     };
-    finding(server, kind, severity, summary, [seen(drift), done, next])
+    ABOUT.finding(server, kind, severity, summary, [seen(drift), done, next])
 }
 
 pub fn repaired(server: &str, before: &Drift, misreported: Option<&str>) -> Finding {
@@ -107,7 +94,7 @@ pub fn repaired(server: &str, before: &Drift, misreported: Option<&str>) -> Find
             one_line(detail)
         ),
     };
-    finding(
+    ABOUT.finding(
         server,
         FindingKind::ConfigDriftRepaired,
         Severity::Warning,
@@ -140,7 +127,7 @@ pub fn persists(
     if server_said.is_some_and(|v| !v.synced) {
         done.push_str("\n  the sync's own validation also said synced: false");
     }
-    finding(
+    ABOUT.finding(
         server,
         FindingKind::ConfigDriftPersists,
         Severity::Critical,
@@ -164,7 +151,7 @@ pub fn failed(
         Ok(Some(drift)) => format!("A read afterwards still shows: {}.", drift.describe(false)),
         Err(read) => format!("Reading the status afterwards failed too: {read}."),
     };
-    finding(
+    ABOUT.finding(
         server,
         FindingKind::SyncFailed,
         Severity::Critical,
@@ -178,7 +165,7 @@ pub fn failed(
 }
 
 pub fn deferred(server: &str, drift: &Drift, error: &ApiError, in_a_row: u32) -> Vec<Finding> {
-    let mut findings = vec![finding(
+    let mut findings = vec![ABOUT.finding(
         server,
         FindingKind::ConfigDrift,
         Severity::Warning,
@@ -195,7 +182,7 @@ pub fn deferred(server: &str, drift: &Drift, error: &ApiError, in_a_row: u32) ->
         ],
     )];
     if in_a_row >= DEFERRALS_BEFORE_ALERT {
-        findings.push(finding(
+        findings.push(ABOUT.finding(
             server,
             FindingKind::SyncFailed,
             Severity::Warning,
@@ -211,7 +198,7 @@ pub fn deferred(server: &str, drift: &Drift, error: &ApiError, in_a_row: u32) ->
 }
 
 pub fn unconfirmed(server: &str, before: &Drift, error: &ApiError) -> Finding {
-    finding(
+    ABOUT.finding(
         server,
         FindingKind::ConfigDrift,
         Severity::Warning,
@@ -227,7 +214,7 @@ pub fn unconfirmed(server: &str, before: &Drift, error: &ApiError) -> Finding {
 }
 
 pub fn api_error(server: &str, error: &ApiError) -> Finding {
-    finding(
+    ABOUT.finding(
         server,
         FindingKind::ApiError,
         Severity::Warning,

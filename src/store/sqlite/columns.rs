@@ -8,11 +8,12 @@ use rusqlite::Row;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::model::alert::{AlertStatus, Reason as NoticeReason};
+use crate::model::dataplane::{PortState, XrayState};
 use crate::model::quota::{ActionKind, IntentOutcome, IntentState, Reason as ActionReason};
 use crate::model::report::DeliveryState;
 use crate::model::{
-    AuditAction, AuditResult, FindingKind, JobKind, RunOutcome, Severity, SyncAttemptOutcome,
-    parse_stamp,
+    AttemptKind, AuditAction, AuditResult, FindingKind, JobKind, RunOutcome, Severity,
+    SyncAttemptOutcome, parse_stamp,
 };
 
 /// `ToSql` and `FromSql` through a type's `as_str` and `parse`.
@@ -47,7 +48,10 @@ named_column!(
     IntentState,
     IntentOutcome,
     SyncAttemptOutcome,
+    AttemptKind,
     DeliveryState,
+    XrayState,
+    PortState,
 );
 
 fn unknown(what: &str, text: &str) -> FromSqlError {

@@ -6,6 +6,7 @@
 mod alerts;
 mod audit;
 mod columns;
+mod dataplane;
 mod findings;
 mod quota;
 mod quota_intents;
@@ -22,8 +23,8 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::{
-    AlertLog, AuditLog, Backend, FindingLog, QuotaLog, ReportLog, RunLog, ServerLog, StoreError,
-    StoreFuture, SyncLog, schema,
+    AlertLog, AuditLog, Backend, DataplaneLog, FindingLog, QuotaLog, RealityLog, ReportLog, RunLog,
+    ServerLog, StoreError, StoreFuture, SyncLog, schema,
 };
 
 /// The file name inside `state_dir`.
@@ -145,6 +146,14 @@ impl Backend for SqliteStore {
     }
 
     fn quota(&self) -> &dyn QuotaLog {
+        self
+    }
+
+    fn reality(&self) -> &dyn RealityLog {
+        self
+    }
+
+    fn dataplane(&self) -> &dyn DataplaneLog {
         self
     }
 

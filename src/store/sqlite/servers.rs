@@ -1,10 +1,12 @@
-//! What keywarden last knew of each server (the health job's up/down memory).
+//! What keywarden last knew of each server (the health job's up/down memory, and its
+//! memory of Xray on 2.x servers).
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use super::columns::{count, opt_at};
+use crate::model::dataplane::XrayMemory;
 use crate::model::{ServerState, stamp};
 use crate::store::{ServerLog, StoreFuture};
 
@@ -18,6 +20,15 @@ fn state_from(row: &Row<'_>) -> rusqlite::Result<ServerState> {
         last_down_at: opt_at(row, 3)?,
         consecutive_failures: count(row, 4)?,
         last_error: row.get(5)?,
+    })
+}
+
+fn xray_from(row: &Row<'_>) -> rusqlite::Result<XrayMemory> {
+    Ok(XrayMemory {
+        state: row.get(0)?,
+        stopped_reads: count(row, 1)?,
+        first_stopped_at: opt_at(row, 2)?,
+        checked_at: opt_at(row, 3)?,
     })
 }
 
@@ -54,6 +65,45 @@ impl ServerLog for SqliteStore {
                     state.last_down_at.map(stamp),
                     i64::from(state.consecutive_failures),
                     state.last_error,
+                    stamp(now)
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    fn xray(&self, server: &str) -> StoreFuture<'_, XrayMemory> {
+        let server = server.to_owned();
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT state, stopped_reads, first_stopped_at, checked_at FROM xray_state WHERE server = ?1",
+                params![server],
+                xray_from,
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+        })
+    }
+
+    fn save_xray(
+        &self,
+        server: &str,
+        memory: &XrayMemory,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'_, ()> {
+        let (server, memory) = (server.to_owned(), memory.clone());
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO xray_state (server, state, stopped_reads, first_stopped_at, checked_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (server) DO UPDATE SET state = ?2, stopped_reads = ?3, first_stopped_at = ?4,
+                     checked_at = ?5, updated_at = ?6",
+                params![
+                    server,
+                    memory.state,
+                    i64::from(memory.stopped_reads),
+                    memory.first_stopped_at.map(stamp),
+                    memory.checked_at.map(stamp),
                     stamp(now)
                 ],
             )

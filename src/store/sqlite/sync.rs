@@ -1,11 +1,11 @@
-//! The drift streak per server and the sync attempts of the budget window.
+//! The drift streak per server and the attempts of the sync budget.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::columns::{at, count, opt_at};
-use crate::model::{DriftMemory, SyncAttempt, SyncAttemptOutcome, stamp};
+use crate::model::{AttemptKind, DriftMemory, SyncAttempt, SyncAttemptOutcome, stamp};
 use crate::store::{StoreFuture, SyncLog};
 
 impl SyncLog for SqliteStore {
@@ -45,13 +45,18 @@ impl SyncLog for SqliteStore {
         })
     }
 
-    fn record_attempt(&self, server: &str, at: DateTime<Utc>) -> StoreFuture<'_, i64> {
+    fn record_attempt(
+        &self,
+        server: &str,
+        kind: AttemptKind,
+        at: DateTime<Utc>,
+    ) -> StoreFuture<'_, i64> {
         let server = server.to_owned();
         self.call(move |conn| {
             let tx = conn.transaction()?;
             tx.execute(
-                "INSERT INTO sync_attempts (server, at, outcome) VALUES (?1, ?2, ?3)",
-                params![server, stamp(at), SyncAttemptOutcome::Pending],
+                "INSERT INTO sync_attempts (server, at, kind, outcome) VALUES (?1, ?2, ?3, ?4)",
+                params![server, stamp(at), kind, SyncAttemptOutcome::Started],
             )?;
             let id = tx.last_insert_rowid();
             // Only the last hour counts against the budget; a day keeps `status`
@@ -96,12 +101,13 @@ impl SyncLog for SqliteStore {
         let server = server.to_owned();
         self.call(move |conn| {
             let mut statement = conn.prepare(
-                "SELECT at, outcome FROM sync_attempts WHERE server = ?1 AND at >= ?2 ORDER BY at, id",
+                "SELECT at, kind, outcome FROM sync_attempts WHERE server = ?1 AND at >= ?2 ORDER BY at, id",
             )?;
             let rows = statement.query_map(params![server, stamp(since)], |row| {
                 Ok(SyncAttempt {
                     at: at(row, 0)?,
-                    outcome: row.get(1)?,
+                    kind: row.get(1)?,
+                    outcome: row.get(2)?,
                 })
             })?;
             rows.collect()

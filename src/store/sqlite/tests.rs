@@ -1,10 +1,14 @@
+//! The SQLite backend through the repository interface: round trips, pruning, ordering,
+//! unknown stored names as errors, and the migrations. Longer than 400 lines on purpose:
+//! a test file, a few tests per repository.
+
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::Connection;
 
 use super::*;
 use crate::model::{
-    AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, FindingKind, JobKind, RunOutcome,
-    RunRecord, ServerState, Severity, SyncAttempt, SyncAttemptOutcome,
+    AttemptKind, AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, FindingKind, JobKind,
+    RunOutcome, RunRecord, ServerState, Severity, SyncAttempt, SyncAttemptOutcome,
 };
 use crate::store::{RUNS_KEPT_PER_JOB, Store};
 
@@ -179,29 +183,43 @@ async fn drift_memory_round_trips() {
 
 #[tokio::test]
 async fn sync_window_counts_attempts_since() {
+    use AttemptKind::{Sync, XrayRestart};
     let (_dir, store) = store();
     let sync = store.sync();
     let mut ids = Vec::new();
     for minute in [0, 10, 20, 50] {
-        ids.push(sync.record_attempt("fra-1", at(minute)).await.unwrap());
+        ids.push(
+            sync.record_attempt("fra-1", Sync, at(minute))
+                .await
+                .unwrap(),
+        );
     }
-    sync.record_attempt("ams-2", at(30)).await.unwrap();
+    sync.record_attempt("ams-2", Sync, at(30)).await.unwrap();
     sync.finish_attempt(ids[1], SyncAttemptOutcome::Deferred)
         .await
         .unwrap();
     sync.finish_attempt(ids[2], SyncAttemptOutcome::Completed)
         .await
         .unwrap();
-    let attempt = |minute, outcome| SyncAttempt {
+    let xray = sync
+        .record_attempt("fra-1", XrayRestart, at(55))
+        .await
+        .unwrap();
+    sync.finish_attempt(xray, SyncAttemptOutcome::Deferred)
+        .await
+        .unwrap();
+    let attempt = |minute, kind, outcome| SyncAttempt {
         at: at(minute),
+        kind,
         outcome,
     };
     assert_eq!(
         sync.attempts_since("fra-1", at(10)).await.unwrap(),
         vec![
-            attempt(10, SyncAttemptOutcome::Deferred),
-            attempt(20, SyncAttemptOutcome::Completed),
-            attempt(50, SyncAttemptOutcome::Pending)
+            attempt(10, Sync, SyncAttemptOutcome::Deferred),
+            attempt(20, Sync, SyncAttemptOutcome::Completed),
+            attempt(50, Sync, SyncAttemptOutcome::Started),
+            attempt(55, XrayRestart, SyncAttemptOutcome::Deferred)
         ]
     );
     assert_eq!(sync.attempts_since("ams-2", at(0)).await.unwrap().len(), 1);
@@ -219,13 +237,16 @@ async fn sync_window_counts_attempts_since() {
 
 #[tokio::test]
 async fn old_attempts_are_pruned_but_each_servers_latest_is_kept() {
+    use AttemptKind::{RealityFix, Sync};
     let (_dir, store) = store();
     let sync = store.sync();
     let day_later = at(0) + chrono::Duration::days(1) + chrono::Duration::minutes(5);
-    sync.record_attempt("ams-2", at(0)).await.unwrap();
-    sync.record_attempt("fra-1", at(0)).await.unwrap();
-    sync.record_attempt("fra-1", at(1)).await.unwrap();
-    sync.record_attempt("fra-1", day_later).await.unwrap();
+    sync.record_attempt("ams-2", Sync, at(0)).await.unwrap();
+    sync.record_attempt("fra-1", Sync, at(0)).await.unwrap();
+    sync.record_attempt("fra-1", RealityFix, at(1))
+        .await
+        .unwrap();
+    sync.record_attempt("fra-1", Sync, day_later).await.unwrap();
     let fra = sync.attempts_since("fra-1", at(0)).await.unwrap();
     assert_eq!(fra.iter().map(|a| a.at).collect::<Vec<_>>(), [day_later]);
     let ams = sync.attempts_since("ams-2", at(0)).await.unwrap();
