@@ -38,7 +38,7 @@ impl Daemon {
             .args(["run", "-c"])
             .arg(config)
             .env("RUN_TEST_KEY", TEST_API_KEY)
-            .env("RUST_LOG", "info,tokio_cron_scheduler=warn")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
