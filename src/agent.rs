@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::config::{Config, JobKind};
 use crate::http::HttpState;
 use crate::jobs::RunMode;
-use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, FindingSink, RunOptions, Runner};
+use crate::jobs::runner::{FindingSink, RunOptions, Runner};
 use crate::metrics::Metrics;
 use crate::report::job::ReportJob;
 use crate::scheduler::{ScheduledTask, Scheduler, ShutdownReport};
@@ -98,7 +98,7 @@ impl Agent {
             store.clone(),
             clock.clone(),
             sink,
-            DEFAULT_MAX_CONCURRENT_RUNS,
+            config.agent.max_concurrent_runs,
         )
         .with_metrics(metrics.clone());
         let runner = Arc::new(runner);

@@ -112,13 +112,15 @@ fn warn_about_restart_only_settings(current: &Config, new: &Config) {
         &new_agent.state_dir,
         new_agent.listen,
         new_agent.metrics_per_key,
+        new_agent.max_concurrent_runs,
     ) != (
         &old_agent.state_dir,
         old_agent.listen,
         old_agent.metrics_per_key,
+        old_agent.max_concurrent_runs,
     ) {
         tracing::warn!(
-            "SIGHUP: [agent] state_dir, listen and metrics_per_key take effect after a restart"
+            "SIGHUP: [agent] state_dir, listen, metrics_per_key and max_concurrent_runs take effect after a restart"
         );
     }
     if new.alerts != current.alerts {
