@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::config::{Config, ConfigErrors, Loaded};
 use crate::jobs::runner::Target;
 use crate::metrics::Metrics;
-use crate::server_api::{ClientSettings, ServerApi};
+use crate::server_api::{ClientSettings, HttpClients, ServerApi};
 use crate::store::Store;
 
 /// Load and validate the configuration; on failure, the report to print.
@@ -34,6 +34,18 @@ pub fn targets_with_metrics(
     only: Option<&str>,
     metrics: Option<Arc<Metrics>>,
 ) -> anyhow::Result<Vec<Target>> {
+    targets_with_clients(config, only, metrics, &HttpClients::new())
+}
+
+/// Like [`targets_with_metrics`], on the HTTP clients of `clients`: every server that
+/// shares TLS settings shares one client (one pool, one root store); one more is built
+/// per distinct `ca_file`. One cache per configuration load.
+pub fn targets_with_clients(
+    config: &Arc<Config>,
+    only: Option<&str>,
+    metrics: Option<Arc<Metrics>>,
+    clients: &HttpClients,
+) -> anyhow::Result<Vec<Target>> {
     let mut targets = Vec::new();
     let chosen = config
         .servers
@@ -43,7 +55,7 @@ pub fn targets_with_metrics(
         let context = || format!("server {}", server.name);
         let mut settings = ClientSettings::from_config(server).with_context(context)?;
         settings.metrics = metrics.clone();
-        let api = ServerApi::new(settings).with_context(context)?;
+        let api = ServerApi::with_clients(settings, clients).with_context(context)?;
         targets.push(Target {
             config: config.clone(),
             server: server.clone(),

@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
 use crate::quota::human_bytes;
-use crate::server_api::{ApiErrorKind, Capabilities, ClientSettings, KeyRef, ServerApi};
+use crate::server_api::{
+    ApiErrorKind, Capabilities, ClientSettings, HttpClients, KeyRef, ServerApi,
+};
 
 /// What probe learned about one server. Field names are a contract (`--json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -337,11 +339,15 @@ pub async fn run(path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<
         );
         return Ok(EXIT_PROBLEMS);
     }
+    // One HTTP client for every server with the same TLS settings (see server_api::pool).
+    let clients = HttpClients::new();
     let mut tasks = Vec::new();
     for server in servers {
         let server = server.clone();
+        let api = ClientSettings::from_config(&server)
+            .and_then(|settings| ServerApi::with_clients(settings, &clients));
         tasks.push(tokio::spawn(async move {
-            match ClientSettings::from_config(&server).and_then(ServerApi::new) {
+            match api {
                 Ok(api) => probe_server(&api).await,
                 Err(error) => {
                     let mut report = ServerReport::new(&server.name, &display_url(&server.url));

@@ -7,9 +7,12 @@ mod error;
 mod http;
 pub mod lenient;
 mod model;
+mod pool;
+pub mod typed;
 pub mod wire;
 
 pub use client::{ClientSettings, DEFAULT_KEY_LIST_TTL, DEFAULT_MAX_BODY_BYTES, ServerApi};
 pub use error::{ApiError, ApiErrorKind, ApiResult};
 pub use http::RetryPolicy;
 pub use model::*;
+pub use pool::{CONNECT_TIMEOUT, HttpClients};

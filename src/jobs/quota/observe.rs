@@ -25,9 +25,9 @@ pub enum ObserveError {
 pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
     let server = &ctx.server.name;
     let capabilities = ctx.api.capabilities().await?;
-    // Read fresh (capabilities are cached): `counter_resets = "auto"` tries resets again
-    // when the version changes.
-    let version = ctx.api.api_status().await?.version;
+    // `counter_resets = "auto"` tries resets again when the version changes: a status
+    // read within the last half minute (the health job reads it every run) is fresh enough.
+    let version = ctx.api.recent_api_status().await?.version;
     let keys = ctx.api.list_keys().await?;
     let readings = match capabilities.bulk_traffic {
         true => bulk_readings(ctx.api, &keys).await?,
