@@ -427,7 +427,10 @@ impl ServerApi {
         }
         // Holding the lock while fetching makes concurrent callers share one request.
         let (endpoint, answer) = self.get("/keys").await?;
-        let keys = Arc::new(Self::decoded(&endpoint, typed::key_list(&answer.body))?);
+        let keys = Arc::new(Self::decoded(
+            &endpoint,
+            typed::key_list(&answer.body, self.inner.settings.max_body_bytes),
+        )?);
         drop(answer);
         *cached = Some(CachedKeys {
             fetched_at: Instant::now(),
@@ -512,7 +515,10 @@ impl ServerApi {
     /// GET /api/traffic/exact (1.x): estimates for keys with connections only.
     pub async fn bulk_traffic(&self) -> ApiResult<BulkTraffic> {
         match self.get(BULK_TRAFFIC_ROUTE).await {
-            Ok((endpoint, answer)) => Self::decoded(&endpoint, typed::bulk_traffic(&answer.body)),
+            Ok((endpoint, answer)) => Self::decoded(
+                &endpoint,
+                typed::bulk_traffic(&answer.body, self.inner.settings.max_body_bytes),
+            ),
             Err(error) => {
                 self.note_missing_route(BULK_TRAFFIC_ROUTE, &error).await;
                 Err(error)
@@ -523,7 +529,10 @@ impl ServerApi {
     /// GET /api/traffic/status (1.x): the traffic monitor's state and per-key figures.
     pub async fn monitor_status(&self) -> ApiResult<MonitorStatus> {
         match self.get("/traffic/status").await {
-            Ok((endpoint, answer)) => Self::decoded(&endpoint, typed::monitor_status(&answer.body)),
+            Ok((endpoint, answer)) => Self::decoded(
+                &endpoint,
+                typed::monitor_status(&answer.body, self.inner.settings.max_body_bytes),
+            ),
             Err(error) => {
                 self.note_missing_route(BULK_TRAFFIC_ROUTE, &error).await;
                 Err(error)

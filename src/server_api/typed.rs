@@ -17,6 +17,7 @@
 //! `wire.rs` entry points over `Value` share this one implementation.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -33,19 +34,98 @@ type Decoded<T> = Result<T, DecodeError>;
 const DEFAULT_SOURCE: &str = "alternative_monitor";
 const DEFAULT_METHOD: &str = "network_distribution";
 
-/// GET /api/keys, from the answer's bytes.
-pub fn key_list(bytes: &[u8]) -> Decoded<Vec<VpnKey>> {
-    flatten(serde_json::from_slice::<KeyListAnswer>(bytes).map(|answer| answer.0))
+/// The decoded models of one answer may take this many bytes per byte of the body cap.
+pub const MODEL_BYTES_PER_CAP_BYTE: usize = 2;
+
+/// GET /api/keys, from the answer's bytes; `cap` is the body size limit the answer was
+/// read under (its models may take `MODEL_BYTES_PER_CAP_BYTE` times that).
+pub fn key_list(bytes: &[u8], cap: usize) -> Decoded<Vec<VpnKey>> {
+    within_budget(cap, || {
+        flatten(serde_json::from_slice::<KeyListAnswer>(bytes).map(|answer| answer.0))
+    })
 }
 
-/// GET /api/traffic/exact (1.x), from the answer's bytes.
-pub fn bulk_traffic(bytes: &[u8]) -> Decoded<BulkTraffic> {
-    flatten(serde_json::from_slice::<WireBulk>(bytes).map(WireBulk::into_model))
+/// GET /api/traffic/exact (1.x), from the answer's bytes (`cap` as for [`key_list`]).
+pub fn bulk_traffic(bytes: &[u8], cap: usize) -> Decoded<BulkTraffic> {
+    within_budget(cap, || {
+        flatten(
+            serde_json::from_slice::<ObjectOr<WireBulk>>(bytes)
+                .map(|answer| object_or_error(answer, "bulk traffic")?.into_model()),
+        )
+    })
 }
 
-/// GET /api/traffic/status (1.x), from the answer's bytes.
-pub fn monitor_status(bytes: &[u8]) -> Decoded<MonitorStatus> {
-    flatten(serde_json::from_slice::<WireMonitor>(bytes).map(WireMonitor::into_model))
+/// GET /api/traffic/status (1.x), from the answer's bytes (`cap` as for [`key_list`]).
+pub fn monitor_status(bytes: &[u8], cap: usize) -> Decoded<MonitorStatus> {
+    within_budget(cap, || {
+        flatten(
+            serde_json::from_slice::<ObjectOr<WireMonitor>>(bytes)
+                .map(|answer| object_or_error(answer, "traffic status")?.into_model()),
+        )
+    })
+}
+
+/// What the decode running on this thread may still produce. A thread-local because
+/// serde's derived structs cannot carry state down to the lists inside them; decoding is
+/// synchronous, so the scope of `within_budget` is exactly one decode.
+struct Budget {
+    left: Cell<usize>,
+    cap: Cell<usize>,
+    active: Cell<bool>,
+}
+
+thread_local! {
+    static BUDGET: Budget = const {
+        Budget { left: Cell::new(0), cap: Cell::new(0), active: Cell::new(false) }
+    };
+}
+
+/// Run one decode with a model budget of `MODEL_BYTES_PER_CAP_BYTE * cap`.
+fn within_budget<T>(cap: usize, decode: impl FnOnce() -> Decoded<T>) -> Decoded<T> {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BUDGET.with(|budget| budget.active.set(false));
+        }
+    }
+    BUDGET.with(|budget| {
+        budget
+            .left
+            .set(cap.saturating_mul(MODEL_BYTES_PER_CAP_BYTE));
+        budget.cap.set(cap);
+        budget.active.set(true);
+    });
+    let _reset = Reset;
+    decode()
+}
+
+/// Charge one decoded item; an error once the budget is spent. Decodes from a parsed
+/// value (already in memory) run without a budget.
+fn charge(bytes: usize) -> Decoded<()> {
+    BUDGET.with(|budget| {
+        if !budget.active.get() {
+            return Ok(());
+        }
+        match budget.left.get().checked_sub(bytes) {
+            Some(left) => {
+                budget.left.set(left);
+                Ok(())
+            }
+            None => Err(DecodeError(format!(
+                "the answer decodes to more than {} bytes ({MODEL_BYTES_PER_CAP_BYTE} x its {}-byte size limit); a server this large needs a larger limit",
+                budget.cap.get().saturating_mul(MODEL_BYTES_PER_CAP_BYTE),
+                budget.cap.get()
+            ))),
+        }
+    })
+}
+
+/// A whole answer must be an object (derived structs would also take an array).
+fn object_or_error<T>(answer: ObjectOr<T>, what: &str) -> Decoded<T> {
+    match answer {
+        ObjectOr::Object(object) => Ok(object),
+        ObjectOr::Other(kind) => Err(not_an_object(&what, kind)),
+    }
 }
 
 /// The same decoders over an already parsed value (the `wire.rs` entry points).
@@ -58,11 +138,15 @@ pub(super) fn key_list_from(value: &serde_json::Value) -> Decoded<Vec<VpnKey>> {
 }
 
 pub(super) fn bulk_traffic_from(value: &serde_json::Value) -> Decoded<BulkTraffic> {
-    from_value::<WireBulk>(value)?.into_model()
+    object_or_error(from_value::<ObjectOr<WireBulk>>(value)?, "bulk traffic")?.into_model()
 }
 
 pub(super) fn monitor_status_from(value: &serde_json::Value) -> Decoded<MonitorStatus> {
-    from_value::<WireMonitor>(value)?.into_model()
+    object_or_error(
+        from_value::<ObjectOr<WireMonitor>>(value)?,
+        "traffic status",
+    )?
+    .into_model()
 }
 
 pub(super) fn vpn_key_from(value: &serde_json::Value, what: &str) -> Decoded<VpnKey> {
@@ -308,6 +392,8 @@ trait Item<'de>: Sized {
     /// The list's name in messages: `keys` gives "keys[3]: no `uuid` field".
     const LIST: &'static str;
     fn convert(wire: Self::Wire, what: &dyn fmt::Display) -> Decoded<Self>;
+    /// Heap bytes the model owns beyond its own size (its strings).
+    fn heap_bytes(&self) -> usize;
 }
 
 /// "keys[3]", formatted only when a message needs it.
@@ -344,7 +430,10 @@ impl<'de, T: Item<'de>> Deserialize<'de> for List<T> {
                     let converted = match element {
                         ObjectOr::Object(wire) => T::convert(wire, &what),
                         ObjectOr::Other(kind) => Err(not_an_object(&what, kind)),
-                    };
+                    }
+                    .and_then(|item| {
+                        charge(std::mem::size_of::<T>() + item.heap_bytes()).map(|()| item)
+                    });
                     match converted {
                         Ok(item) => items.push(item),
                         Err(error) => {
@@ -354,6 +443,8 @@ impl<'de, T: Item<'de>> Deserialize<'de> for List<T> {
                     }
                     index += 1;
                 }
+                // The result may be cached for a while: give back the growth slack.
+                items.shrink_to_fit();
                 Ok(List::Items(Ok(items)))
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<List<T>, A::Error> {
@@ -446,6 +537,12 @@ impl<'de> Item<'de> for VpnKey {
     const LIST: &'static str = "keys";
     fn convert(wire: WireKey<'de>, what: &dyn fmt::Display) -> Decoded<VpnKey> {
         wire.into_model(what)
+    }
+    fn heap_bytes(&self) -> usize {
+        self.id.capacity()
+            + self.uuid.capacity()
+            + self.name.capacity()
+            + self.short_id.as_ref().map_or(0, String::capacity)
     }
 }
 
@@ -620,6 +717,9 @@ impl<'de> Item<'de> for BulkTrafficEntry {
             connection_ratio: f64_of(&[("connection_ratio", &wire.connection_ratio)], what)?,
         })
     }
+    fn heap_bytes(&self) -> usize {
+        self.uuid.capacity()
+    }
 }
 
 /// GET /api/traffic/exact: `keys_stats` sits at `traffic_stats.keys_stats` (documented)
@@ -744,6 +844,14 @@ impl<'de> Item<'de> for MonitorKey {
                 .unwrap_or(false),
         })
     }
+    fn heap_bytes(&self) -> usize {
+        self.key_id.capacity()
+            + self.key_name.capacity()
+            + self.uuid.capacity()
+            + self.traffic.total_formatted.capacity()
+            + self.traffic.source.capacity()
+            + self.traffic.method.capacity()
+    }
 }
 
 /// GET /api/traffic/status (1.x).
@@ -791,11 +899,11 @@ mod tests {
     /// Both entry points (bytes, parsed value) agree.
     fn both<T: PartialEq + fmt::Debug>(
         value: serde_json::Value,
-        from_bytes: fn(&[u8]) -> Decoded<T>,
+        from_bytes: fn(&[u8], usize) -> Decoded<T>,
         from_value: fn(&serde_json::Value) -> Decoded<T>,
     ) -> Decoded<T> {
         let bytes = serde_json::to_vec(&value).expect("serialize");
-        let a = from_bytes(&bytes);
+        let a = from_bytes(&bytes, 1 << 20);
         let b = from_value(&value);
         assert_eq!(a, b, "{value}");
         a
@@ -955,7 +1063,25 @@ mod tests {
 
     #[test]
     fn a_repeated_field_is_an_error_not_a_panic() {
-        let err = key_list(br#"[{"uuid": "a", "uuid": "b"}]"#).unwrap_err();
+        let err = key_list(br#"[{"uuid": "a", "uuid": "b"}]"#, 1024).unwrap_err();
         assert!(err.0.contains("duplicate field"), "{err}");
+    }
+
+    #[test]
+    fn models_beyond_twice_the_cap_are_refused_and_the_budget_ends_with_the_decode() {
+        let tiny = format!("[{}]", vec![r#"{"uuid":1}"#; 1000].join(","));
+        let cap = tiny.len();
+        let err = key_list(tiny.as_bytes(), cap).unwrap_err();
+        assert!(err.0.contains("decodes to more than"), "{err}");
+        assert!(err.0.contains(&format!("{cap}-byte size limit")), "{err}");
+        // A larger cap takes it; a parsed value has no budget.
+        assert_eq!(key_list(tiny.as_bytes(), cap * 100).unwrap().len(), 1000);
+        let value: serde_json::Value = serde_json::from_str(&tiny).unwrap();
+        assert_eq!(key_list_from(&value).unwrap().len(), 1000);
+        // A realistic list fits in twice its own size.
+        let real = br#"[{"id": "0f9ba431-c29f-4fb1-9c3a-8d2e7b6a5f41", "name": "alice phone",
+            "uuid": "7b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4e", "created_at": "2026-11-28T03:05:57",
+            "is_active": true}]"#;
+        assert_eq!(key_list(real, real.len()).unwrap().len(), 1);
     }
 }
