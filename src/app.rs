@@ -23,6 +23,14 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
     Ok(Arc::new(store))
 }
 
+/// Open the state store only to read it (`status`, `usage`): no write, no migration,
+/// so it works beside the daemon and on a read-only state directory.
+pub fn open_store_for_reading(config: &Config) -> anyhow::Result<Arc<Store>> {
+    let store = Store::open_for_reading(&config.agent.state_dir)
+        .context("opening the state store (read-only)")?;
+    Ok(Arc::new(store))
+}
+
 /// One runner target per configured server (optionally only `only`), in config order.
 pub fn targets(config: &Arc<Config>, only: Option<&str>) -> anyhow::Result<Vec<Target>> {
     targets_with_metrics(config, only, None)
@@ -47,6 +55,9 @@ pub fn targets_with_clients(
     clients: &HttpClients,
 ) -> anyhow::Result<Vec<Target>> {
     let mut targets = Vec::new();
+    // Every configured secret, not only the server's own key: an error page may quote
+    // anything the process ever sent.
+    let redactor = Arc::new(crate::redact::Redactor::from_config(config));
     let chosen = config
         .servers
         .iter()
@@ -55,6 +66,7 @@ pub fn targets_with_clients(
         let context = || format!("server {}", server.name);
         let mut settings = ClientSettings::from_config(server).with_context(context)?;
         settings.metrics = metrics.clone();
+        settings.redactor = redactor.clone();
         let api = ServerApi::with_clients(settings, clients).with_context(context)?;
         targets.push(Target {
             config: config.clone(),

@@ -53,6 +53,10 @@ pub enum FindingKind {
     TrafficDataStale,
     /// quota (critical): a plan to reset or delete too many keys at once was not executed.
     MassActionBlocked,
+    /// quota: several keys share an id or a uuid; none of them is counted or acted on.
+    KeyIdentityAmbiguous,
+    /// quota: counter readings beyond what a key can do were not counted.
+    TrafficReadingImplausible,
 }
 
 impl FindingKind {
@@ -77,6 +81,8 @@ impl FindingKind {
             FindingKind::ResetNotApplied => "reset_not_applied",
             FindingKind::TrafficDataStale => "traffic_data_stale",
             FindingKind::MassActionBlocked => "mass_action_blocked",
+            FindingKind::KeyIdentityAmbiguous => "key_identity_ambiguous",
+            FindingKind::TrafficReadingImplausible => "traffic_reading_implausible",
         }
     }
 
@@ -101,7 +107,7 @@ impl FindingKind {
             .find(|kind| kind.as_str() == name)
     }
 
-    pub const ALL: [FindingKind; 19] = [
+    pub const ALL: [FindingKind; 21] = [
         FindingKind::ServerUnreachable,
         FindingKind::AuthFailed,
         FindingKind::TrafficMonitorUnavailable,
@@ -121,6 +127,8 @@ impl FindingKind {
         FindingKind::ResetNotApplied,
         FindingKind::TrafficDataStale,
         FindingKind::MassActionBlocked,
+        FindingKind::KeyIdentityAmbiguous,
+        FindingKind::TrafficReadingImplausible,
     ];
 }
 

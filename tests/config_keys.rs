@@ -31,6 +31,7 @@ concurrency = 8
 skip_jobs = ["reality"]
 counter_resets = "auto"
 ca_file = "/ca.pem"
+max_response_size = "64 MiB"
 
 [jobs.health]
 schedule = "*/30 * * * * *"
@@ -53,6 +54,7 @@ period_day = 1
 warn_at = [80, 95]
 on_exceed = "alert"
 grace = "24h"
+adopt = "baseline"
 
 [[quotas.rules]]
 match_name = "vip-*"

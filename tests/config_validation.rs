@@ -371,7 +371,7 @@ fn allow_mass_is_a_rule_switch_off_by_default() {
         &format!("{BASE}[[quotas.rules]]\nmatch_name = \"a\"\nallow_mass = \"yes\"\n"),
         "quotas.rules[0].allow_mass",
     );
-    assert_hint(&problem, &["bool"]);
+    assert_hint(&problem, &["expected true or false, found a string"]);
 }
 
 #[test]
@@ -503,7 +503,7 @@ fn type_errors_carry_line_and_key_path() {
     assert_eq!(problem.line, Some(line_of(&text, "concurrency", 0)));
     assert_hint(
         &problem,
-        &["invalid type: string \"eight\", expected a whole number"],
+        &["invalid type: expected a whole number, found a string"],
     );
 }
 

@@ -115,6 +115,8 @@ fn check_hardening(unit: &Unit) {
     unit.expect("ExecReload", "/bin/kill -HUP $MAINPID");
     unit.expect("Restart", "on-failure");
     unit.expect("TimeoutStopSec", "45");
+    // Room for descriptors beyond the usual 1024 (the /metrics endpoint caps its own).
+    unit.expect("LimitNOFILE", "65536");
 
     // A non-root identity: a dedicated user or a dynamic one.
     let dynamic = matches!(unit.service("DynamicUser"), Some("yes" | "true"));

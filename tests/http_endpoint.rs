@@ -170,7 +170,7 @@ async fn quota_runs_export_per_key_usage_and_reset_outcomes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[agent]\nstate_dir = \"{}\"\nmetrics_per_key = true\n[quotas]\nlimit = \"1 MiB\"\non_exceed = \"reset\"\n{}",
+        "[agent]\nstate_dir = \"{}\"\nmetrics_per_key = true\n[quotas]\nlimit = \"1 MiB\"\non_exceed = \"reset\"\nadopt = \"count\"\n{}",
         dir.path().join("state").display(),
         server_block("fra-1", &server.base_url(), "")
     );

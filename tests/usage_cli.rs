@@ -16,7 +16,7 @@ const MIB: u64 = 1 << 20;
 fn write_config(dir: &Path, url: &str) -> PathBuf {
     let text = format!(
         "[agent]\nstate_dir = {:?}\n\n[[servers]]\nname = \"fra-1\"\nurl = {url:?}\napi_key_env = \"USAGE_TEST_KEY\"\ntimeout = \"2s\"\n\n\
-         [quotas]\nlimit = \"100 MiB\"\n\n[[quotas.rules]]\nmatch_name = \"Bob*\"\nlimit = \"unlimited\"\n",
+         [quotas]\nlimit = \"100 MiB\"\nadopt = \"count\"\n\n[[quotas.rules]]\nmatch_name = \"Bob*\"\nlimit = \"unlimited\"\n",
         dir.join("state").display().to_string()
     );
     let path = dir.join("agent.toml");
@@ -83,6 +83,7 @@ async fn usage_prints_the_ledger_as_a_table_and_as_json() {
         "next_reset",
         "rule",
         "last_reset",
+        "adopted",
     ];
     for row in rows {
         let mut got: Vec<&str> = row

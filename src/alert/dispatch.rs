@@ -116,7 +116,8 @@ impl Worker {
             self.last_prune = Some(now);
         }
         let rows = store.pending_outbox(&name)?;
-        let cutoff = now - chrono(self.options.max_age);
+        // Checked: a max_age of 300 000 years once panicked here (DateTime - TimeDelta).
+        let cutoff = crate::clock::earlier(now, self.options.max_age);
         let (expired, rows): (Vec<OutboxRow>, Vec<OutboxRow>) =
             rows.into_iter().partition(|row| row.created_at < cutoff);
         if !expired.is_empty() {
@@ -207,7 +208,7 @@ impl Worker {
             Err(SendError::Transient { error, retry_after }) => {
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
                 let delay = retry_after.unwrap_or_else(|| backoff(&self.options, attempts));
-                let retry_at = now + chrono(delay);
+                let retry_at = crate::clock::later(now, delay);
                 store.mark_retry(&ids, retry_at, &error)?;
                 self.count(|s| s.failed_attempts += 1);
                 self.meter(|m| &m.notifications_failed, 1);

@@ -159,7 +159,8 @@ pub fn decide(
             continue;
         };
         let due_at = if reason == Reason::New {
-            now + routing.group_wait
+            now.checked_add_signed(routing.group_wait)
+                .unwrap_or_else(crate::clock::far_future)
         } else {
             now
         };

@@ -30,7 +30,7 @@ pub async fn run_with(
     let sinks = match Sink::build_all(&config.alerts, config.agent.timezone, options) {
         Ok(sinks) => sinks,
         Err(error) => {
-            println!("{error}");
+            crate::outln!("{error}")?;
             return Ok(EXIT_PROBLEMS);
         }
     };
@@ -42,9 +42,9 @@ pub async fn run_with(
     if chosen.is_empty() {
         match only {
             Some(name) if !names.is_empty() => {
-                println!("no sink named {name:?} (configured: {})", names.join(", "))
+                crate::outln!("no sink named {name:?} (configured: {})", names.join(", "))?
             }
-            _ => println!("no alert sinks configured ([[alerts.email]], [[alerts.webhook]])"),
+            _ => crate::outln!("no alert sinks configured ([[alerts.email]], [[alerts.webhook]])")?,
         }
         return Ok(EXIT_PROBLEMS);
     }
@@ -55,10 +55,14 @@ pub async fn run_with(
     let mut all_delivered = true;
     for (sink, result) in chosen.iter().zip(results) {
         match result {
-            Ok(()) => println!("{}: delivered", sink.name()),
+            Ok(()) => crate::outln!("{}: delivered", sink.name())?,
             Err(error) => {
                 all_delivered = false;
-                println!("{}: FAILED: {error}", sink.name());
+                crate::outln!(
+                    "{}: FAILED: {}",
+                    sink.name(),
+                    crate::terminal::escape(&error)
+                )?;
             }
         }
     }

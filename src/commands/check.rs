@@ -15,6 +15,7 @@ use crate::config::{JobKind, Severity};
 use crate::jobs::RunMode;
 use crate::jobs::runner::{FindingSink, LogSink, RunOptions, RunReport, Runner, Target};
 use crate::store::RunOutcome;
+use crate::terminal::Shown;
 
 /// Nagios exit codes.
 pub const OK: u8 = 0;
@@ -74,7 +75,7 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
         Ok(loaded) => loaded,
         Err(report) => {
             eprint!("{report}");
-            println!("UNKNOWN: the configuration is invalid");
+            crate::outln!("UNKNOWN: the configuration is invalid")?;
             return Ok(UNKNOWN);
         }
     };
@@ -85,7 +86,7 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
         Ok(prepared) => prepared,
         Err(error) => {
             eprintln!("keywarden check: {error:#}");
-            println!("UNKNOWN: {error:#}");
+            crate::outln!("UNKNOWN: {error:#}")?;
             return Ok(UNKNOWN);
         }
     };
@@ -104,7 +105,7 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
             }
             Err(error) => {
                 eprintln!("keywarden check: {error}");
-                println!("UNKNOWN: {error}");
+                crate::outln!("UNKNOWN: {error}")?;
                 return Ok(UNKNOWN);
             }
         }
@@ -150,9 +151,9 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
         notifications,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render_text(&report));
+        crate::output::print(&render_text(&report))?;
     }
     Ok(code)
 }
@@ -190,7 +191,7 @@ pub async fn run_all(
     runs
 }
 
-/// The text report (pure).
+/// The text report (pure). Text that came from servers is escaped for the terminal.
 pub fn render_text(report: &CheckReport) -> String {
     let mut out = String::new();
     let dry = if report.dry_run {
@@ -215,10 +216,10 @@ pub fn render_text(report: &CheckReport) -> String {
             run.duration_ms
         );
         for line in &run.plan {
-            let _ = writeln!(out, "  - {line}");
+            let _ = writeln!(out, "  - {}", Shown(line));
         }
         if let Some(error) = &run.error {
-            let _ = writeln!(out, "  error: {error}");
+            let _ = writeln!(out, "  error: {}", Shown(error));
         }
         for finding in &run.findings {
             let severity = match finding.severity {
@@ -229,11 +230,11 @@ pub fn render_text(report: &CheckReport) -> String {
             let _ = writeln!(
                 out,
                 "  [{severity}] {} ({})",
-                finding.summary,
+                Shown(&finding.summary),
                 finding.kind.as_str()
             );
             for line in finding.details.lines() {
-                let _ = writeln!(out, "      {line}");
+                let _ = writeln!(out, "      {}", Shown(line));
             }
         }
     }
@@ -249,7 +250,7 @@ pub fn render_text(report: &CheckReport) -> String {
                 "  {}: {} not delivered, left queued for the daemon (last error: {})",
                 left.sink,
                 left.pending,
-                left.last_error.as_deref().unwrap_or("none yet")
+                Shown(left.last_error.as_deref().unwrap_or("none yet"))
             );
         }
     }

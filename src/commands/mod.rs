@@ -71,7 +71,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             match out {
                 Some(dir) => {
                     for page in crate::cli::man_pages(&dir)? {
-                        println!("{}", page.display());
+                        crate::outln!("{}", page.display())?;
                     }
                 }
                 None => {

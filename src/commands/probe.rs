@@ -4,15 +4,18 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
 use crate::quota::human_bytes;
+use crate::redact::Redactor;
 use crate::server_api::{
     ApiErrorKind, Capabilities, ClientSettings, HttpClients, KeyRef, ServerApi,
 };
+use crate::terminal::Shown;
 
 /// What probe learned about one server. Field names are a contract (`--json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -216,13 +219,18 @@ fn yes_no(flag: bool) -> &'static str {
     if flag { "yes" } else { "no" }
 }
 
-/// The text form of one report.
+/// The text form of one report. Everything the server sent is escaped for the
+/// terminal (names, ids, uuids, versions, error texts); `--json` stays exact.
 pub fn render_text(report: &ServerReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}  {}", report.name, report.url);
+    let _ = writeln!(out, "{}  {}", Shown(&report.name), Shown(&report.url));
     match (&report.version, report.latency_ms) {
         (Some(version), Some(latency)) => {
-            let _ = writeln!(out, "  reachable      yes ({latency} ms), API {version}");
+            let _ = writeln!(
+                out,
+                "  reachable      yes ({latency} ms), API {}",
+                Shown(version)
+            );
         }
         _ => {
             let _ = writeln!(out, "  reachable      {}", yes_no(report.reachable));
@@ -261,13 +269,25 @@ pub fn render_text(report: &ServerReport) -> String {
             );
         }
         for uuid in &sync.missing_in_config {
-            let _ = writeln!(out, "                 missing in config.json: {uuid}");
+            let _ = writeln!(
+                out,
+                "                 missing in config.json: {}",
+                Shown(uuid)
+            );
         }
         for uuid in &sync.extra_in_config {
-            let _ = writeln!(out, "                 in config.json but not a key: {uuid}");
+            let _ = writeln!(
+                out,
+                "                 in config.json but not a key: {}",
+                Shown(uuid)
+            );
         }
         for mismatch in &sync.short_id_mismatches {
-            let _ = writeln!(out, "                 short_id mismatch: {mismatch}");
+            let _ = writeln!(
+                out,
+                "                 short_id mismatch: {}",
+                Shown(mismatch)
+            );
         }
     }
     if let Some(monitor) = &report.traffic_monitor {
@@ -293,16 +313,16 @@ pub fn render_text(report: &ServerReport) -> String {
             let _ = writeln!(
                 out,
                 "  {:<36}  {:<36}  {:<6}  {:>14}  {}",
-                key.id,
-                key.uuid,
+                Shown(&key.id),
+                Shown(&key.uuid),
                 yes_no(key.active),
                 total,
-                key.name
+                Shown(&key.name)
             );
         }
     }
     for problem in &report.problems {
-        let _ = writeln!(out, "  problem: {problem}");
+        let _ = writeln!(out, "  problem: {}", Shown(problem));
     }
     out
 }
@@ -339,13 +359,16 @@ pub async fn run(path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<
         );
         return Ok(EXIT_PROBLEMS);
     }
+    let redactor = Arc::new(Redactor::from_config(&loaded.config));
     // One HTTP client for every server with the same TLS settings (see server_api::pool).
     let clients = HttpClients::new();
     let mut tasks = Vec::new();
     for server in servers {
         let server = server.clone();
-        let api = ClientSettings::from_config(&server)
-            .and_then(|settings| ServerApi::with_clients(settings, &clients));
+        let api = ClientSettings::from_config(&server).and_then(|mut settings| {
+            settings.redactor = redactor.clone();
+            ServerApi::with_clients(settings, &clients)
+        });
         tasks.push(tokio::spawn(async move {
             match api {
                 Ok(api) => probe_server(&api).await,
@@ -362,9 +385,9 @@ pub async fn run(path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<
         let report = task.await?;
         all_answered &= report.error.is_none();
         if json {
-            println!("{}", serde_json::to_string(&report)?);
+            crate::outln!("{}", serde_json::to_string(&report)?)?;
         } else {
-            println!("{}", render_text(&report));
+            crate::outln!("{}", render_text(&report))?;
         }
     }
     Ok(if all_answered { EXIT_OK } else { EXIT_PROBLEMS })

@@ -52,9 +52,9 @@ pub async fn run(path: &Path, args: &ReportArgs) -> anyhow::Result<u8> {
                 .tempdir()?
                 .keep(),
         };
-        println!("report of {} written to {}:", period.title, dir.display());
+        crate::outln!("report of {} written to {}:", period.title, dir.display())?;
         for file in rendered.write_to(&dir)? {
-            println!("  {}", file.display());
+            crate::outln!("  {}", file.display())?;
         }
     }
     if !args.send {
@@ -72,10 +72,14 @@ pub async fn run(path: &Path, args: &ReportArgs) -> anyhow::Result<u8> {
     let mut all = true;
     for delivery in deliveries {
         match delivery.result {
-            Ok(()) => println!("{}: delivered", delivery.sink),
+            Ok(()) => crate::outln!("{}: delivered", delivery.sink)?,
             Err(error) => {
                 all = false;
-                println!("{}: {error}", delivery.sink);
+                crate::outln!(
+                    "{}: {}",
+                    delivery.sink,
+                    crate::terminal::escape(&error.to_string())
+                )?;
             }
         }
     }

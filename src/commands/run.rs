@@ -2,7 +2,7 @@
 //! problem) and starts the agent, then waits for signals: SIGHUP re-reads the
 //! configuration (a broken one is logged and the old one kept), SIGTERM/SIGINT stop
 //! scheduling, let in-flight runs finish within the deadline, cancel the rest, and
-//! exit 0.
+//! exit 0. A second `run` on the same state directory exits 2 (see `store::lock`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use super::EXIT_PROBLEMS;
 use crate::agent::{Agent, AgentOptions};
 use crate::clock::SystemClock;
 use crate::config::Config;
+use crate::store::{LockError, StateDirLock};
 
 /// How long in-flight runs may take to finish after SIGTERM.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
@@ -38,6 +39,15 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    // One daemon per state directory; held until this function returns.
+    let _lock = match StateDirLock::acquire(&loaded.config.agent.state_dir) {
+        Ok(lock) => lock,
+        Err(error @ LockError::Held { .. }) => {
+            eprintln!("keywarden run: {error}");
+            return Ok(EXIT_PROBLEMS);
+        }
+        Err(error) => return Err(error.into()),
+    };
     let config = Arc::new(loaded.config);
     let options = AgentOptions::new(Arc::new(SystemClock), &config);
     let mut agent = Agent::start(config.clone(), options).await?;

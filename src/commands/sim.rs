@@ -45,13 +45,13 @@ pub async fn run(
         handle.add_stranger_traffic("87c5ee57-dbf6-4db2-b1f2-dbec6b604db0", 0, 1);
     }
 
-    println!(
+    crate::outln!(
         "keywarden sim: VPN Key Management API {}",
         generation.version()
-    );
-    println!("  base URL: {}", server.base_url());
+    )?;
+    crate::outln!("  base URL: {}", server.base_url())?;
     let created = handle.keys().len();
-    println!("  keys:     {created}");
+    crate::outln!("  keys:     {created}")?;
     if created < keys {
         tracing::warn!(
             asked = keys,
@@ -59,10 +59,10 @@ pub async fn run(
             "sim: 2.x has 100 ports, so 100 keys at most"
         );
     }
-    println!(
+    crate::outln!(
         "  admin:    POST {}/_sim/... with the same X-API-Key (see `sim` module docs); GET /_sim/state to look",
         server.base_url().trim_end_matches("/api")
-    );
+    )?;
     tracing::info!(
         addr = %server.addr(),
         version = generation.version(),

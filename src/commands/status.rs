@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
 use crate::store::{AuditEntry, RunRecord, ServerState, Store, StoredFinding};
+use crate::terminal::{Shown, escape};
 
 /// Audit entries shown per server.
 pub const RECENT_ACTIONS: usize = 10;
@@ -53,7 +54,7 @@ fn when(at: Option<DateTime<Utc>>, tz: Tz) -> String {
     .unwrap_or_else(|| "never".into())
 }
 
-/// The text form (pure).
+/// The text form (pure). Text that came from servers is escaped for the terminal.
 pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
     let mut out = String::new();
     for status in statuses {
@@ -63,7 +64,7 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
                 let _ = writeln!(
                     out,
                     "  API version     {}",
-                    state.version.as_deref().unwrap_or("unknown")
+                    Shown(state.version.as_deref().unwrap_or("unknown"))
                 );
                 let _ = writeln!(out, "  last seen up    {}", when(state.last_up_at, tz));
                 let _ = writeln!(out, "  last seen down  {}", when(state.last_down_at, tz));
@@ -71,8 +72,9 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
                     let error = state.last_error.as_deref().unwrap_or("");
                     let _ = writeln!(
                         out,
-                        "  DOWN            {} failed checks in a row: {error}",
-                        state.consecutive_failures
+                        "  DOWN            {} failed checks in a row: {}",
+                        state.consecutive_failures,
+                        Shown(error)
                     );
                 }
             }
@@ -91,7 +93,7 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
                 if run.detail.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", run.detail)
+                    format!(": {}", escape(&run.detail))
                 }
             );
         }
@@ -103,7 +105,7 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
                 out,
                 "  [{}] {} (since {})",
                 finding.severity.to_uppercase(),
-                finding.summary,
+                Shown(&finding.summary),
                 when(Some(finding.first_seen), tz)
             );
         }
@@ -114,15 +116,15 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
             let detail = if action.detail.is_empty() {
                 String::new()
             } else {
-                format!(": {}", action.detail)
+                format!(": {}", escape(&action.detail))
             };
             let _ = writeln!(
                 out,
                 "    {} {} {} {}{detail}",
                 when(Some(action.at), tz),
-                action.action,
-                action.target,
-                action.result
+                Shown(&action.action),
+                Shown(&action.target),
+                Shown(&action.result)
             );
         }
         out.push('\n');
@@ -134,7 +136,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<u8> {
     crate::logging::init(crate::logging::LogFormat::Auto, "warn");
     // status reads only the store: it needs state_dir, the server names and the time
     // zone, not the secrets, so unset *_env variables must not stop it.
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = crate::config::read_text(path).unwrap_or_default();
     let any_secret = |_: &str| Some("[not needed by status]".to_string());
     let lenient = crate::config::from_str_with_env(&text, path, &any_secret);
     let config = match lenient
@@ -147,13 +149,13 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<u8> {
             return Ok(EXIT_PROBLEMS);
         }
     };
-    let store = crate::app::open_store(&config)?;
+    let store = crate::app::open_store_for_reading(&config)?;
     let names: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
     let statuses = gather(&store, &names)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&statuses)?)?;
     } else {
-        print!("{}", render_text(&statuses, config.agent.timezone));
+        crate::output::print(&render_text(&statuses, config.agent.timezone))?;
     }
     Ok(EXIT_OK)
 }

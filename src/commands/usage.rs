@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
-use crate::config::Config;
+use crate::config::{AdoptMode, Config};
 use crate::quota::{Entry, human_bytes, period, rules};
 
 /// One key, as `--json` prints it (exactly these fields).
@@ -34,8 +34,9 @@ pub struct UsageRow {
     pub rule: String,
     /// When keywarden last started a period or allowance for the key; `null`: never.
     pub last_reset: Option<DateTime<Utc>>,
-    /// Adopted mid-period (marked in the table only).
-    #[serde(skip)]
+    /// First seen in this period (marked `*` in the table): with `quotas.adopt =
+    /// "baseline"` its usage counts from that first reading, with `"count"` its counter
+    /// then was counted.
     pub adopted: bool,
 }
 
@@ -84,13 +85,15 @@ fn when(at: Option<DateTime<Utc>>, tz: Tz, none: &str) -> String {
     })
 }
 
-/// A server's text (names) in one table cell.
+/// A server's text (names, ids, uuids) in one table cell: at most 40 characters, then
+/// escaped for the terminal (an ESC, CR/LF or U+202E in a name stays visible and inert).
 fn cell(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(40).collect()
+    let short: String = text.chars().take(40).collect();
+    crate::terminal::escape(&short).into_owned()
 }
 
 /// The table (pure).
-pub fn render_text(rows: &[UsageRow], tz: Tz) -> String {
+pub fn render_text(rows: &[UsageRow], tz: Tz, adopt: AdoptMode) -> String {
     if rows.is_empty() {
         return "no traffic recorded yet (the quota job has not run on these servers)\n".into();
     }
@@ -112,8 +115,8 @@ pub fn render_text(rows: &[UsageRow], tz: Tz) -> String {
         table.push(vec![
             row.server.clone(),
             cell(&row.name),
-            row.key_id.clone(),
-            row.uuid.clone(),
+            cell(&row.key_id),
+            cell(&row.uuid),
             format!(
                 "{}{}",
                 human_bytes(row.used_bytes),
@@ -123,7 +126,7 @@ pub fn render_text(rows: &[UsageRow], tz: Tz) -> String {
             row.percent.map_or("-".into(), |p| format!("{p:.1}")),
             when(Some(row.period_start), tz, "-"),
             when(row.next_reset, tz, "never"),
-            row.rule.clone(),
+            cell(&row.rule),
             when(row.last_reset, tz, "never"),
         ]);
     }
@@ -146,10 +149,15 @@ pub fn render_text(rows: &[UsageRow], tz: Tz) -> String {
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
     if rows.iter().any(|r| r.adopted) {
-        let _ = writeln!(
-            out,
-            "\n* adopted: first seen mid-period; its counter then was counted as this period's usage"
-        );
+        let how = match adopt {
+            AdoptMode::Baseline => {
+                "its usage counts from that first reading (quotas.adopt = \"baseline\")"
+            }
+            AdoptMode::Count => {
+                "its counter then was counted as this period's usage (quotas.adopt = \"count\")"
+            }
+        };
+        let _ = writeln!(out, "\n* adopted: first seen in this period; {how}");
     }
     let _ = writeln!(out, "times in {tz}");
     out
@@ -174,12 +182,16 @@ pub fn run(path: &Path, server: Option<&str>, json: bool) -> anyhow::Result<u8> 
         );
         return Ok(EXIT_PROBLEMS);
     }
-    let store = crate::app::open_store(&config)?;
+    let store = crate::app::open_store_for_reading(&config)?;
     let rows = rows(&config, store.quota_usage(server)?, Utc::now());
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
-        print!("{}", render_text(&rows, config.agent.timezone));
+        crate::output::print(&render_text(
+            &rows,
+            config.agent.timezone,
+            config.quotas.adopt,
+        ))?;
     }
     Ok(EXIT_OK)
 }
@@ -253,8 +265,9 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(fields.len(), 11, "{fields:?}");
-        let text = render_text(&rows, Tz::UTC);
+        assert_eq!(fields.len(), 12, "{fields:?}");
+        assert_eq!(json["adopted"], true);
+        let text = render_text(&rows, Tz::UTC, AdoptMode::Baseline);
         assert!(text.contains("95.0 MiB *"), "{text}");
         assert!(
             text.contains("100.0 MiB") && text.contains("2026-12-01 00:00"),

@@ -8,20 +8,19 @@ use anyhow::Context;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
 use crate::config::{self, ConfigErrors, summary};
+use crate::terminal;
 
 pub fn run(path: &Path) -> anyhow::Result<u8> {
     match config::load(path) {
         Ok(loaded) => {
             let mut stderr = std::io::stderr().lock();
             for warning in &loaded.warnings {
+                let warning = terminal::escape(warning);
                 writeln!(stderr, "warning: {warning}").context("writing warnings")?;
             }
             let text = summary::render(&loaded.config, path, chrono::Utc::now());
-            // write_all, not print!: `validate | head` must not panic on a closed pipe.
-            std::io::stdout()
-                .lock()
-                .write_all(text.as_bytes())
-                .context("writing the summary")?;
+            // Not print!: `validate | head` must stop quietly on a closed pipe.
+            crate::output::print(&terminal::escape_lines(&text)).context("writing the summary")?;
             Ok(EXIT_OK)
         }
         Err(errors) => {
@@ -38,6 +37,8 @@ pub fn run(path: &Path) -> anyhow::Result<u8> {
 pub(crate) fn problem_report(errors: &ConfigErrors, path: &Path) -> String {
     let count = errors.problems.len();
     let plural = if count == 1 { "" } else { "s" };
+    // Values quoted from the file may hold control characters: shown escaped.
+    let errors = terminal::escape_lines(&errors.to_string());
     format!("{errors}\n{count} problem{plural} in {}\n", path.display())
 }
 

@@ -16,11 +16,10 @@ pub(crate) fn parse(text: &str) -> Result<Spanned<DeTable<'_>>, Vec<Issue>> {
         return Ok(doc);
     }
     let mut issues: Vec<Issue> = Vec::new();
+    // A set, not a scan of what was kept: thousands of errors must stay linear.
+    let mut seen = std::collections::HashSet::new();
     for error in errors {
-        let duplicate = issues
-            .iter()
-            .any(|seen| seen.span == error.span() && seen.message == error.message());
-        if !duplicate {
+        if seen.insert((error.span(), error.message().to_owned())) {
             issues.push(Issue::new(error.span(), "", error.message()));
         }
     }

@@ -11,6 +11,7 @@ mod quota;
 pub mod raw;
 mod reports;
 mod schedule;
+mod shape;
 pub mod summary;
 mod types;
 pub mod units;
@@ -23,7 +24,7 @@ pub use alerts::{
     WebhookSinkConfig,
 };
 pub use error::{ConfigErrors, ConfigProblem};
-pub use quota::{KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig};
+pub use quota::{AdoptMode, KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig};
 pub use reports::{ReportPeriodKind, ReportsConfig};
 pub use schedule::Schedule;
 pub use types::{
@@ -43,25 +44,67 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// The largest configuration file read (a real one is a few KiB; `-c /dev/urandom`
+/// must not grow the process to gigabytes).
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
 /// Read, parse and validate the file at `path`, with secrets from the real environment.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigErrors {
-        problems: vec![ConfigProblem {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            path: String::new(),
-            message: format!(
-                "cannot read the configuration file: {err} (point at another file with -c/--config or KEYWARDEN_CONFIG)"
-            ),
-        }],
-    })?;
+    let text = read_text(path)?;
     let env = |name: &str| std::env::var(name).ok();
     let (mut loaded, inline_secrets) = load_text(&text, path, &env)?;
     if let Some(warning) = file_mode_warning(path, &inline_secrets) {
         loaded.warnings.push(warning);
     }
     Ok(loaded)
+}
+
+/// The file's text: at most `MAX_CONFIG_BYTES`, and UTF-8 (the problem says where not).
+pub fn read_text(path: &Path) -> Result<String, ConfigErrors> {
+    use std::io::Read;
+
+    let problem = |line: Option<(usize, usize)>, message: String| ConfigErrors {
+        problems: vec![ConfigProblem {
+            file: path.to_path_buf(),
+            line: line.map(|(line, _)| line),
+            column: line.map(|(_, column)| column),
+            path: String::new(),
+            message,
+        }],
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|err| {
+            problem(
+                None,
+                format!(
+                    "cannot read the configuration file: {err} (point at another file with -c/--config or KEYWARDEN_CONFIG)"
+                ),
+            )
+        })?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(problem(
+            None,
+            format!(
+                "the file is larger than {} KiB: not a keywarden configuration (a real one is a few KiB)",
+                MAX_CONFIG_BYTES >> 10
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|err| {
+        let valid = err.utf8_error().valid_up_to();
+        let bytes = err.as_bytes();
+        let text = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        let place = error::LineIndex::new(text).line_column(valid);
+        problem(
+            Some(place),
+            format!(
+                "not UTF-8: byte 0x{:02x} cannot start a character here (save the file as UTF-8)",
+                bytes[valid]
+            ),
+        )
+    })
 }
 
 /// Parse and validate `text` as if read from `origin` (used in messages and to resolve
@@ -88,9 +131,11 @@ fn load_text(
 ) -> Result<(Loaded, Vec<String>), ConfigErrors> {
     let locator = Locator::new(text, origin);
     let doc = document::parse(text).map_err(|issues| locator.errors(issues))?;
-    let unknown = document::unknown_keys(doc.get_ref());
-    if !unknown.is_empty() {
-        return Err(locator.errors(unknown));
+    // Unknown keys and values of the wrong type, all at once (serde stops at the first).
+    let mut issues = document::unknown_keys(doc.get_ref());
+    issues.extend(shape::type_errors(doc.get_ref()));
+    if !issues.is_empty() {
+        return Err(locator.errors(issues));
     }
     let raw: raw::RawConfig = toml::from_str(text).map_err(|err| {
         let path = err
@@ -100,7 +145,7 @@ fn load_text(
         locator.errors(vec![Issue::new(
             err.span(),
             path,
-            toml_words(err.message()),
+            toml_words(&without_values(err.message())),
         )])
     })?;
     let base_dir = base_dir(origin);
@@ -117,6 +162,27 @@ fn load_text(
         warnings,
     };
     Ok((loaded, validated.inline_secrets))
+}
+
+/// serde quotes the value it refused (`invalid type: integer `987654321012``), which
+/// may be a secret in the wrong place: keep the words, drop the value. (The type pass
+/// above catches wrong types first; this covers whatever serde still refuses.)
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('`');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    // Odd parts are quoted values.
+    for (index, part) in parts.enumerate() {
+        if index % 2 == 1 {
+            out.push_str(part);
+        }
+    }
+    out.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(" ,", ",")
 }
 
 /// serde speaks Rust ("i64", "sequence", "map"); operators read TOML.

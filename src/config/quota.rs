@@ -12,6 +12,31 @@ pub struct QuotasConfig {
     pub defaults: QuotaPolicy,
     /// Ordered rules; the first match wins.
     pub rules: Vec<QuotaRule>,
+    /// What the counter of a key seen for the first time counts for.
+    pub adopt: AdoptMode,
+}
+
+/// How a key seen for the first time (installation, a new key) is taken into the
+/// ledger. Its counter then is cumulative since the key was created or last reset,
+/// possibly months: keywarden did not see that traffic happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdoptMode {
+    /// Usage starts at the first reading: the counter then is only a baseline.
+    #[default]
+    Baseline,
+    /// The counter at first sight counts as this period's usage (for operators who
+    /// already reset counters at each period start). Still no reset or delete in the
+    /// run that adopts the key.
+    Count,
+}
+
+impl AdoptMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdoptMode::Baseline => "baseline",
+            AdoptMode::Count => "count",
+        }
+    }
 }
 
 impl QuotasConfig {
@@ -259,6 +284,7 @@ mod tests {
     #[test]
     fn policy_for_takes_the_first_matching_rule() {
         let quotas = QuotasConfig {
+            adopt: AdoptMode::Baseline,
             defaults: policy(1),
             rules: vec![
                 QuotaRule {

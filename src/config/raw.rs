@@ -34,6 +34,7 @@ pub const ALL_KEYS: &[&str] = &[
     "servers[].skip_jobs",
     "servers[].counter_resets",
     "servers[].ca_file",
+    "servers[].max_response_size",
     "jobs",
     "jobs.health",
     "jobs.health.schedule",
@@ -55,6 +56,7 @@ pub const ALL_KEYS: &[&str] = &[
     "quotas.warn_at",
     "quotas.on_exceed",
     "quotas.grace",
+    "quotas.adopt",
     "quotas.rules",
     "quotas.rules[].match_name",
     "quotas.rules[].match_uuid",
@@ -231,6 +233,8 @@ pub struct RawServer {
     pub counter_resets: Option<Spanned<String>>,
     /// Extra root CA (PEM) trusted for this server. Default none.
     pub ca_file: Option<Spanned<String>>,
+    /// Largest answer read from this server (size). Default "64 MiB".
+    pub max_response_size: Option<Spanned<NumOrStr>>,
 }
 
 /// `[jobs]`
@@ -297,6 +301,8 @@ pub struct RawQuotas {
     pub on_exceed: Option<Spanned<String>>,
     /// With delete: time over the limit before deletion. Default "24h".
     pub grace: Option<Spanned<NumOrStr>>,
+    /// baseline | count: what a key's counter at first sight counts for. Default "baseline".
+    pub adopt: Option<Spanned<String>>,
     /// `[[quotas.rules]]`, first match wins.
     pub rules: Option<Vec<Spanned<RawRule>>>,
 }

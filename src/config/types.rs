@@ -104,6 +104,8 @@ pub struct ServerConfig {
     pub counter_resets: CounterResets,
     /// Extra root CA (PEM), checked readable at load.
     pub ca_file: Option<PathBuf>,
+    /// Answers larger than this are refused (`max_response_size`).
+    pub max_response_bytes: usize,
 }
 
 impl ServerConfig {

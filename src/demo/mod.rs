@@ -58,6 +58,9 @@ limit = "1 GiB"
 period = "monthly"
 warn_at = [80, 95]
 on_exceed = "reset"
+# The simulated counters stand for this month's traffic: count them at first sight
+# (the default, "baseline", counts only what keywarden sees happen).
+adopt = "count"
 
 [alerts]
 min_severity = "warning"
@@ -159,8 +162,8 @@ pub async fn run(keep_running: bool) -> anyhow::Result<u8> {
         keep_running_until_ctrl_c(&demo).await?;
     }
     demo.stop().await;
-    println!();
-    println!("{}", outcome.summary());
+    crate::outln!()?;
+    crate::outln!("{}", outcome.summary())?;
     Ok(if outcome.all_passed() { 0 } else { 1 })
 }
 
@@ -175,21 +178,21 @@ async fn keep_running_until_ctrl_c(demo: &Demo) -> anyhow::Result<()> {
     let (agent, sim) = (&demo.agent, &demo.sim);
     let config_path = demo.state_dir.join("agent.toml");
     std::fs::write(&config_path, &demo.config_text).context("demo: writing agent.toml")?;
-    println!();
-    println!("The simulator and the agent keep running (Ctrl-C stops both).");
-    println!(
+    crate::outln!()?;
+    crate::outln!("The simulator and the agent keep running (Ctrl-C stops both).")?;
+    crate::outln!(
         "  simulator:  {}  (admin routes under /_sim/, same X-API-Key)",
         sim.base_url()
-    );
+    )?;
     if let Some(addr) = agent.http_addr {
-        println!("  metrics:    http://{addr}/metrics   health: http://{addr}/healthz");
+        crate::outln!("  metrics:    http://{addr}/metrics   health: http://{addr}/healthz")?;
     }
-    println!("  agent.toml: {}", config_path.display());
-    println!();
-    println!("Try, in another terminal:");
-    println!("  export KEYWARDEN_DEMO_API_KEY={DEMO_API_KEY}");
+    crate::outln!("  agent.toml: {}", config_path.display())?;
+    crate::outln!()?;
+    crate::outln!("Try, in another terminal:")?;
+    crate::outln!("  export KEYWARDEN_DEMO_API_KEY={DEMO_API_KEY}")?;
     for command in ["probe", "check --dry-run", "status", "usage"] {
-        println!("  keywarden {command} -c {}", config_path.display());
+        crate::outln!("  keywarden {command} -c {}", config_path.display())?;
     }
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {

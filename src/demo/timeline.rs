@@ -31,7 +31,9 @@ impl Timeline {
             "[+{:5.1}s] {who:<10} {text}",
             self.started.elapsed().as_secs_f64()
         );
-        println!("{line}");
+        // A closed stdout stops the printing, not the demo; other errors are not ours
+        // to handle in a timeline.
+        let _ = crate::outln!("{line}");
         self.lines
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -1,6 +1,15 @@
 //! The agent's own HTTP endpoint on `[agent].listen`: `GET /metrics` (OpenMetrics text)
 //! and `GET /healthz` (200 when the scheduler is alive and the store writable, 503 with
 //! the reason otherwise). It serves an already-bound listener, so tests bind port 0.
+//!
+//! Clients cannot hold it hostage (3000 slowloris connections once kept it from ever
+//! answering /healthz and ate the daemon's file descriptors): request headers must
+//! arrive within `header_read_timeout`, a connection with no bytes moving for
+//! `idle_timeout` is closed, no connection lives longer than `max_lifetime`, and at
+//! most `max_connections` are open at once (beyond that a new one is closed at once,
+//! so the process keeps its descriptors for the store and the servers).
+
+mod limits;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
+
+pub use limits::Limits;
 
 /// What the endpoints read.
 #[derive(Clone)]
@@ -32,15 +43,23 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serve until `stop` fires.
+/// Serve until `stop` fires, with the default limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    serve_with(listener, state, stop, Limits::default()).await
+}
+
+/// Serve until `stop` fires, within `limits` (tests shorten them).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    stop: CancellationToken,
+    limits: Limits,
+) -> std::io::Result<()> {
+    limits::serve(listener, router(state), stop, limits).await
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

@@ -27,7 +27,11 @@ pub enum Verdict {
     },
 }
 
-/// Interpret the answer of verify-reality (pure).
+/// Interpret the answer of verify-reality (pure). Only an answer that says the
+/// settings are invalid is `Failed`: the API's error answer (500, or a 400/422 refusal)
+/// with its own `detail`. Anything else (a redirect, an unknown status such as 999, a
+/// proxy page, a timeout, 401/403/404/429, 502/503/504) is an error of the call, not
+/// news about Reality.
 pub fn verdict(answer: &Result<(), ApiError>, generation: Generation) -> Verdict {
     match answer {
         Ok(()) => Verdict::Verified,
@@ -37,19 +41,23 @@ pub fn verdict(answer: &Result<(), ApiError>, generation: Generation) -> Verdict
         }) => Verdict::Unconfirmed {
             snippet: snippet.clone(),
         },
-        Err(error)
-            if error.is_transient() && !matches!(error.kind, ApiErrorKind::ServerError { .. }) =>
-        {
-            Verdict::NoAnswer {
-                error: error.to_string(),
-            }
-        }
-        Err(error) => Verdict::Failed {
-            detail: error
-                .server_detail()
-                .unwrap_or(&error.to_string())
-                .to_string(),
+        Err(ApiError {
+            kind:
+                ApiErrorKind::ServerError {
+                    status: 500,
+                    detail,
+                }
+                | ApiErrorKind::Rejected {
+                    status: 400 | 422,
+                    detail,
+                },
+            ..
+        }) => Verdict::Failed {
+            detail: detail.clone(),
             generation,
+        },
+        Err(error) => Verdict::NoAnswer {
+            error: error.to_string(),
         },
     }
 }

@@ -113,10 +113,9 @@ impl Backoff {
         let step = BACKOFF_BASE
             .saturating_mul(1u32 << (failures - 1).min(20))
             .min(interval);
-        let step = chrono::Duration::from_std(step).unwrap_or(chrono::Duration::zero());
         Backoff {
             failures,
-            not_before: Some(now + step),
+            not_before: Some(crate::clock::later(now, step)),
         }
     }
 

@@ -99,8 +99,8 @@ pub fn evaluate(
     let delete = policy.on_exceed == OnExceed::Delete && allow_delete;
     if entry.exceeded_at.is_none() {
         entry.exceeded_at = Some(now);
-        let grace = chrono::Duration::from_std(policy.grace).unwrap_or(chrono::Duration::zero());
-        entry.delete_due = delete.then(|| now + grace);
+        // Checked: a grace too long to add is "never", not zero (it once wrapped to now).
+        entry.delete_due = delete.then(|| crate::clock::later(now, policy.grace));
         notices.push(Notice::Exceeded {
             uuid: entry.uuid.clone(),
             key_id: entry.key_id.clone(),
@@ -115,7 +115,10 @@ pub fn evaluate(
         OnExceed::Alert => None,
         OnExceed::Reset => Some(ExceedAction::Reset),
         OnExceed::Delete if delete => {
-            let due = *entry.delete_due.get_or_insert(now);
+            // Over since before `delete` applied (a rule changed): the grace starts now.
+            let due = *entry
+                .delete_due
+                .get_or_insert_with(|| crate::clock::later(now, policy.grace));
             (now >= due).then_some(ExceedAction::Delete)
         }
         OnExceed::Delete => None,

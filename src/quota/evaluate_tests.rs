@@ -168,3 +168,42 @@ fn percent_rounds_down_and_survives_huge_numbers() {
     assert_eq!(percent(u64::MAX, 1), u64::MAX);
     assert_eq!(percent(5, 0), 0);
 }
+
+#[test]
+fn a_grace_too_long_to_add_never_comes_due() {
+    // 99 999 999 999 999 days once wrapped to "now": a delete on the first run.
+    for grace in [
+        Duration::from_secs(99_999_999_999_999 * 86_400),
+        Duration::from_secs(8_000 * 365 * 86_400),
+        Duration::MAX,
+    ] {
+        let mut policy = policy(OnExceed::Delete);
+        policy.grace = grace;
+        let mut entry = entry();
+        assert_eq!(
+            run(&mut entry, &policy, 11 * GIB, 1),
+            (vec![80, 95], true, None)
+        );
+        assert_eq!(
+            run(&mut entry, &policy, 11 * GIB, 23),
+            (vec![], false, None)
+        );
+        assert_eq!(entry.delete_due, Some(crate::clock::far_future()));
+    }
+}
+
+#[test]
+fn a_rule_turned_to_delete_while_over_starts_the_grace() {
+    let mut entry = entry();
+    assert_eq!(
+        run(&mut entry, &policy(OnExceed::Alert), 11 * GIB, 1),
+        (vec![80, 95], true, None)
+    );
+    let delete = policy(OnExceed::Delete);
+    assert_eq!(run(&mut entry, &delete, 11 * GIB, 2), (vec![], false, None));
+    assert_eq!(entry.delete_due, Some(at(8)));
+    assert_eq!(
+        run(&mut entry, &delete, 11 * GIB, 8),
+        (vec![], false, Some(ExceedAction::Delete))
+    );
+}

@@ -3,11 +3,14 @@
 //!
 //! Rules: growth of the counter is added; a drop (someone else's reset, an Xray restart)
 //! adds the new value, since the counter restarted from zero, so nothing is lost or counted
-//! twice; a failed reading changes nothing. A key seen for the first time is adopted: its
-//! counter counts as usage of the current period.
+//! twice; a failed reading changes nothing, and neither does an implausible one (see
+//! `plausible`): the ledger never saturates. A key seen for the first time is adopted;
+//! what its counter then counts for is `quotas.adopt` (the planner applies it).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use super::plausible::{self, Implausible};
 
 /// One key's ledger row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,6 +61,9 @@ pub enum Reading {
     Idle,
     /// The read failed: leave the ledger alone.
     Failed,
+    /// The key's id or uuid also names another key: nothing read can be trusted to be
+    /// this key's, so the ledger is left alone (see `identity`).
+    Ambiguous,
 }
 
 /// A drop of the counter keywarden did not cause.
@@ -78,6 +84,8 @@ pub struct Accounted {
     pub changed: bool,
     /// An unexpected drop (to report as `counter_reset_seen`).
     pub drop: Option<Drop>,
+    /// The reading was not believed; the entry's figures are unchanged.
+    pub rejected: Option<Implausible>,
 }
 
 /// A finished period, kept as history.
@@ -111,9 +119,10 @@ pub fn adopt(
     now: DateTime<Utc>,
 ) -> Option<Entry> {
     let counter = match reading {
+        Reading::Counter { bytes, .. } if plausible::check_first(bytes).is_err() => return None,
         Reading::Counter { bytes, .. } => Some(bytes),
         Reading::Idle => None,
-        Reading::Failed => return None,
+        Reading::Failed | Reading::Ambiguous => return None,
     };
     let used = counter.unwrap_or(0);
     Some(Entry {
@@ -151,13 +160,19 @@ pub fn account(
     entry.key_id = key.id.to_owned();
     entry.name = key.name.to_owned();
     let bytes = match reading {
-        Reading::Failed => return Accounted::default(),
+        Reading::Failed | Reading::Ambiguous => return Accounted::default(),
         Reading::Idle => {
             entry.read_at = Some(now);
             return Accounted::default();
         }
         Reading::Counter { bytes, .. } => bytes,
     };
+    if let Err(why) = plausible::check(entry, bytes, now) {
+        return Accounted {
+            rejected: Some(why),
+            ..Accounted::default()
+        };
+    }
     let expected = entry.expect_drop || sync_at.is_some_and(|at| entry.read_at <= Some(at));
     let (growth, drop) = match entry.counter {
         // First figure for a key adopted while idle: all of it is this period's.
@@ -186,6 +201,7 @@ pub fn account(
         growth,
         changed,
         drop,
+        rejected: None,
     }
 }
 

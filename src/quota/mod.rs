@@ -6,9 +6,11 @@
 
 pub mod action;
 pub mod evaluate;
+pub mod identity;
 pub mod ledger;
 pub mod period;
 pub mod plan;
+pub mod plausible;
 pub mod rules;
 
 pub use evaluate::Notice;

@@ -14,8 +14,9 @@ use super::action::{Candidate, guard};
 use super::evaluate::{ExceedAction, Notice, evaluate};
 use super::ledger::{self, Accounted, Drop, Entry, HistoryRow, KeyInfo, Reading};
 use super::period::{self, Window};
+use super::plausible::{self, Implausible};
 use super::rules::{self, RuleRef};
-use crate::config::{CounterResets, QuotaPolicy, QuotasConfig};
+use crate::config::{AdoptMode, CounterResets, QuotaPolicy, QuotasConfig};
 
 /// One key as observed in this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +87,10 @@ pub struct Accounting {
     pub history: Vec<HistoryRow>,
     /// Unexpected counter drops (`counter_reset_seen`).
     pub drops: Vec<Drop>,
+    /// Readings not believed (`traffic_reading_implausible`); those keys were left alone.
+    pub implausible: Vec<Rejected>,
+    /// Keys left alone because their id or uuid also names another key.
+    pub ambiguous: usize,
     pub adopted: usize,
     pub failed_readings: usize,
     pub growth: u64,
@@ -96,6 +101,16 @@ pub struct Accounting {
     pub changed: bool,
     /// Some key reported open connections.
     pub connections: bool,
+}
+
+/// A reading of one key that was not believed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    pub uuid: String,
+    pub name: String,
+    /// The last counter the ledger holds (what the reading would have moved from).
+    pub previous: Option<u64>,
+    pub why: Implausible,
 }
 
 /// The decisions of this run: printed by `check`/dry runs, asserted in tests.
@@ -188,6 +203,17 @@ fn start_allowance(entry: &mut Entry, now: DateTime<Utc>) {
     entry.last_reset = Some(now);
 }
 
+/// What this run's reading did to a key's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Seen for the first time: taken into the ledger.
+    Adopted,
+    /// Counted as usual.
+    Counted,
+    /// Left as it was: the reading failed, was ambiguous or was not believed.
+    Untouched,
+}
+
 /// The per-run working state.
 struct Run<'a> {
     observed: &'a Observed,
@@ -211,8 +237,8 @@ impl Run<'_> {
         let rule = rules::matching(quotas, &self.observed.server, &key.id, &key.uuid, &key.name);
         let policy = rule.policy(quotas);
         let window = self.window(rule, policy);
-        let mut entry = self.account(key, &window)?;
-        if key.reading == Reading::Failed {
+        let (mut entry, step) = self.account(key, &window)?;
+        if step == Step::Untouched {
             // Untouched this run: a boundary is handled (caught up) at the next reading,
             // so no traffic of the ending period is lost to a reset.
             return Some(entry);
@@ -222,6 +248,9 @@ impl Run<'_> {
         }
         let (notices, action) = evaluate(&mut entry, policy, self.settings.allow_delete, self.now);
         self.notices.extend(notices);
+        // keywarden does not act on history it did not see: a key adopted in this run
+        // is never reset or deleted in it (`adopt = "count"` may put it over its limit).
+        let action = action.filter(|_| step != Step::Adopted);
         if let Some(action) = action {
             let (kind, reason, intent_key) = match action {
                 ExceedAction::Reset => (
@@ -257,38 +286,67 @@ impl Run<'_> {
             .or_insert_with(|| period::window(policy, tz, now))
     }
 
-    /// The entry after this run's reading: the ledger's, or a new one (adoption).
-    fn account(&mut self, key: &ObservedKey, window: &Window) -> Option<Entry> {
+    /// The entry after this run's reading: the ledger's, or a new one (adoption), and
+    /// what the reading did to it.
+    fn account(&mut self, key: &ObservedKey, window: &Window) -> Option<(Entry, Step)> {
         let info = KeyInfo {
             id: &key.id,
             uuid: &key.uuid,
             name: &key.name,
         };
-        if matches!(key.reading, Reading::Failed) {
-            self.accounting.failed_readings += 1;
+        match key.reading {
+            Reading::Failed => self.accounting.failed_readings += 1,
+            Reading::Ambiguous => self.accounting.ambiguous += 1,
+            Reading::Counter {
+                connections: Some(n),
+                ..
+            } => self.accounting.connections |= n > 0,
+            _ => {}
         }
-        if let Reading::Counter {
-            connections: Some(n),
-            ..
-        } = key.reading
-        {
-            self.accounting.connections |= n > 0;
-        }
+        let adopt = self.settings.quotas.adopt;
         let Some(previous) = self.observed.ledger.get(&key.uuid) else {
+            if let Reading::Counter { bytes, .. } = key.reading
+                && let Err(why) = plausible::check_first(bytes)
+            {
+                self.reject(key, None, why);
+                return None;
+            }
             // A lifetime quota (or a cron that never fired) counts from first sight.
             let start = window.start.unwrap_or(self.now);
-            let entry = ledger::adopt(&info, key.reading, start, self.now)?;
+            let mut entry = ledger::adopt(&info, key.reading, start, self.now)?;
+            if adopt == AdoptMode::Baseline {
+                // The counter holds traffic from before keywarden saw the key.
+                entry.used = 0;
+                entry.period_total = 0;
+            }
             self.accounting.adopted += 1;
             self.accounting.changed = true;
-            return Some(entry);
+            return Some((entry, Step::Adopted));
         };
         let mut entry = previous.clone();
+        if let (None, Reading::Counter { bytes, .. }, AdoptMode::Baseline) =
+            (entry.counter, key.reading, adopt)
+            && entry.adopted
+            && plausible::check_first(bytes).is_ok()
+        {
+            // The first figure of a key adopted while idle (1.x): cumulative since the
+            // key was created, so it is the baseline, not usage.
+            entry.counter = Some(bytes);
+        }
         let sync_at = self.observed.memory.sync_noted_at;
         let Accounted {
             growth,
             changed,
             drop,
+            rejected,
         } = ledger::account(&mut entry, &info, key.reading, sync_at, self.now);
+        if let Some(why) = rejected {
+            self.reject(key, previous.counter, why);
+            return Some((entry, Step::Untouched));
+        }
+        if matches!(key.reading, Reading::Failed | Reading::Ambiguous) {
+            return Some((entry, Step::Untouched));
+        }
         self.accounting.growth = self.accounting.growth.saturating_add(growth);
         if growth > 0 {
             self.accounting
@@ -297,7 +355,16 @@ impl Run<'_> {
         }
         self.accounting.changed |= changed;
         self.accounting.drops.extend(drop);
-        Some(entry)
+        Some((entry, Step::Counted))
+    }
+
+    fn reject(&mut self, key: &ObservedKey, previous: Option<u64>, why: Implausible) {
+        self.accounting.implausible.push(Rejected {
+            uuid: key.uuid.clone(),
+            name: key.name.clone(),
+            previous,
+            why,
+        });
     }
 
     /// A boundary passed since the entry's period started (once, however many passed

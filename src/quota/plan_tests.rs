@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
-use crate::config::{KeyMatcher, OnExceed, Period, QuotaRule};
+use crate::config::{AdoptMode, KeyMatcher, OnExceed, Period, QuotaRule};
 
 const GIB: u64 = 1 << 30;
 
@@ -31,6 +31,7 @@ fn quotas(on_exceed: OnExceed) -> QuotasConfig {
     QuotasConfig {
         defaults: policy(Some(10 * GIB), on_exceed),
         rules: Vec::new(),
+        adopt: AdoptMode::Count,
     }
 }
 
@@ -245,10 +246,13 @@ fn the_guard_blocks_mass_resets_outside_a_boundary() {
                 policy,
             });
         }
+        // Adopted first: keywarden never acts in the run that adopts a key.
+        let first = observed((0..total).map(|n| key(n, GIB)).collect());
+        let (acc, _) = plan(&first, &settings(&quotas), utc(11, 20, 0));
         let keys = (0..total)
             .map(|n| key(n, if n < over { 11 * GIB } else { GIB }))
             .collect();
-        let (acc, plan) = plan(&observed(keys), &settings(&quotas), utc(11, 20, 0));
+        let (acc, plan) = plan(&next(&first, &acc, keys), &settings(&quotas), utc(11, 20, 1));
         let case = format!("{total} keys, {over} over, allow_mass {allow_mass}");
         assert_eq!(plan.blocked.len(), if blocked { over } else { 0 }, "{case}");
         assert_eq!(plan.actions.len(), if blocked { 0 } else { over }, "{case}");
@@ -347,4 +351,147 @@ fn failed_readings_leave_the_ledger_alone() {
         acc2.entries.iter().all(|e| e.uuid != "uuid-2"),
         "no reading, no adoption"
     );
+}
+
+#[test]
+fn baseline_adoption_counts_from_the_first_reading() {
+    let mut quotas = quotas(OnExceed::Reset);
+    quotas.adopt = AdoptMode::Baseline;
+    let settings = settings(&quotas);
+    // 12 GiB at first sight (months of history): not this period's usage.
+    let first = observed(vec![key(1, 12 * GIB), key(2, 0)]);
+    let (acc, plan1) = plan(&first, &settings, utc(11, 15, 12));
+    assert!(plan1.is_quiet(), "{plan1:?}");
+    let one = entry(&acc, "uuid-1");
+    assert_eq!(
+        (one.used, one.period_total, one.counter, one.adopted),
+        (0, 0, Some(12 * GIB), true)
+    );
+    // Growth from there counts.
+    let second = next(&first, &acc, vec![key(1, 15 * GIB), key(2, 0)]);
+    let (acc, plan2) = plan(&second, &settings, utc(11, 15, 13));
+    assert_eq!(entry(&acc, "uuid-1").used, 3 * GIB);
+    assert!(plan2.actions.is_empty());
+}
+
+#[test]
+fn baseline_adoption_of_an_idle_key_takes_its_first_figure_as_the_baseline() {
+    let mut quotas = quotas(OnExceed::Reset);
+    quotas.adopt = AdoptMode::Baseline;
+    let settings = settings(&quotas);
+    let mut idle = key(1, 0);
+    idle.reading = Reading::Idle;
+    let first = observed(vec![idle]);
+    let (acc, _) = plan(&first, &settings, utc(11, 15, 12));
+    assert_eq!(entry(&acc, "uuid-1").counter, None);
+    let second = next(&first, &acc, vec![key(1, 30 * GIB)]);
+    let (acc, plan2) = plan(&second, &settings, utc(11, 15, 13));
+    let one = entry(&acc, "uuid-1");
+    assert_eq!((one.used, one.counter), (0, Some(30 * GIB)));
+    assert!(plan2.actions.is_empty() && plan2.notices.is_empty());
+}
+
+#[test]
+fn count_adoption_counts_history_but_acts_only_after_the_adoption_run() {
+    for on_exceed in [OnExceed::Reset, OnExceed::Delete] {
+        let quotas = quotas(on_exceed);
+        let settings = settings(&quotas);
+        let first = observed(vec![key(1, 12 * GIB)]);
+        let (acc, plan1) = plan(&first, &settings, utc(11, 15, 12));
+        assert_eq!(entry(&acc, "uuid-1").used, 12 * GIB, "{on_exceed:?}");
+        assert!(plan1.actions.is_empty() && plan1.blocked.is_empty());
+        assert!(
+            matches!(plan1.notices.last(), Some(Notice::Exceeded { .. })),
+            "the notice is raised: {plan1:?}"
+        );
+        // The next run (past the delete's 1 h grace) acts.
+        let second = next(&first, &acc, vec![key(1, 12 * GIB)]);
+        let (_, plan2) = plan(&second, &settings, utc(11, 15, 14));
+        assert_eq!(plan2.actions.len(), 1, "{on_exceed:?}: {plan2:?}");
+    }
+}
+
+#[test]
+fn ambiguous_keys_are_left_alone_and_the_others_handled() {
+    let quotas = quotas(OnExceed::Reset);
+    let settings = settings(&quotas);
+    let first = observed(vec![key(1, GIB), key(2, GIB)]);
+    let (acc, _) = plan(&first, &settings, utc(11, 2, 0));
+    let mut shared = key(1, 50 * GIB);
+    shared.reading = Reading::Ambiguous;
+    let second = next(&first, &acc, vec![shared, key(2, 50 * GIB)]);
+    let (acc2, plan2) = plan(&second, &settings, utc(11, 2, 1));
+    assert_eq!(acc2.ambiguous, 1);
+    assert_eq!(acc2.failed_readings, 0);
+    assert_eq!(
+        entry(&acc2, "uuid-1"),
+        entry(&acc, "uuid-1"),
+        "untouched, not gone"
+    );
+    assert_eq!(
+        kinds(&plan2),
+        [(ActionKind::Reset, Reason::Exceeded, "uuid-2")]
+    );
+    assert!(
+        plan2
+            .notices
+            .iter()
+            .all(|n| !matches!(n, Notice::Exceeded { uuid, .. } if uuid == "uuid-1"))
+    );
+}
+
+#[test]
+fn implausible_readings_are_rejected_and_the_ledger_never_saturates() {
+    let quotas = quotas(OnExceed::Delete);
+    let settings = settings(&quotas);
+    let first = observed(vec![
+        key(1, GIB),
+        key(2, GIB),
+        key(3, 18_000_000_000_000_000_000),
+    ]);
+    let (acc, plan1) = plan(&first, &settings, utc(11, 2, 0));
+    assert_eq!(acc.implausible.len(), 1, "a first reading beyond 2^53");
+    assert_eq!(acc.implausible[0].uuid, "uuid-3");
+    assert!(
+        acc.entries.iter().all(|e| e.uuid != "uuid-3"),
+        "not adopted"
+    );
+    assert!(plan1.actions.is_empty());
+    // Ten minutes later: 15.6 EiB, and a jump no link carries in ten minutes.
+    let jump = GIB + 600 * plausible::MAX_BYTES_PER_SECOND + plausible::SLACK_BYTES + 1;
+    let second = next(
+        &first,
+        &acc,
+        vec![key(1, 18_000_000_000_000_000_000), key(2, jump)],
+    );
+    let (acc2, plan2) = plan(
+        &second,
+        &settings,
+        utc(11, 2, 0) + chrono::Duration::minutes(10),
+    );
+    let rejected: Vec<(&str, &Implausible)> = acc2
+        .implausible
+        .iter()
+        .map(|r| (r.uuid.as_str(), &r.why))
+        .collect();
+    assert!(
+        matches!(rejected[0], ("uuid-1", Implausible::TooLarge { .. })),
+        "{rejected:?}"
+    );
+    assert!(
+        matches!(
+            rejected[1],
+            ("uuid-2", Implausible::TooFast { seconds: 600, .. })
+        ),
+        "{rejected:?}"
+    );
+    for uuid in ["uuid-1", "uuid-2"] {
+        let before = entry(&acc, uuid);
+        let after = entry(&acc2, uuid);
+        assert_eq!(
+            (after.used, after.period_total, after.counter),
+            (before.used, before.period_total, before.counter)
+        );
+    }
+    assert!(plan2.is_quiet(), "no warning, no delete: {plan2:?}");
 }

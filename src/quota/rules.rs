@@ -79,6 +79,7 @@ mod tests {
     #[test]
     fn first_matching_rule_wins_else_defaults() {
         let quotas = QuotasConfig {
+            adopt: crate::config::AdoptMode::Baseline,
             defaults: policy(1),
             rules: vec![
                 rule(KeyMatcher::NameGlob("vip-*".into()), Some("fra-1"), 2),

@@ -3,6 +3,7 @@
 //! capability detection, the per-server concurrency cap and the id/uuid fallback of
 //! per-key calls.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use super::model::*;
 use super::pool::HttpClients;
 use super::typed;
 use super::wire::{self, DecodeError};
+use crate::redact::Redactor;
 use crate::secret::Secret;
 
 /// Everything a client needs to know about its server.
@@ -38,13 +40,17 @@ pub struct ClientSettings {
     pub key_list_ttl: Duration,
     /// Answers larger than this are refused.
     pub max_body_bytes: usize,
+    /// Blots secrets out of every text the server sends back (errors, snippets); by
+    /// default this server's API key, for a whole agent every configured secret.
+    pub redactor: Arc<Redactor>,
     pub retry: RetryPolicy,
     /// Where to count calls, durations and errors (none in most tests).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
-/// Answers above 8 MiB are refused (the API promises at most 1 MB).
-pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Answers above this are refused unless the server's `max_response_size` says
+/// otherwise (the API promises at most 1 MB, but a key list of 200 000 keys is ~50 MB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = crate::config::defaults::MAX_RESPONSE_BYTES;
 /// 2.x allows 30 key-list calls a minute per worker; one list every 30 s is plenty.
 pub const DEFAULT_KEY_LIST_TTL: Duration = Duration::from_secs(30);
 
@@ -56,6 +62,7 @@ impl ClientSettings {
         settings.timeout = server.timeout;
         settings.action_timeout = server.action_timeout;
         settings.concurrency = server.concurrency;
+        settings.max_body_bytes = server.max_response_bytes;
         if let Some(path) = &server.ca_file {
             let pem = std::fs::read(path).map_err(|err| {
                 let reason = format!("cannot read ca_file {}: {err}", path.display());
@@ -68,10 +75,12 @@ impl ClientSettings {
 
     /// Settings with the defaults for everything but where and how to authenticate.
     pub fn new(name: impl Into<String>, base_url: Url, api_key: Secret) -> ClientSettings {
+        let redactor = Arc::new(Redactor::new([api_key.expose()]));
         ClientSettings {
             name: name.into(),
             base_url,
             api_key,
+            redactor,
             timeout: Duration::from_secs(15),
             action_timeout: Duration::from_secs(60),
             concurrency: 8,
@@ -87,6 +96,32 @@ impl ClientSettings {
 struct CachedKeys {
     fetched_at: Instant,
     keys: Arc<Vec<VpnKey>>,
+    /// Ids and uuids that name more than one key of this list.
+    shared: HashSet<String>,
+}
+
+/// The identities (id or uuid) that name more than one key: a per-key call by one of
+/// them may reach any of those keys.
+fn shared_identities(keys: &[VpnKey]) -> HashSet<String> {
+    let mut named: HashMap<&str, usize> = HashMap::new();
+    for key in keys {
+        // A key's id equal to its own uuid (servers that know only uuids) counts once.
+        named
+            .entry(key.id.as_str())
+            .and_modify(|n| *n += 1)
+            .or_insert(1);
+        if key.uuid != key.id {
+            named
+                .entry(key.uuid.as_str())
+                .and_modify(|n| *n += 1)
+                .or_insert(1);
+        }
+    }
+    named
+        .into_iter()
+        .filter(|(value, n)| *n > 1 && !value.is_empty())
+        .map(|(value, _)| value.to_owned())
+        .collect()
 }
 
 struct CachedStatus {
@@ -227,6 +262,7 @@ impl ServerApi {
         let exchange = Exchange {
             client: &self.inner.http,
             api_key: &settings.api_key,
+            redactor: &settings.redactor,
             timeout: if kind == CallKind::Action {
                 settings.action_timeout
             } else {
@@ -277,20 +313,25 @@ impl ServerApi {
     /// GET `path`, parsed into a JSON tree (small answers only; see `typed.rs`).
     async fn get_json(&self, path: &str) -> ApiResult<(String, Value)> {
         let (endpoint, answer) = self.get(path).await?;
-        let json = Self::json(&endpoint, &answer)?;
+        let json = self.json(&endpoint, &answer)?;
         Ok((endpoint, json))
     }
 
     /// A small answer as a JSON tree (the exchange already checked that it is JSON).
-    fn json(endpoint: &str, answer: &Answer) -> ApiResult<Value> {
-        Self::decoded(
+    fn json(&self, endpoint: &str, answer: &Answer) -> ApiResult<Value> {
+        self.decoded(
             endpoint,
             serde_json::from_slice(&answer.body).map_err(|err| DecodeError(err.to_string())),
         )
     }
 
-    fn decoded<T>(endpoint: &str, result: Result<T, DecodeError>) -> ApiResult<T> {
-        result.map_err(|err| ApiError::new(endpoint, ApiErrorKind::Decode { reason: err.0 }))
+    /// A decode error quotes the value it choked on (serde does): redacted like any
+    /// other text from the server.
+    fn decoded<T>(&self, endpoint: &str, result: Result<T, DecodeError>) -> ApiResult<T> {
+        result.map_err(|err| {
+            ApiError::new(endpoint, ApiErrorKind::Decode { reason: err.0 })
+                .redacted(&self.inner.settings.redactor)
+        })
     }
 
     /// GET /api/: the API's name and version (no authentication needed). Always asks the
@@ -298,7 +339,7 @@ impl ServerApi {
     /// [`ServerApi::recent_api_status`].
     pub async fn api_status(&self) -> ApiResult<ApiStatus> {
         let (endpoint, json) = self.get_json("/").await?;
-        let status = Self::decoded(&endpoint, wire::api_status(&json))?;
+        let status = self.decoded(&endpoint, wire::api_status(&json))?;
         *self.status_cache() = Some(CachedStatus {
             fetched_at: Instant::now(),
             status: status.clone(),
@@ -427,16 +468,25 @@ impl ServerApi {
         }
         // Holding the lock while fetching makes concurrent callers share one request.
         let (endpoint, answer) = self.get("/keys").await?;
-        let keys = Arc::new(Self::decoded(
+        let keys = Arc::new(self.decoded(
             &endpoint,
             typed::key_list(&answer.body, self.inner.settings.max_body_bytes),
         )?);
         drop(answer);
         *cached = Some(CachedKeys {
             fetched_at: Instant::now(),
+            shared: shared_identities(&keys),
             keys: keys.clone(),
         });
         Ok(keys)
+    }
+
+    /// Fetch the key list if none was ever fetched (errors are left to the callers
+    /// that need the list itself).
+    pub async fn ensure_key_list(&self) {
+        if self.inner.keys.lock().await.is_none() {
+            let _ = self.list_keys().await;
+        }
     }
 
     /// The key list, fetched now (and shared from then on).
@@ -473,6 +523,21 @@ impl ServerApi {
         path_for: impl Fn(&str) -> String,
     ) -> ApiResult<Answer> {
         let key = self.complete(key).await;
+        // The last key list fetched (fresh or not) says whether an identity names
+        // several keys: then no call goes out by it. The quota job leaves such keys
+        // alone; this also holds for intents decided before the list changed.
+        if let Some(cached) = self.inner.keys.lock().await.as_ref()
+            && let Some(value) = key
+                .candidates()
+                .into_iter()
+                .find(|v| cached.shared.contains(*v))
+        {
+            let kind = ApiErrorKind::AmbiguousKey {
+                value: value.to_owned(),
+            };
+            return Err(ApiError::new(format!("{method} per-key call"), kind)
+                .redacted(&self.inner.settings.redactor));
+        }
         let mut first_not_found: Option<ApiError> = None;
         for candidate in key.candidates() {
             match self
@@ -506,16 +571,16 @@ impl ServerApi {
             .per_key(Method::GET, key, CallKind::Read, |id| format!("/keys/{id}"))
             .await?;
         let endpoint = "GET /keys/{id}";
-        Self::decoded(
+        self.decoded(
             endpoint,
-            wire::vpn_key(&Self::json(endpoint, &answer)?, "key"),
+            wire::vpn_key(&self.json(endpoint, &answer)?, "key"),
         )
     }
 
     /// GET /api/traffic/exact (1.x): estimates for keys with connections only.
     pub async fn bulk_traffic(&self) -> ApiResult<BulkTraffic> {
         match self.get(BULK_TRAFFIC_ROUTE).await {
-            Ok((endpoint, answer)) => Self::decoded(
+            Ok((endpoint, answer)) => self.decoded(
                 &endpoint,
                 typed::bulk_traffic(&answer.body, self.inner.settings.max_body_bytes),
             ),
@@ -529,7 +594,7 @@ impl ServerApi {
     /// GET /api/traffic/status (1.x): the traffic monitor's state and per-key figures.
     pub async fn monitor_status(&self) -> ApiResult<MonitorStatus> {
         match self.get("/traffic/status").await {
-            Ok((endpoint, answer)) => Self::decoded(
+            Ok((endpoint, answer)) => self.decoded(
                 &endpoint,
                 typed::monitor_status(&answer.body, self.inner.settings.max_body_bytes),
             ),
@@ -557,9 +622,9 @@ impl ServerApi {
         match result {
             Ok(answer) => {
                 let endpoint = format!("GET /keys/{{id}}/{suffix}");
-                Self::decoded(
+                self.decoded(
                     &endpoint,
-                    wire::key_traffic(&Self::json(&endpoint, &answer)?),
+                    wire::key_traffic(&self.json(&endpoint, &answer)?),
                 )
             }
             Err(error) => {
@@ -620,9 +685,9 @@ impl ServerApi {
             })
             .await?;
         let endpoint = "POST /keys/{id}/traffic/reset";
-        match Self::decoded(
+        match self.decoded(
             endpoint,
-            wire::reset_confirmation(&Self::json(endpoint, &answer)?),
+            wire::reset_confirmation(&self.json(endpoint, &answer)?),
         )? {
             Some(confirmation) => Ok(confirmation),
             None => Err(ApiError::new(
@@ -637,13 +702,13 @@ impl ServerApi {
     /// GET /api/system/config-status (on 2.x possibly stale: prefer `validate_sync`).
     pub async fn config_status(&self) -> ApiResult<ConfigStatus> {
         let (endpoint, json) = self.get_json("/system/config-status").await?;
-        Self::decoded(&endpoint, wire::config_status(&json))
+        self.decoded(&endpoint, wire::config_status(&json))
     }
 
     /// GET /api/system/xray/validate-sync (2.x): reads config.json fresh.
     pub async fn validate_sync(&self) -> ApiResult<SyncValidation> {
         match self.get_json(VALIDATE_SYNC_ROUTE).await {
-            Ok((endpoint, json)) => Self::decoded(&endpoint, wire::sync_validation(&json)),
+            Ok((endpoint, json)) => self.decoded(&endpoint, wire::sync_validation(&json)),
             Err(error) => {
                 self.note_missing_route(VALIDATE_SYNC_ROUTE, &error).await;
                 Err(error)
@@ -658,10 +723,7 @@ impl ServerApi {
             .request(Method::POST, "/system/sync-config", CallKind::Action, None)
             .await?;
         let endpoint = "POST /system/sync-config";
-        match Self::decoded(
-            endpoint,
-            wire::sync_outcome(&Self::json(endpoint, &answer)?),
-        )? {
+        match self.decoded(endpoint, wire::sync_outcome(&self.json(endpoint, &answer)?))? {
             Some(outcome) => Ok(outcome),
             None => Err(ApiError::new(
                 endpoint,
@@ -683,9 +745,9 @@ impl ServerApi {
             )
             .await?;
         let endpoint = "POST /system/verify-reality";
-        match Self::decoded(
+        match self.decoded(
             endpoint,
-            wire::reality_outcome(&Self::json(endpoint, &answer)?),
+            wire::reality_outcome(&self.json(endpoint, &answer)?),
         )? {
             Some(outcome) => Ok(outcome),
             None => Err(ApiError::new(
@@ -710,9 +772,9 @@ impl ServerApi {
             Err(error) if error.is_not_found() => Ok(DeleteOutcome::AlreadyGone),
             Err(error) => Err(error),
             Ok(answer) => {
-                if Self::decoded(
+                if self.decoded(
                     endpoint,
-                    wire::delete_confirmed(&Self::json(endpoint, &answer)?),
+                    wire::delete_confirmed(&self.json(endpoint, &answer)?),
                 )? {
                     Ok(DeleteOutcome::Deleted)
                 } else {
@@ -731,6 +793,32 @@ impl ServerApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(id: &str, uuid: &str) -> VpnKey {
+        VpnKey {
+            id: id.into(),
+            uuid: uuid.into(),
+            name: String::new(),
+            created_at: None,
+            is_active: true,
+            port: None,
+            short_id: None,
+        }
+    }
+
+    #[test]
+    fn identities_naming_several_keys() {
+        let keys = [
+            key("1", "u1"),
+            key("7", "u2"),
+            key("7", "u3"),
+            key("u4", "u4"),
+            key("5", "u1"),
+        ];
+        let mut shared: Vec<String> = shared_identities(&keys).into_iter().collect();
+        shared.sort();
+        assert_eq!(shared, ["7", "u1"]);
+    }
 
     #[test]
     fn segments_are_encoded() {

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::redact::Redactor;
+
 /// What went wrong, without where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiErrorKind {
@@ -43,6 +45,10 @@ pub enum ApiErrorKind {
     Unconfirmed { snippet: String },
     #[error("client setup failed: {reason}")]
     Setup { reason: String },
+    #[error(
+        "not sent: {value:?} names several keys on this server (a shared id or uuid), so the call could reach the wrong key"
+    )]
+    AmbiguousKey { value: String },
 }
 
 fn retry_after_text(retry_after: &Option<Duration>) -> String {
@@ -71,7 +77,8 @@ impl ApiErrorKind {
             | ApiErrorKind::Decode { .. }
             | ApiErrorKind::BodyTooLarge { .. }
             | ApiErrorKind::Unconfirmed { .. }
-            | ApiErrorKind::Setup { .. } => false,
+            | ApiErrorKind::Setup { .. }
+            | ApiErrorKind::AmbiguousKey { .. } => false,
         }
     }
 
@@ -91,6 +98,7 @@ impl ApiErrorKind {
             ApiErrorKind::BodyTooLarge { .. } => "body_too_large",
             ApiErrorKind::Unconfirmed { .. } => "unconfirmed",
             ApiErrorKind::Setup { .. } => "setup",
+            ApiErrorKind::AmbiguousKey { .. } => "ambiguous_key",
         }
     }
 }
@@ -118,6 +126,69 @@ impl ApiError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self.kind, ApiErrorKind::NotFound { .. })
+    }
+
+    /// The same error with every configured secret blotted out of each text in it
+    /// (server details, body snippets, decode messages that quote a value).
+    pub fn redacted(self, redactor: &Redactor) -> ApiError {
+        if redactor.is_empty() {
+            return self;
+        }
+        let clean = |text: String| redactor.clean(&text);
+        let kind = match self.kind {
+            ApiErrorKind::Unreachable { reason } => ApiErrorKind::Unreachable {
+                reason: clean(reason),
+            },
+            ApiErrorKind::NotFound { detail } => ApiErrorKind::NotFound {
+                detail: clean(detail),
+            },
+            ApiErrorKind::KeyInactive { detail } => ApiErrorKind::KeyInactive {
+                detail: clean(detail),
+            },
+            ApiErrorKind::RateLimited {
+                retry_after,
+                detail,
+            } => ApiErrorKind::RateLimited {
+                retry_after,
+                detail: clean(detail),
+            },
+            ApiErrorKind::ServerError { status, detail } => ApiErrorKind::ServerError {
+                status,
+                detail: clean(detail),
+            },
+            ApiErrorKind::Rejected { status, detail } => ApiErrorKind::Rejected {
+                status,
+                detail: clean(detail),
+            },
+            ApiErrorKind::Protocol {
+                status,
+                reason,
+                snippet,
+            } => ApiErrorKind::Protocol {
+                status,
+                reason: clean(reason),
+                snippet: clean(snippet),
+            },
+            ApiErrorKind::Decode { reason } => ApiErrorKind::Decode {
+                reason: clean(reason),
+            },
+            ApiErrorKind::Unconfirmed { snippet } => ApiErrorKind::Unconfirmed {
+                snippet: clean(snippet),
+            },
+            ApiErrorKind::Setup { reason } => ApiErrorKind::Setup {
+                reason: clean(reason),
+            },
+            ApiErrorKind::AmbiguousKey { value } => ApiErrorKind::AmbiguousKey {
+                value: clean(value),
+            },
+            kind @ (ApiErrorKind::Timeout { .. }
+            | ApiErrorKind::Unauthorized
+            | ApiErrorKind::BodyTooLarge { .. }) => kind,
+        };
+        ApiError {
+            endpoint: clean(self.endpoint),
+            kind,
+        }
     }
 
     /// The server's own text for a 5xx/4xx answer, when it gave one.

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, ApiErrorKind, ApiResult};
 use super::wire;
+use crate::redact::Redactor;
 use crate::secret::Secret;
 
 /// How often and how patiently calls are retried.
@@ -78,6 +79,8 @@ impl RetryPolicy {
 pub struct Exchange<'a> {
     pub client: &'a reqwest::Client,
     pub api_key: &'a Secret,
+    /// Blots every configured secret out of what the server answers.
+    pub redactor: &'a Redactor,
     pub timeout: Duration,
     pub max_body_bytes: usize,
 }
@@ -113,12 +116,12 @@ pub async fn exchange(
     let response = request
         .send()
         .await
-        .map_err(|err| fail(transport_kind(&err, ex.timeout)))?;
+        .map_err(|err| fail(transport_kind(&err, ex.timeout)).redacted(ex.redactor))?;
     let status = response.status();
     let retry_after = retry_after(&response);
     let bytes = read_capped(response, ex.max_body_bytes)
         .await
-        .map_err(|kind| fail(kind_for_body_error(kind, ex.timeout)))?;
+        .map_err(|kind| fail(kind_for_body_error(kind, ex.timeout)).redacted(ex.redactor))?;
     tracing::debug!(
         endpoint,
         status = status.as_u16(),
@@ -126,7 +129,7 @@ pub async fn exchange(
         bytes = bytes.len(),
         "api call"
     );
-    let snippet = snippet(&bytes, ex.api_key);
+    let snippet = snippet(&bytes, ex.redactor);
     if status.is_success() {
         // A syntax check that allocates nothing: a garbled answer (proxy page, truncated
         // JSON) is a transient protocol error here, and the typed decoders above only meet
@@ -136,11 +139,17 @@ pub async fn exchange(
                 body: bytes,
                 snippet,
             }),
-            Err(err) => Err(fail(protocol(status, &bytes, &err, snippet))),
+            Err(err) => Err(fail(protocol(status, &bytes, &err, snippet)).redacted(ex.redactor)),
         };
     }
     let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
-    let detail = parsed.as_ref().ok().and_then(wire::error_detail);
+    // The server's own words may quote the request (a FastAPI validation error echoes
+    // the headers it saw): redacted, on one line, and not endless.
+    let detail = parsed
+        .as_ref()
+        .ok()
+        .and_then(wire::error_detail)
+        .map(|detail| one_line(&ex.redactor.redact(&detail), DETAIL_CHARS));
     let code = status.as_u16();
     let kind = match status {
         StatusCode::UNAUTHORIZED => ApiErrorKind::Unauthorized,
@@ -174,7 +183,7 @@ pub async fn exchange(
             (Err(err), _) => protocol(status, &bytes, &err, snippet),
         },
     };
-    Err(fail(kind))
+    Err(fail(kind).redacted(ex.redactor))
 }
 
 fn transport_kind(err: &reqwest::Error, timeout: Duration) -> ApiErrorKind {
@@ -283,22 +292,26 @@ fn protocol(
     }
 }
 
-/// At most 160 characters of the body, on one line, with the API key blotted out in
-/// case a proxy echoes request headers back.
-pub fn snippet(bytes: &[u8], api_key: &Secret) -> String {
+/// Longest server `detail` kept in an error (a 5 MB error page is not a message).
+pub const DETAIL_CHARS: usize = 300;
+
+/// At most 160 characters of the body, on one line, with every configured secret
+/// blotted out (proxies and error pages echo request headers back). The cut comes
+/// after redaction, so half a secret is never left at the edge.
+pub fn snippet(bytes: &[u8], redactor: &Redactor) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]);
-    let text = if api_key.is_empty() {
-        text.into_owned()
-    } else {
-        text.replace(api_key.expose(), "[redacted]")
-    };
-    let one_line: String = text
+    one_line(&redactor.redact(&text), 160)
+}
+
+/// Control characters to spaces, runs of whitespace to one, at most `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    let collapsed = one_line.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut out: String = collapsed.chars().take(160).collect();
-    if collapsed.chars().count() > 160 {
+    let collapsed = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = collapsed.chars().take(max).collect();
+    if collapsed.chars().count() > max {
         out.push('…');
     }
     out
@@ -316,7 +329,7 @@ mod tests {
             key.expose(),
             "x".repeat(400)
         );
-        let cut = snippet(body.as_bytes(), &key);
+        let cut = snippet(body.as_bytes(), &Redactor::new([key.expose()]));
         assert!(!cut.contains("s3cr3t-key"));
         assert!(cut.contains("[redacted]"));
         assert!(cut.starts_with("<html> <body>bad gateway"));

@@ -112,7 +112,7 @@ fn charge(bytes: usize) -> Decoded<()> {
                 Ok(())
             }
             None => Err(DecodeError(format!(
-                "the answer decodes to more than {} bytes ({MODEL_BYTES_PER_CAP_BYTE} x its {}-byte size limit); a server this large needs a larger limit",
+                "the answer decodes to more than {} bytes ({MODEL_BYTES_PER_CAP_BYTE} x its {}-byte size limit); a server this large needs a larger servers[].max_response_size",
                 budget.cap.get().saturating_mul(MODEL_BYTES_PER_CAP_BYTE),
                 budget.cap.get()
             ))),

@@ -7,8 +7,10 @@
 mod alerts;
 mod daily;
 mod error;
+mod lock;
 mod quota;
 mod quota_intents;
+mod reader;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ pub use daily::{
     DailyUsageRow, DeliveryState, ReportDelivery,
 };
 pub use error::StoreError;
+pub use lock::{LOCK_FILE, LockError, StateDirLock};
 pub use quota::QuotaCommit;
 pub use quota_intents::{Intent, IntentState};
 

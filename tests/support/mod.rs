@@ -3,7 +3,9 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod dump;
 pub mod hooks;
+pub mod hostile;
 pub mod quota;
 pub mod replay;
 pub mod smtp;

@@ -31,7 +31,9 @@ pub fn utc(mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 /// The parts of the configuration a test chooses.
 #[derive(Clone, Default)]
 pub struct Setup {
-    /// Lines of `[quotas]` (and rules after it).
+    /// Lines of `[quotas]` (and rules after it). Without an `adopt` line the rig adds
+    /// `adopt = "count"`: most tests set a counter before the first run and follow that
+    /// usage (the default, "baseline", has tests of its own).
     pub quotas: String,
     /// Extra lines of `[[servers]]`.
     pub server: String,
@@ -72,8 +74,12 @@ impl Rig {
         sim.handle()
             .set_keys_rate_limit(10_000, Duration::from_secs(60));
         let dir = tempfile::tempdir().expect("tempdir");
+        let adopt = match setup.quotas.contains("adopt") {
+            true => "",
+            false => "adopt = \"count\"\n",
+        };
         let text = format!(
-            "[agent]\nstate_dir = {:?}\n{}\n[[servers]]\nname = \"fra-1\"\nurl = {:?}\napi_key_env = \"K\"\ntimeout = \"2s\"\naction_timeout = {:?}\n{}\n[quotas]\n{}\n",
+            "[agent]\nstate_dir = {:?}\n{}\n[[servers]]\nname = \"fra-1\"\nurl = {:?}\napi_key_env = \"K\"\ntimeout = \"2s\"\naction_timeout = {:?}\n{}\n[quotas]\n{}{}\n",
             dir.path().display().to_string(),
             setup.agent,
             sim.base_url(),
@@ -83,6 +89,7 @@ impl Rig {
                 setup.action_timeout
             },
             setup.server,
+            adopt,
             setup.quotas
         );
         let loaded =

@@ -1,7 +1,9 @@
 //! The email sink: lettre over tokio with rustls. `starttls` upgrades a plain
 //! connection (587), `tls` is TLS from the first byte (465), `none` is plaintext for
 //! loopback relays. SMTP 5xx (authentication refused included) is permanent, 4xx and
-//! connection trouble transient.
+//! connection trouble transient. An SMTP server's reply text is never kept: servers echo
+//! the AUTH exchange (`454 ... |user|<password>`), so an error names the reply code and
+//! a fixed description only; other errors (connection, TLS) go through the redactor.
 
 use std::str::FromStr;
 
@@ -17,6 +19,7 @@ use super::{SendError, SinkError, SinkOptions};
 use crate::alert::model::Message;
 use crate::alert::render::email;
 use crate::config::{EmailSinkConfig, SmtpSecurity};
+use crate::redact::Redactor;
 
 pub struct EmailSink {
     pub config: EmailSinkConfig,
@@ -24,6 +27,8 @@ pub struct EmailSink {
     from: Mailbox,
     to: Vec<Mailbox>,
     tz: Tz,
+    /// The password in every form it may be echoed in.
+    redactor: Redactor,
 }
 
 impl std::fmt::Debug for EmailSink {
@@ -86,12 +91,14 @@ impl EmailSink {
                 password.expose().to_string(),
             ));
         }
+        let redactor = Redactor::new(config.password.iter().map(|p| p.expose()));
         Ok(EmailSink {
             config: config.clone(),
             transport: builder.build(),
             from,
             to,
             tz,
+            redactor,
         })
     }
 
@@ -108,7 +115,7 @@ impl EmailSink {
             .map_err(|error| SendError::permanent(format!("cannot build the mail: {error}")))?;
         match self.transport.send(mail).await {
             Ok(_) => Ok(()),
-            Err(error) => Err(classify(&error)),
+            Err(error) => Err(classify(&error, &self.redactor)),
         }
     }
 }
@@ -155,19 +162,68 @@ impl EmailSink {
             .map_err(|error| SendError::permanent(format!("cannot build the mail: {error}")))?;
         match self.transport.send(mail).await {
             Ok(_) => Ok(()),
-            Err(error) => Err(classify(&error)),
+            Err(error) => Err(classify(&error, &self.redactor)),
         }
     }
 }
 
-/// lettre's error as ours. Its text names the SMTP reply, never the credentials.
-fn classify(error: &lettre::transport::smtp::Error) -> SendError {
-    let text = format!("smtp: {error}");
+/// lettre's error as ours: a reply becomes its code and a fixed description (the
+/// server's words may quote the credentials), anything else is redacted.
+fn classify(error: &lettre::transport::smtp::Error, redactor: &Redactor) -> SendError {
+    let text = match error.status() {
+        Some(code) => reply_text(&code.to_string()),
+        None if error.is_response() => "smtp: the server's reply could not be read".to_owned(),
+        None => redactor.clean(&format!("smtp: {error}")),
+    };
     // Permanent: a 5xx reply (authentication refused is 535), or the client refusing
     // (no common authentication mechanism): retrying cannot help.
     if error.is_permanent() || error.is_client() {
         SendError::permanent(text)
     } else {
         SendError::transient(text)
+    }
+}
+
+/// `smtp: 535 authentication credentials invalid (the server's text is not shown)`.
+pub fn reply_text(code: &str) -> String {
+    let description = match code {
+        "421" => "service not available, closing the connection",
+        "450" => "mailbox unavailable (busy or temporarily blocked)",
+        "451" => "local error in processing",
+        "452" => "insufficient system storage",
+        "454" => "temporary authentication failure",
+        "455" => "server unable to accommodate parameters",
+        "500" | "501" | "502" | "503" | "504" => {
+            "the server refused a command (syntax or sequence)"
+        }
+        "521" | "556" => "the domain does not accept mail",
+        "530" => "authentication required",
+        "534" => "authentication mechanism too weak",
+        "535" => "authentication credentials invalid",
+        "538" => "encryption required for the authentication mechanism",
+        "550" => "mailbox unavailable (a recipient or the sender was refused)",
+        "551" => "user not local",
+        "552" => "message exceeds the storage allocation",
+        "553" => "mailbox name not allowed",
+        "554" => "transaction failed",
+        _ if code.starts_with('4') => "transient failure",
+        _ if code.starts_with('5') => "permanent failure",
+        _ => "unexpected reply",
+    };
+    format!(
+        "smtp: {code} {description} (the server's text is not shown: it may quote the credentials)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replies_keep_their_code_and_a_fixed_text() {
+        assert_eq!(
+            super::reply_text("535"),
+            "smtp: 535 authentication credentials invalid (the server's text is not shown: it may quote the credentials)"
+        );
+        assert!(super::reply_text("471").contains("471 transient failure"));
+        assert!(super::reply_text("599").contains("599 permanent failure"));
     }
 }

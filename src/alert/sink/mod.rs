@@ -124,13 +124,3 @@ impl Sink {
         })
     }
 }
-
-/// Replace every occurrence of each secret with `[redacted]` (error texts from
-/// receivers may quote what we sent).
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_string();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        text = text.replace(secret.as_str(), "[redacted]");
-    }
-    text
-}

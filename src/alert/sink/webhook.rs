@@ -10,10 +10,11 @@ use chrono_tz::Tz;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
-use super::{SendError, SinkError, scrub};
+use super::{SendError, SinkError};
 use crate::alert::model::Message;
 use crate::alert::render::{chat, json};
 use crate::config::{WebhookFormat, WebhookSinkConfig};
+use crate::redact::Redactor;
 
 /// The most a Retry-After is honoured for (a receiver asking for a day is broken).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -26,7 +27,7 @@ pub struct WebhookSink {
     tz: Tz,
     /// Texts that must not appear in errors: URL path segments and query values,
     /// header values, the signing secret.
-    secrets: Vec<String>,
+    redactor: Redactor,
 }
 
 impl WebhookSink {
@@ -66,8 +67,7 @@ impl WebhookSink {
                 .iter()
                 .map(|u| u.token.expose().to_string()),
         );
-        // Longest first, so a token is replaced whole before any part of it.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let redactor = Redactor::new(secrets.iter().map(String::as_str));
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
@@ -80,7 +80,7 @@ impl WebhookSink {
             client,
             headers,
             tz,
-            secrets,
+            redactor,
         })
     }
 
@@ -158,7 +158,7 @@ impl WebhookSink {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| parse_retry_after(value, Utc::now()));
         // Only the status: a response body may quote what we sent (tokens, headers).
-        let error = scrub(&format!("HTTP {status}"), &self.secrets);
+        let error = self.redactor.clean(&format!("HTTP {status}"));
         Err(classify(status, error, retry_after))
     }
 
@@ -171,7 +171,7 @@ impl WebhookSink {
             text.push_str(&format!(": {cause}"));
             source = cause.source();
         }
-        let text = scrub(&format!("http: {text}"), &self.secrets);
+        let text = self.redactor.clean(&format!("http: {text}"));
         if permanent {
             SendError::permanent(text)
         } else {
@@ -318,7 +318,7 @@ impl WebhookSink {
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| parse_retry_after(value, Utc::now()));
-        let error = scrub(&format!("HTTP {status}"), &self.secrets);
+        let error = self.redactor.clean(&format!("HTTP {status}"));
         Err(classify(status, error, retry_after))
     }
 }
@@ -400,10 +400,10 @@ mod tests {
     }
 
     #[test]
-    fn scrub_removes_tokens() {
-        let secrets = vec!["bot123:ABC".to_string(), "sendMessage".to_string()];
+    fn errors_lose_the_url_tokens() {
+        let redactor = Redactor::new(["bot123:ABC", "sendMessage"]);
         assert_eq!(
-            scrub("POST /bot123:ABC/sendMessage failed", &secrets),
+            redactor.clean("POST /bot123:ABC/sendMessage failed"),
             "POST /[redacted]/[redacted] failed"
         );
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::Url;
 use toml::Spanned;
 
+use super::ctx::{MAX_ALERT_INTERVAL, MAX_GROUP_WAIT};
 use super::{Ctx, at, defaults, email, span_of, webhook};
 use crate::config::alerts::{AlertsConfig, SecretUrl, Severity};
 use crate::config::raw::RawAlerts;
@@ -29,18 +30,21 @@ pub(super) fn alerts(ctx: &mut Ctx<'_>, raw: Option<&RawAlerts>) -> AlertsConfig
         &at(p, "repeat_interval"),
         Duration::from_secs(defaults::REPEAT_INTERVAL_SECS),
         true,
+        MAX_ALERT_INTERVAL,
     );
     let group_wait = ctx.duration(
         raw.and_then(|r| r.group_wait.as_ref()),
         &at(p, "group_wait"),
         Duration::from_secs(defaults::GROUP_WAIT_SECS),
         false,
+        MAX_GROUP_WAIT,
     );
     let max_age = ctx.duration(
         raw.and_then(|r| r.max_age.as_ref()),
         &at(p, "max_age"),
         Duration::from_secs(defaults::MAX_AGE_SECS),
         true,
+        MAX_ALERT_INTERVAL,
     );
     let heartbeat_url = match raw.and_then(|r| r.heartbeat_url.as_ref()) {
         Some(field) if field.get_ref().trim().is_empty() => None,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::super::error::{Issue, line_column};
+use super::super::error::{Issue, LineIndex};
 use super::super::raw::NumOrStr;
 use super::super::schedule::Schedule;
 use super::super::types::SecretSource;
@@ -19,8 +19,8 @@ use crate::secret::Secret;
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 pub(crate) struct Ctx<'a> {
-    /// The file's text, to name the line of an earlier definition in messages.
-    pub text: &'a str,
+    /// The file's lines, to name the line of an earlier definition in messages.
+    pub lines: LineIndex<'a>,
     /// Relative `*_file`, `ca_file` and `state_dir` paths are relative to this directory.
     pub base_dir: &'a Path,
     pub env: EnvLookup<'a>,
@@ -42,6 +42,45 @@ pub(crate) fn at(prefix: &str, key: &str) -> String {
 pub(crate) fn span_of<T>(field: &Spanned<T>) -> Option<Range<usize>> {
     Some(field.span())
 }
+
+/// The longest value a duration may have: a longer one is a typo, and past a point it
+/// overflows the time arithmetic (a grace of 10^14 days wrapped to "now").
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MaxDuration {
+    pub max: Duration,
+    /// How the limit is written in messages and docs.
+    pub shown: &'static str,
+}
+
+const fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
+}
+
+/// Timeouts of reads and of sink deliveries.
+pub(crate) const MAX_TIMEOUT: MaxDuration = MaxDuration {
+    max: Duration::from_secs(300),
+    shown: "5m",
+};
+/// Timeouts of sync, reset and delete calls (a sync restarts Xray).
+pub(crate) const MAX_ACTION_TIMEOUT: MaxDuration = MaxDuration {
+    max: Duration::from_secs(1800),
+    shown: "30m",
+};
+/// How long new alerts are collected before they go out.
+pub(crate) const MAX_GROUP_WAIT: MaxDuration = MaxDuration {
+    max: Duration::from_secs(3600),
+    shown: "1h",
+};
+/// Repeat intervals and the outbox's max_age.
+pub(crate) const MAX_ALERT_INTERVAL: MaxDuration = MaxDuration {
+    max: days(365),
+    shown: "365d",
+};
+/// The quota grace before a delete.
+pub(crate) const MAX_GRACE: MaxDuration = MaxDuration {
+    max: days(36_500),
+    shown: "36500d (100 years)",
+};
 
 /// The three ways of giving one secret: inline, `*_file`, `*_env`.
 pub(crate) struct SecretFields<'r> {
@@ -73,7 +112,7 @@ impl Ctx<'_> {
 
     /// 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
-        line_column(self.text, offset).0
+        self.lines.line_column(offset).0
     }
 
     /// A path from the file, relative ones taken from the config file's directory.
@@ -136,16 +175,29 @@ impl Ctx<'_> {
         }
     }
 
-    /// A duration; `positive` refuses zero (timeouts, intervals).
+    /// A duration of at most `limit`; `positive` refuses zero (timeouts, intervals).
     pub fn duration(
         &mut self,
         field: Option<&Spanned<NumOrStr>>,
         path: &str,
         default: Duration,
         positive: bool,
+        limit: MaxDuration,
     ) -> Duration {
         let Some(field) = field else { return default };
         match units::parse_duration(field.get_ref()) {
+            Ok(duration) if duration > limit.max => {
+                self.error(
+                    span_of(field),
+                    path,
+                    format!(
+                        "{} is too long (at most {})",
+                        units::format_duration(duration),
+                        limit.shown
+                    ),
+                );
+                default
+            }
             Ok(duration) if positive && duration.is_zero() => {
                 self.error(
                     span_of(field),
@@ -287,6 +339,17 @@ impl Ctx<'_> {
                         );
                         return None;
                     }
+                    if let Some(mode) = shared_mode(&file) {
+                        self.warn(
+                            span.clone(),
+                            path.clone(),
+                            format!(
+                                "secret file {} is readable by group or others (mode {mode:04o}): run `chmod 600 {}`",
+                                file.display(),
+                                file.display()
+                            ),
+                        );
+                    }
                     Some((Secret::new(secret), SecretSource::File(file)))
                 }
                 Err(err) => {
@@ -319,6 +382,19 @@ impl Ctx<'_> {
             }
         }
     }
+}
+
+/// The permission bits of a file that group or others may read, if so.
+#[cfg(unix)]
+fn shared_mode(file: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn shared_mode(_file: &Path) -> Option<u32> {
+    None
 }
 
 /// Built-in default schedules are constants covered by tests; failing to parse one is a bug.

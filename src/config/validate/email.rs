@@ -124,6 +124,7 @@ pub(super) fn email(
             &at(prefix, "timeout"),
             Duration::from_secs(defaults::EMAIL_TIMEOUT_SECS),
             true,
+            super::ctx::MAX_TIMEOUT,
         ),
         rate_limit_per_minute: ctx.int_in(
             raw.rate_limit_per_minute.as_ref(),

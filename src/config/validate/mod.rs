@@ -41,6 +41,9 @@ pub mod defaults {
     pub const SERVER_TIMEOUT_SECS: u64 = 15;
     pub const SERVER_ACTION_TIMEOUT_SECS: u64 = 60;
     pub const SERVER_CONCURRENCY: usize = 8;
+    /// The largest answer read from a server: a key list of 200 000 keys is about
+    /// 50 MB (2.x, long names), so 64 MiB holds it with room to spare.
+    pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
     pub const QUOTA_GRACE_SECS: u64 = 24 * 3600;
     pub const WARN_AT: [u8; 2] = [80, 95];
     pub const REPEAT_INTERVAL_SECS: u64 = 4 * 3600;
@@ -79,7 +82,7 @@ pub(crate) fn validate(
     env: EnvLookup<'_>,
 ) -> Result<Validated, Vec<Issue>> {
     let mut ctx = Ctx {
-        text,
+        lines: super::error::LineIndex::new(text),
         base_dir,
         env,
         problems: Vec::new(),

@@ -6,7 +6,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{Ctx, at, defaults, span_of};
-use crate::config::quota::{KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig};
+use crate::config::quota::{
+    AdoptMode, KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig,
+};
 use crate::config::raw::{NumOrStr, RawQuotas, RawRule};
 use crate::config::schedule::Schedule;
 use crate::config::units;
@@ -43,6 +45,7 @@ pub(super) fn quotas(
         return QuotasConfig {
             defaults: builtin_policy(),
             rules: Vec::new(),
+            adopt: AdoptMode::default(),
         };
     };
     let overrides = Overrides {
@@ -64,7 +67,20 @@ pub(super) fn quotas(
             self::rule(ctx, rule, &prefix, &defaults, servers, allow_delete)
         })
         .collect();
-    QuotasConfig { defaults, rules }
+    let adopt = ctx.choice(
+        raw.adopt.as_ref(),
+        "quotas.adopt",
+        &[
+            ("baseline", AdoptMode::Baseline),
+            ("count", AdoptMode::Count),
+        ],
+        AdoptMode::default(),
+    );
+    QuotasConfig {
+        defaults,
+        rules,
+        adopt,
+    }
 }
 
 fn rule(
@@ -265,7 +281,13 @@ fn policy(
             );
         }
     }
-    let grace = ctx.duration(overrides.grace, &at(prefix, "grace"), base.grace, false);
+    let grace = ctx.duration(
+        overrides.grace,
+        &at(prefix, "grace"),
+        base.grace,
+        false,
+        super::ctx::MAX_GRACE,
+    );
     QuotaPolicy {
         limit_bytes,
         period,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::Url;
 use toml::Spanned;
 
-use super::ctx::SecretFields;
+use super::ctx::{MAX_ACTION_TIMEOUT, MAX_TIMEOUT, SecretFields};
 use super::{Ctx, at, defaults, span_of};
 use crate::config::raw::RawServer;
 use crate::config::types::{CounterResets, JobKind, ServerConfig};
@@ -37,8 +37,13 @@ pub(super) fn servers(
     servers
 }
 
+/// Longest server name: names go into metric labels, alert fingerprints, subjects and
+/// file-like keys, where an endless one does harm.
+pub const MAX_NAME_LEN: usize = 64;
+
 fn name_is_valid(name: &str) -> bool {
     !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
         && name.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
         })
@@ -63,7 +68,11 @@ fn server(
             ctx.error(
                 span_of(field),
                 at(prefix, "name"),
-                format!("invalid server name \"{name}\" (use only a-z, 0-9, '.', '_' and '-', e.g. \"fra-1\")"),
+                if name.len() > MAX_NAME_LEN {
+                    format!("server name is {} characters long (at most {MAX_NAME_LEN})", name.chars().count())
+                } else {
+                    format!("invalid server name \"{name}\" (use only a-z, 0-9, '.', '_' and '-', e.g. \"fra-1\")")
+                },
             );
         } else if let Some(&first) = seen.get(&name) {
             let line = ctx.line_of(first);
@@ -93,12 +102,14 @@ fn server(
         &at(prefix, "timeout"),
         Duration::from_secs(defaults::SERVER_TIMEOUT_SECS),
         true,
+        MAX_TIMEOUT,
     );
     let action_timeout = ctx.duration(
         raw.action_timeout.as_ref(),
         &at(prefix, "action_timeout"),
         Duration::from_secs(defaults::SERVER_ACTION_TIMEOUT_SECS),
         true,
+        MAX_ACTION_TIMEOUT,
     );
     let concurrency = ctx.int_in(
         raw.concurrency.as_ref(),
@@ -121,6 +132,7 @@ fn server(
         .ca_file
         .as_ref()
         .and_then(|field| ca_file(ctx, field, prefix));
+    let max_response_bytes = max_response_size(ctx, raw.max_response_size.as_ref(), prefix);
     let (api_key, api_key_source) =
         api_key.unwrap_or_else(|| (Default::default(), crate::config::SecretSource::Inline));
     ServerConfig {
@@ -135,6 +147,40 @@ fn server(
         skip_jobs,
         counter_resets,
         ca_file,
+        max_response_bytes,
+    }
+}
+
+/// Smallest and largest answer caps accepted.
+const MIN_RESPONSE_BYTES: u64 = 64 << 10;
+const MAX_RESPONSE_BYTES: u64 = 1 << 30;
+
+fn max_response_size(
+    ctx: &mut Ctx<'_>,
+    field: Option<&Spanned<crate::config::raw::NumOrStr>>,
+    prefix: &str,
+) -> usize {
+    let default = defaults::MAX_RESPONSE_BYTES;
+    let Some(field) = field else {
+        return default;
+    };
+    let path = at(prefix, "max_response_size");
+    match crate::config::units::parse_size(field.get_ref()) {
+        Ok(bytes) if (MIN_RESPONSE_BYTES..=MAX_RESPONSE_BYTES).contains(&bytes) => {
+            usize::try_from(bytes).unwrap_or(default)
+        }
+        Ok(_) => {
+            ctx.error(
+                span_of(field),
+                path,
+                "must be between 64 KiB and 1 GiB (the default, 64 MiB, holds about 200 000 keys)",
+            );
+            default
+        }
+        Err(message) => {
+            ctx.error(span_of(field), path, message);
+            default
+        }
     }
 }
 

@@ -102,6 +102,7 @@ pub(super) fn webhook(
             &at(prefix, "timeout"),
             Duration::from_secs(defaults::WEBHOOK_TIMEOUT_SECS),
             true,
+            super::ctx::MAX_TIMEOUT,
         ),
         rate_limit_per_minute: ctx.int_in(
             raw.rate_limit_per_minute.as_ref(),

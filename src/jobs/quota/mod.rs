@@ -173,6 +173,11 @@ async fn open_intents(
     crash: Option<CrashPoint>,
 ) -> Result<Finished, crate::store::StoreError> {
     let open = ctx.store.quota_open_intents(&ctx.server.name)?;
+    if !open.is_empty() {
+        // With a key list at hand the client refuses calls by an id or uuid that now
+        // names several keys (an intent decided before the server listed duplicates).
+        ctx.api.ensure_key_list().await;
+    }
     execute::finish(ctx, open, crash).await
 }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::jobs::JobContext;
 use crate::quota::Reading;
+use crate::quota::identity::{self, Ambiguity};
 use crate::quota::plan::{Observed, ObservedKey};
 use crate::server_api::{ApiError, ApiErrorKind, KeyTraffic, ServerApi, VpnKey};
 use crate::store::StoreError;
@@ -29,9 +30,12 @@ pub async fn observe(ctx: &JobContext<'_>) -> Result<Observed, ObserveError> {
     // read within the last half minute (the health job reads it every run) is fresh enough.
     let version = ctx.api.recent_api_status().await?.version;
     let keys = ctx.api.list_keys().await?;
+    // Keys that share an id or a uuid are not read at all: a read "of" one may be the
+    // other's (see `quota::identity`).
+    let ambiguity = identity::ambiguity(keys.iter().map(|k| (k.id.as_str(), k.uuid.as_str())));
     let readings = match capabilities.bulk_traffic {
-        true => bulk_readings(ctx.api, &keys).await?,
-        false => per_key_readings(ctx.api, &keys).await?,
+        true => bulk_readings(ctx.api, &keys, &ambiguity).await?,
+        false => per_key_readings(ctx.api, &keys, &ambiguity).await?,
     };
     let ledger = ctx
         .store
@@ -67,7 +71,11 @@ fn observed_key(key: &VpnKey, reading: Reading) -> ObservedKey {
 
 /// 1.x: one request for every key. Keys absent from it had no connections: no new
 /// traffic (not zero). Uuids that are no key (Xray's access log) are ignored.
-async fn bulk_readings(api: &ServerApi, keys: &[VpnKey]) -> Result<Vec<Reading>, ApiError> {
+async fn bulk_readings(
+    api: &ServerApi,
+    keys: &[VpnKey],
+    ambiguity: &Ambiguity,
+) -> Result<Vec<Reading>, ApiError> {
     let bulk = api.bulk_traffic().await?;
     let by_uuid: HashMap<&str, (u64, u64)> = bulk
         .entries
@@ -76,7 +84,9 @@ async fn bulk_readings(api: &ServerApi, keys: &[VpnKey]) -> Result<Vec<Reading>,
         .collect();
     Ok(keys
         .iter()
-        .map(|key| match by_uuid.get(key.uuid.as_str()) {
+        .enumerate()
+        .map(|(index, key)| match by_uuid.get(key.uuid.as_str()) {
+            _ if ambiguity.involves(index) => Reading::Ambiguous,
             Some(&(bytes, connections)) => Reading::Counter {
                 bytes,
                 connections: Some(connections),
@@ -88,24 +98,40 @@ async fn bulk_readings(api: &ServerApi, keys: &[VpnKey]) -> Result<Vec<Reading>,
 
 /// 2.x: one request per key. A failed read leaves that key alone; when every read failed
 /// the server could not be observed.
-async fn per_key_readings(api: &ServerApi, keys: &[VpnKey]) -> Result<Vec<Reading>, ApiError> {
-    let refs: Vec<_> = keys.iter().map(VpnKey::key_ref).collect();
-    let results = api.key_traffic_many(&refs).await;
+async fn per_key_readings(
+    api: &ServerApi,
+    keys: &[VpnKey],
+    ambiguity: &Ambiguity,
+) -> Result<Vec<Reading>, ApiError> {
+    let readable: Vec<usize> = (0..keys.len())
+        .filter(|index| !ambiguity.involves(*index))
+        .collect();
+    let refs: Vec<_> = readable.iter().map(|&i| keys[i].key_ref()).collect();
+    let mut results = api.key_traffic_many(&refs).await.into_iter();
     let mut first_error = None;
-    let readings: Vec<Reading> = results
-        .into_iter()
-        .map(|(_, result)| match result {
-            Ok(traffic) => counter(&traffic),
+    let readings: Vec<Reading> = (0..keys.len())
+        .map(|index| match ambiguity.involves(index) {
+            true => None,
+            false => results.next().map(|(_, result)| result),
+        })
+        .map(|result| match result {
+            None => Reading::Ambiguous,
+            Some(Ok(traffic)) => counter(&traffic),
             // 1.x without the bulk route: an inactive key's counter does not move.
-            Err(error) if matches!(error.kind, ApiErrorKind::KeyInactive { .. }) => Reading::Idle,
-            Err(error) => {
+            Some(Err(error)) if matches!(error.kind, ApiErrorKind::KeyInactive { .. }) => {
+                Reading::Idle
+            }
+            Some(Err(error)) => {
                 tracing::debug!(server = %api.name(), %error, "quota: a key's traffic read failed");
                 first_error.get_or_insert(error);
                 Reading::Failed
             }
         })
         .collect();
-    let all_failed = !readings.is_empty() && readings.iter().all(|r| *r == Reading::Failed);
+    let all_failed = !readable.is_empty()
+        && readings
+            .iter()
+            .all(|r| matches!(r, Reading::Failed | Reading::Ambiguous));
     match (all_failed, first_error) {
         (true, Some(error)) => Err(error),
         _ => Ok(readings),

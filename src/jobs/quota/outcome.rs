@@ -11,7 +11,7 @@ use super::report;
 use crate::finding::{Finding, FindingKind};
 use crate::jobs::{JobContext, JobResult};
 use crate::quota::plan::{Accounting, Observed, ServerResets};
-use crate::quota::{self, Plan, human_bytes, period, rules};
+use crate::quota::{self, Plan, human_bytes, identity, period, rules};
 
 /// What one run saw, decided and did.
 #[derive(Clone, Copy)]
@@ -65,6 +65,8 @@ fn summarize(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
     extra(finished.not_applied.len(), "not applied");
     extra(finished.unfinished, "left for the next run");
     extra(accounting.failed_readings, "readings failed");
+    extra(accounting.ambiguous, "left alone (shared id or uuid)");
+    extra(accounting.implausible.len(), "readings not believed");
     result.plan.push(line);
     match &plan.server_resets {
         ServerResets::Never if plan.ledger_only_resets > 0 => result.plan.push(format!(
@@ -120,6 +122,16 @@ fn findings(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
     let out = &mut result.findings;
     if !accounting.drops.is_empty() {
         out.push(report::drops(server, &accounting.drops));
+    }
+    if accounting.ambiguous > 0 {
+        let keys = observed
+            .keys
+            .iter()
+            .map(|k| (k.id.as_str(), k.uuid.as_str()));
+        out.push(report::ambiguous(server, &identity::ambiguity(keys)));
+    }
+    if !accounting.implausible.is_empty() {
+        out.push(report::implausible(server, &accounting.implausible));
     }
     for notice in &plan.notices {
         let next = next_reset(ctx, observed, notice);

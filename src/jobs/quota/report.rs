@@ -10,8 +10,10 @@ use crate::config::{JobKind, Severity};
 use crate::finding::{Finding, FindingKind};
 use crate::quota::evaluate::{Notice, percent};
 use crate::quota::human_bytes;
+use crate::quota::identity::Ambiguity;
 use crate::quota::ledger::Drop;
-use crate::quota::plan::{Action, ActionKind, Reason};
+use crate::quota::plan::{Action, ActionKind, Reason, Rejected};
+use crate::quota::plausible::{self, Implausible};
 use crate::server_api::ApiError;
 
 /// Keys listed by name in a digest at most; the rest are counted.
@@ -57,10 +59,15 @@ fn when(at: DateTime<Utc>, tz: Tz) -> String {
         .to_string()
 }
 
-/// `"name" (uuid)`.
+/// `"name" (uuid)`; both come from the server: shortened, controls escaped.
 pub fn key_label(name: &str, uuid: &str) -> String {
     let name: String = name.chars().filter(|c| !c.is_control()).take(80).collect();
-    format!("\"{name}\" ({uuid})")
+    let uuid: String = uuid.chars().take(80).collect();
+    format!(
+        "\"{}\" ({})",
+        crate::terminal::escape(&name),
+        crate::terminal::escape(&uuid)
+    )
 }
 
 /// Up to `LISTED` lines, then "... and N more".
@@ -322,6 +329,86 @@ pub fn deleted(server: &str, action: &Action, already_gone: bool) -> Finding {
         format!(
             "Seen: key {} stayed over its limit until its grace ended.\nDone: {done}\nNext: create a new key for the user if they should keep access.\n{ONE_SHOT}",
             key_label(&action.name, &action.uuid)
+        ),
+    )
+}
+
+/// Keys sharing an id or a uuid: left alone until the server's key store is fixed
+/// (warning, open while it lasts).
+pub fn ambiguous(server: &str, ambiguity: &Ambiguity) -> Finding {
+    let shown = |values: &[String]| {
+        let mut listed: Vec<String> = values
+            .iter()
+            .take(LISTED)
+            .map(|v| crate::terminal::escape(v).into_owned())
+            .collect();
+        if values.len() > LISTED {
+            listed.push(format!("... and {} more", values.len() - LISTED));
+        }
+        listed.join(", ")
+    };
+    let mut seen = Vec::new();
+    if !ambiguity.ids.is_empty() {
+        seen.push(format!(
+            "ids shared by several keys: {}",
+            shown(&ambiguity.ids)
+        ));
+    }
+    if !ambiguity.uuids.is_empty() {
+        seen.push(format!(
+            "uuids shared by several keys: {}",
+            shown(&ambiguity.uuids)
+        ));
+    }
+    finding(
+        server,
+        FindingKind::KeyIdentityAmbiguous,
+        "keys".into(),
+        Severity::Warning,
+        format!(
+            "{server}: {} keys cannot be told apart (shared id or uuid)",
+            ambiguity.keys.len()
+        ),
+        format!(
+            "Seen: the key list names several keys with one identity ({}). A reset, delete or traffic read by that identity could reach another key.\nDone: these keys are not counted, warned about, reset or deleted; their ledger rows are kept as they were. The other keys are handled as usual.\nNext: fix the server's key store so that every key has its own id and uuid (keywarden probe --server {server} lists them).",
+            seen.join("; ")
+        ),
+    )
+}
+
+/// Counter readings that cannot be true (warning, open while they keep coming).
+pub fn implausible(server: &str, rejected: &[Rejected]) -> Finding {
+    let line = |r: &Rejected| {
+        let why = match &r.why {
+            Implausible::TooLarge { bytes } => format!(
+                "counter {bytes} is beyond {} ({})",
+                plausible::MAX_COUNTER,
+                human_bytes(plausible::MAX_COUNTER)
+            ),
+            Implausible::TooFast {
+                growth, seconds, ..
+            } => format!(
+                "{} in {seconds} s is more than 100 Gbit/s",
+                human_bytes(*growth)
+            ),
+            Implausible::Overflow { bytes } => {
+                format!("counter {bytes} would overflow the usage ledger")
+            }
+        };
+        format!("{}: {why}", key_label(&r.name, &r.uuid))
+    };
+    finding(
+        server,
+        FindingKind::TrafficReadingImplausible,
+        "readings".into(),
+        Severity::Warning,
+        format!(
+            "{server}: {} traffic reading(s) cannot be true and were not counted",
+            rejected.len()
+        ),
+        format!(
+            "Seen: counters beyond what a key can do (more than 2^53 bytes, or faster than 100 Gbit/s since the last reading):\n{}\nDone: these readings were not counted; the keys' usage stays as it was and no warning, reset or delete acted on them.\nNext: check the server's traffic counters (keywarden probe --server {server}); the finding resolves when the readings are plausible again.",
+            listing(rejected, line)
         ),
     )
 }
