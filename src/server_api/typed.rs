@@ -8,10 +8,10 @@
 //! The rules are those of `wire.rs` (the tolerant decoding of every answer): the first
 //! present, non-null field among a list of names wins; numbers, booleans and timestamps
 //! are accepted in every encoding `lenient.rs` knows; a missing field takes the
-//! integration's default, except a missing uuid or total. Two deliberate differences from
-//! reading a JSON tree: a field that appears twice in one object is an error (a tree keeps
-//! the last one), and nothing here ever fails on a value's type while parsing: a wrong type
-//! is kept as a fact and judged after, so the error names the field.
+//! integration's default, except a missing uuid or total; a key that appears twice counts
+//! once, the last one winning, as in a parsed JSON tree. Nothing here fails on a value's
+//! type while parsing: a wrong type is kept as a fact and judged after, so the error names
+//! the field.
 //!
 //! Every type here deserializes from bytes and from a `serde_json::Value` alike, so the
 //! `wire.rs` entry points over `Value` share this one implementation.
@@ -66,7 +66,7 @@ pub fn monitor_status(bytes: &[u8], cap: usize) -> Decoded<MonitorStatus> {
 }
 
 /// What the decode running on this thread may still produce. A thread-local because
-/// serde's derived structs cannot carry state down to the lists inside them; decoding is
+/// a `Deserialize` impl cannot carry state down to the lists inside it; decoding is
 /// synchronous, so the scope of `within_budget` is exactly one decode.
 struct Budget {
     left: Cell<usize>,
@@ -477,34 +477,118 @@ impl<'de, T: Item<'de>> Deserialize<'de> for List<T> {
     }
 }
 
+/// A struct of optional fields read from a JSON object the tolerant way: unknown keys
+/// are skipped, and a key that appears twice counts once, the last one winning (as in a
+/// parsed JSON tree: serde's derive would refuse the whole answer instead). Keys without
+/// escapes are compared in place, never copied.
+macro_rules! tolerant_object {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident<'a> { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        $vis struct $name<'a> {
+            $($field: $ty),*
+        }
+
+        impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct ObjectVisitor<'a>(PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> Visitor<'de> for ObjectVisitor<'a> {
+                    type Value = $name<'a>;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<$name<'a>, A::Error> {
+                        let mut object = $name { $($field: None),* };
+                        while let Some(key) = map.next_key::<Key<'de>>()? {
+                            match key.0.as_ref() {
+                                $(stringify!($field) => object.$field = map.next_value()?,)*
+                                _ => {
+                                    map.next_value::<IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        Ok(object)
+                    }
+                }
+                deserializer.deserialize_map(ObjectVisitor(PhantomData))
+            }
+        }
+    };
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($field: $ty),*
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct ObjectVisitor;
+                impl<'de> Visitor<'de> for ObjectVisitor {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
+                        let mut object = $name { $($field: None),* };
+                        while let Some(key) = map.next_key::<Key<'de>>()? {
+                            match key.0.as_ref() {
+                                $(stringify!($field) => object.$field = map.next_value()?,)*
+                                _ => {
+                                    map.next_value::<IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        Ok(object)
+                    }
+                }
+                deserializer.deserialize_map(ObjectVisitor)
+            }
+        }
+    };
+}
+
+/// An object's key, borrowed from the buffer unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Keys.
 
-/// A key as any server writes it (`uuid`/`key_uuid`, `id`/`key_id`, ...).
-#[derive(serde::Deserialize)]
-pub(super) struct WireKey<'a> {
-    #[serde(borrow)]
-    uuid: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    key_uuid: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    key_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    name: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    key_name: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    created_at: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    is_active: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    active: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    port: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    short_id: Option<Scalar<'a>>,
+tolerant_object! {
+    /// A key as any server writes it (`uuid`/`key_uuid`, `id`/`key_id`, ...).
+    pub(super) struct WireKey<'a> {
+        uuid: Option<Scalar<'a>>,
+        key_uuid: Option<Scalar<'a>>,
+        id: Option<Scalar<'a>>,
+        key_id: Option<Scalar<'a>>,
+        name: Option<Scalar<'a>>,
+        key_name: Option<Scalar<'a>>,
+        created_at: Option<Scalar<'a>>,
+        is_active: Option<Scalar<'a>>,
+        active: Option<Scalar<'a>>,
+        port: Option<Scalar<'a>>,
+        short_id: Option<Scalar<'a>>,
+    }
 }
 
 impl WireKey<'_> {
@@ -550,11 +634,12 @@ impl<'de> Item<'de> for VpnKey {
 /// some clients).
 struct KeyListAnswer(Decoded<Vec<VpnKey>>);
 
-#[derive(serde::Deserialize)]
-struct KeyListWrapper {
-    keys: Option<List<VpnKey>>,
-    items: Option<List<VpnKey>>,
-    data: Option<List<VpnKey>>,
+tolerant_object! {
+    struct KeyListWrapper {
+        keys: Option<List<VpnKey>>,
+        items: Option<List<VpnKey>>,
+        data: Option<List<VpnKey>>,
+    }
 }
 
 impl<'de> Deserialize<'de> for KeyListAnswer {
@@ -620,29 +705,20 @@ impl<'de> Deserialize<'de> for KeyListAnswer {
 // ---------------------------------------------------------------------------------------
 // Traffic.
 
-/// 1.x TrafficStats with every field optional.
-#[derive(serde::Deserialize)]
-pub(super) struct WireStats<'a> {
-    #[serde(borrow)]
-    total_bytes: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    total: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    total_formatted: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    total_mb: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    connections: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    connection_ratio: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    connections_count: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    source: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    method: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    timestamp: Option<Scalar<'a>>,
+tolerant_object! {
+    /// 1.x TrafficStats with every field optional.
+    pub(super) struct WireStats<'a> {
+        total_bytes: Option<Scalar<'a>>,
+        total: Option<Scalar<'a>>,
+        total_formatted: Option<Scalar<'a>>,
+        total_mb: Option<Scalar<'a>>,
+        connections: Option<Scalar<'a>>,
+        connection_ratio: Option<Scalar<'a>>,
+        connections_count: Option<Scalar<'a>>,
+        source: Option<Scalar<'a>>,
+        method: Option<Scalar<'a>>,
+        timestamp: Option<Scalar<'a>>,
+    }
 }
 
 impl WireStats<'_> {
@@ -681,23 +757,17 @@ impl WireStats<'_> {
     }
 }
 
-/// One entry of `keys_stats`.
-#[derive(serde::Deserialize)]
-pub(super) struct WireBulkEntry<'a> {
-    #[serde(borrow)]
-    uuid: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    key_uuid: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    connections: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    total_bytes: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    total: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    total_mb: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    connection_ratio: Option<Scalar<'a>>,
+tolerant_object! {
+    /// One entry of `keys_stats`.
+    pub(super) struct WireBulkEntry<'a> {
+        uuid: Option<Scalar<'a>>,
+        key_uuid: Option<Scalar<'a>>,
+        connections: Option<Scalar<'a>>,
+        total_bytes: Option<Scalar<'a>>,
+        total: Option<Scalar<'a>>,
+        total_mb: Option<Scalar<'a>>,
+        connection_ratio: Option<Scalar<'a>>,
+    }
 }
 
 impl<'de> Item<'de> for BulkTrafficEntry {
@@ -722,34 +792,31 @@ impl<'de> Item<'de> for BulkTrafficEntry {
     }
 }
 
-/// GET /api/traffic/exact: `keys_stats` sits at `traffic_stats.keys_stats` (documented)
-/// or `traffic_stats.traffic_stats.keys_stats` (what the real server sends).
-#[derive(serde::Deserialize)]
-struct WireBulk<'a> {
-    #[serde(borrow)]
-    traffic_stats: Option<ObjectOr<WireBulkInner<'a>>>,
-    keys_stats: Option<List<BulkTrafficEntry>>,
-    #[serde(borrow)]
-    source: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    total_keys: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    active_keys: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    timestamp: Option<Scalar<'a>>,
+tolerant_object! {
+    /// GET /api/traffic/exact: `keys_stats` sits at `traffic_stats.keys_stats` (documented)
+    /// or `traffic_stats.traffic_stats.keys_stats` (what the real server sends).
+    struct WireBulk<'a> {
+        traffic_stats: Option<ObjectOr<WireBulkInner<'a>>>,
+        keys_stats: Option<List<BulkTrafficEntry>>,
+        source: Option<Scalar<'a>>,
+        total_keys: Option<Scalar<'a>>,
+        active_keys: Option<Scalar<'a>>,
+        timestamp: Option<Scalar<'a>>,
+    }
 }
 
-#[derive(serde::Deserialize)]
-struct WireBulkInner<'a> {
-    traffic_stats: Option<ObjectOr<WireBulkDeep>>,
-    keys_stats: Option<List<BulkTrafficEntry>>,
-    #[serde(borrow)]
-    timestamp: Option<Scalar<'a>>,
+tolerant_object! {
+    struct WireBulkInner<'a> {
+        traffic_stats: Option<ObjectOr<WireBulkDeep>>,
+        keys_stats: Option<List<BulkTrafficEntry>>,
+        timestamp: Option<Scalar<'a>>,
+    }
 }
 
-#[derive(serde::Deserialize)]
-struct WireBulkDeep {
-    keys_stats: Option<List<BulkTrafficEntry>>,
+tolerant_object! {
+    struct WireBulkDeep {
+        keys_stats: Option<List<BulkTrafficEntry>>,
+    }
 }
 
 impl WireBulk<'_> {
@@ -792,27 +859,19 @@ impl WireBulk<'_> {
     }
 }
 
-/// One key of GET /api/traffic/status.
-#[derive(serde::Deserialize)]
-pub(super) struct WireMonitorKey<'a> {
-    #[serde(borrow)]
-    exact_traffic: Option<ObjectOr<WireStats<'a>>>,
-    #[serde(borrow)]
-    traffic_bytes: Option<ObjectOr<WireStats<'a>>>,
-    #[serde(borrow)]
-    key_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    key_name: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    name: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    uuid: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    key_uuid: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    has_traffic_data: Option<Scalar<'a>>,
+tolerant_object! {
+    /// One key of GET /api/traffic/status.
+    pub(super) struct WireMonitorKey<'a> {
+        exact_traffic: Option<ObjectOr<WireStats<'a>>>,
+        traffic_bytes: Option<ObjectOr<WireStats<'a>>>,
+        key_id: Option<Scalar<'a>>,
+        id: Option<Scalar<'a>>,
+        key_name: Option<Scalar<'a>>,
+        name: Option<Scalar<'a>>,
+        uuid: Option<Scalar<'a>>,
+        key_uuid: Option<Scalar<'a>>,
+        has_traffic_data: Option<Scalar<'a>>,
+    }
 }
 
 /// "traffic_stats[3].exact_traffic", formatted only when a message needs it.
@@ -854,16 +913,14 @@ impl<'de> Item<'de> for MonitorKey {
     }
 }
 
-/// GET /api/traffic/status (1.x).
-#[derive(serde::Deserialize)]
-struct WireMonitor<'a> {
-    traffic_stats: Option<List<MonitorKey>>,
-    #[serde(borrow)]
-    total_keys: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    active_keys: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    precise_monitor_available: Option<Scalar<'a>>,
+tolerant_object! {
+    /// GET /api/traffic/status (1.x).
+    struct WireMonitor<'a> {
+        traffic_stats: Option<List<MonitorKey>>,
+        total_keys: Option<Scalar<'a>>,
+        active_keys: Option<Scalar<'a>>,
+        precise_monitor_available: Option<Scalar<'a>>,
+    }
 }
 
 impl WireMonitor<'_> {
@@ -1062,9 +1119,12 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_field_is_an_error_not_a_panic() {
-        let err = key_list(br#"[{"uuid": "a", "uuid": "b"}]"#, 1024).unwrap_err();
-        assert!(err.0.contains("duplicate field"), "{err}");
+    fn a_repeated_field_counts_once_and_the_last_one_wins_as_in_a_json_tree() {
+        let answer = br#"[{"uuid": "a", "name": "x", "uuid": "b", "name": null}]"#;
+        let keys = key_list(answer, 1024).unwrap();
+        assert_eq!((keys[0].uuid.as_str(), keys[0].name.as_str()), ("b", ""));
+        let tree: serde_json::Value = serde_json::from_slice(answer).unwrap();
+        assert_eq!(key_list_from(&tree).unwrap(), keys);
     }
 
     #[test]
