@@ -70,6 +70,7 @@ async fn bench() {
         .expect("client");
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap());
     let before = peak_kib();
+    let prober = Arc::new(keywarden::jobs::dataplane::Prober::new(Vec::new()));
     let ctx = JobContext {
         config: &config,
         server: &config.servers[0],
@@ -78,6 +79,7 @@ async fn bench() {
         clock: &clock,
         dry_run: false,
         mode: RunMode::Daemon,
+        prober: &prober,
     };
 
     let started = Instant::now();

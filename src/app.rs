@@ -1,11 +1,13 @@
 //! Wiring shared by the commands: config -> store -> clients -> runner targets.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::config::{Config, ConfigErrors, Loaded};
+use crate::jobs::dataplane::Prober;
 use crate::jobs::runner::Target;
 use crate::metrics::Metrics;
 use crate::server_api::{ClientSettings, HttpClients, ServerApi};
@@ -55,6 +57,8 @@ pub fn targets_with_clients(
     clients: &HttpClients,
 ) -> anyhow::Result<Vec<Target>> {
     let mut targets = Vec::new();
+    // One prober per set of trusted roots: each loads the system's root store once.
+    let mut probers: HashMap<Vec<PathBuf>, Arc<Prober>> = HashMap::new();
     // Every configured secret, not only the server's own key: an error page may quote
     // anything the process ever sent.
     let redactor = Arc::new(crate::redact::Redactor::from_config(config));
@@ -68,10 +72,15 @@ pub fn targets_with_clients(
         settings.metrics = metrics.clone();
         settings.redactor = redactor.clone();
         let api = ServerApi::with_clients(settings, clients).with_context(context)?;
+        let prober = probers
+            .entry(Prober::roots_of(server))
+            .or_insert_with_key(|roots| Arc::new(Prober::new(roots.clone())))
+            .clone();
         targets.push(Target {
             config: config.clone(),
             server: server.clone(),
             api,
+            prober,
         });
     }
     if targets.is_empty()

@@ -145,6 +145,10 @@ pub enum Command {
         /// API key the simulator expects in X-API-Key.
         #[arg(long, env = "KEYWARDEN_SIM_API_KEY", default_value = "sim-api-key")]
         api_key: String,
+        /// Where to write the test CA of the inbounds' TLS certificates (for
+        /// `reality_ca_file`); default: a file in the temporary directory.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -210,6 +214,7 @@ pub enum JobArg {
     ConfigSync,
     Reality,
     Quota,
+    Dataplane,
     All,
 }
 
@@ -222,6 +227,7 @@ impl JobArg {
             JobArg::ConfigSync => vec![JobKind::ConfigSync],
             JobArg::Reality => vec![JobKind::Reality],
             JobArg::Quota => vec![JobKind::Quota],
+            JobArg::Dataplane => vec![JobKind::Dataplane],
             JobArg::All => JobKind::ALL.to_vec(),
         }
     }

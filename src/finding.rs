@@ -53,6 +53,22 @@ pub enum FindingKind {
     TrafficDataStale,
     /// quota (critical): a plan to reset or delete too many keys at once was not executed.
     MassActionBlocked,
+    /// health (2.x, critical): Xray stopped for `xray_confirmations` reads in a row and
+    /// keywarden did not restart it (off, dry run, budget spent, rate limited).
+    XrayDown,
+    /// health (2.x, warning): Xray was stopped; keywarden restarted it and it runs again.
+    XrayRestarted,
+    /// health (2.x, critical): keywarden restarted Xray and it is still not running.
+    XrayDownPersists,
+    /// reality (2.x, warning): invalid Reality settings were repaired by fix-reality-keys.
+    RealityRepaired,
+    /// dataplane (critical): no probed VLESS port accepts a connection.
+    VlessPortsClosed,
+    /// dataplane (warning): some VLESS ports refuse connections.
+    VlessPortUnreachable,
+    /// dataplane (critical): a VLESS port answers TLS with a certificate that does not
+    /// verify for its server name, or TLS fails.
+    RealityCamouflageBroken,
     /// quota: several keys share an id or a uuid; none of them is counted or acted on.
     KeyIdentityAmbiguous,
     /// quota: counter readings beyond what a key can do were not counted.
@@ -81,6 +97,13 @@ impl FindingKind {
             FindingKind::ResetNotApplied => "reset_not_applied",
             FindingKind::TrafficDataStale => "traffic_data_stale",
             FindingKind::MassActionBlocked => "mass_action_blocked",
+            FindingKind::XrayDown => "xray_down",
+            FindingKind::XrayRestarted => "xray_restarted",
+            FindingKind::XrayDownPersists => "xray_down_persists",
+            FindingKind::RealityRepaired => "reality_repaired",
+            FindingKind::VlessPortsClosed => "vless_ports_closed",
+            FindingKind::VlessPortUnreachable => "vless_port_unreachable",
+            FindingKind::RealityCamouflageBroken => "reality_camouflage_broken",
             FindingKind::KeyIdentityAmbiguous => "key_identity_ambiguous",
             FindingKind::TrafficReadingImplausible => "traffic_reading_implausible",
         }
@@ -107,7 +130,7 @@ impl FindingKind {
             .find(|kind| kind.as_str() == name)
     }
 
-    pub const ALL: [FindingKind; 21] = [
+    pub const ALL: [FindingKind; 28] = [
         FindingKind::ServerUnreachable,
         FindingKind::AuthFailed,
         FindingKind::TrafficMonitorUnavailable,
@@ -127,9 +150,25 @@ impl FindingKind {
         FindingKind::ResetNotApplied,
         FindingKind::TrafficDataStale,
         FindingKind::MassActionBlocked,
+        FindingKind::XrayDown,
+        FindingKind::XrayRestarted,
+        FindingKind::XrayDownPersists,
+        FindingKind::RealityRepaired,
+        FindingKind::VlessPortsClosed,
+        FindingKind::VlessPortUnreachable,
+        FindingKind::RealityCamouflageBroken,
         FindingKind::KeyIdentityAmbiguous,
         FindingKind::TrafficReadingImplausible,
     ];
+
+    /// Kinds that name one outage of a server's data plane (Xray not serving): while one
+    /// of them is announced, the others are held, so the admin gets one message for it.
+    pub fn is_dataplane_outage(self) -> bool {
+        matches!(
+            self,
+            FindingKind::XrayDown | FindingKind::XrayDownPersists | FindingKind::VlessPortsClosed
+        )
+    }
 }
 
 /// One finding of one job run on one server.

@@ -99,6 +99,10 @@ pub struct Metrics {
     pub notifications_dropped: Family<SinkLabels, Counter>,
     pub outbox_depth: Gauge,
     pub outbox_oldest_age_seconds: Gauge<f64, AtomicU64>,
+    pub xray_up: Family<ServerLabels, Gauge>,
+    pub vless_handshake_duration: Family<ServerLabels, Histogram>,
+    pub vless_ports_probed: Family<ServerLabels, Gauge>,
+    pub vless_ports_up: Family<ServerLabels, Gauge>,
     pub report_deliveries: Family<SinkResultLabels, Counter>,
 }
 
@@ -113,6 +117,11 @@ impl std::fmt::Debug for Metrics {
 fn duration_histogram() -> Histogram {
     // 5 ms .. ~80 s: API reads are ~100 ms, syncs take seconds.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+fn handshake_histogram() -> Histogram {
+    // 1 ms .. ~16 s: a handshake on loopback takes ~1 ms, across the world ~0.3 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
 impl Metrics {
@@ -226,6 +235,32 @@ impl Metrics {
             "Age of the oldest undelivered notification",
             outbox_oldest_age_seconds.clone(),
         );
+        let xray_up = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "xray_up",
+            "1 when the server's API (2.x GET /health) last reported Xray running, 0 when stopped",
+            xray_up.clone(),
+        );
+        let vless_handshake_duration = Family::<ServerLabels, Histogram>::new_with_constructor(
+            handshake_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "vless_handshake_duration_seconds",
+            "Connect plus TLS handshake with a VLESS port, from outside (ports that answered correctly)",
+            vless_handshake_duration.clone(),
+        );
+        let vless_ports_probed = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "vless_ports_probed",
+            "VLESS ports probed by the last dataplane run",
+            vless_ports_probed.clone(),
+        );
+        let vless_ports_up = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "vless_ports_up",
+            "VLESS ports of the last dataplane run that completed a verified TLS handshake",
+            vless_ports_up.clone(),
+        );
         let report_deliveries = Family::<SinkResultLabels, Counter>::default();
         registry.register(
             "report_deliveries",
@@ -234,6 +269,10 @@ impl Metrics {
         );
         Metrics {
             registry,
+            xray_up,
+            vless_handshake_duration,
+            vless_ports_probed,
+            vless_ports_up,
             per_key,
             server_up,
             api_request_duration,
@@ -330,6 +369,29 @@ impl Metrics {
                 server: server.into(),
             })
             .set(i64::from(up));
+    }
+
+    pub fn set_xray_up(&self, server: &str, up: bool) {
+        self.xray_up
+            .get_or_create(&ServerLabels {
+                server: server.into(),
+            })
+            .set(i64::from(up));
+    }
+
+    /// One dataplane run: ports probed and up, and each open port's handshake time.
+    pub fn vless_ports(&self, server: &str, probed: usize, up: usize, latencies: &[Duration]) {
+        let labels = ServerLabels {
+            server: server.into(),
+        };
+        self.vless_ports_probed
+            .get_or_create(&labels)
+            .set(probed as i64);
+        self.vless_ports_up.get_or_create(&labels).set(up as i64);
+        let histogram = self.vless_handshake_duration.get_or_create(&labels);
+        for latency in latencies {
+            histogram.observe(latency.as_secs_f64());
+        }
     }
 
     pub fn set_alerts_firing(&self, counts: &[(&str, i64)]) {

@@ -12,19 +12,35 @@ use support::{TEST_API_KEY, sim};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keywarden");
 
-fn write_config(dir: &Path, servers: &[(&str, String)]) -> PathBuf {
+fn write_urls(dir: &Path, servers: &[(&str, String, Option<PathBuf>)]) -> PathBuf {
     let mut text = format!(
         "[agent]\nstate_dir = {:?}\n",
         dir.join("state").display().to_string()
     );
-    for (name, url) in servers {
+    for (name, url, ca) in servers {
         text.push_str(&format!(
             "\n[[servers]]\nname = {name:?}\nurl = {url:?}\napi_key_env = \"CHECK_TEST_KEY\"\ntimeout = \"1s\"\naction_timeout = \"3s\"\n"
         ));
+        if let Some(ca) = ca {
+            text.push_str(&format!(
+                "reality_ca_file = {:?}\n",
+                ca.display().to_string()
+            ));
+        }
     }
     let path = dir.join("agent.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A config for simulated servers, trusting each one's test CA for its VLESS ports.
+fn write_config(dir: &Path, servers: &[(&str, &SimServer)]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let servers: Vec<(&str, String, Option<PathBuf>)> = servers
+        .iter()
+        .map(|(name, sim)| (*name, sim.base_url(), Some(support::ca_file(dir, sim))))
+        .collect();
+    write_urls(dir, &servers)
 }
 
 /// Run the binary off the async runtime, so the in-process simulator keeps serving.
@@ -89,7 +105,7 @@ async fn v1() -> SimServer {
 async fn healthy_server_is_ok() {
     let server = v1().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &[("fra-1", server.base_url())]);
+    let config = write_config(dir.path(), &[("fra-1", &server)]);
     let (code, report) = check_json(&config, &["--job", "health"]).await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["status"], "OK");
@@ -108,7 +124,7 @@ async fn healthy_server_is_ok() {
 async fn warning_critical_and_unknown() {
     let server = v1().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &[("fra-1", server.base_url())]);
+    let config = write_config(dir.path(), &[("fra-1", &server)]);
 
     server.handle().set_precise_monitor_available(false);
     let (code, report) = check_json(&config, &["--job", "health"]).await;
@@ -128,9 +144,9 @@ async fn warning_critical_and_unknown() {
         .port();
     let dead_dir = dir.path().join("dead");
     std::fs::create_dir_all(&dead_dir).unwrap();
-    let dead = write_config(
+    let dead = write_urls(
         &dead_dir,
-        &[("dead-1", format!("http://127.0.0.1:{dead_port}/api"))],
+        &[("dead-1", format!("http://127.0.0.1:{dead_port}/api"), None)],
     );
     let (code, report) = check_json(&dead, &["--job", "health"]).await;
     assert_eq!(code, 2, "{report}");
@@ -156,7 +172,7 @@ async fn warning_critical_and_unknown() {
 async fn dry_run_sends_no_post_or_delete() {
     let server = v1().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &[("fra-1", server.base_url())]);
+    let config = write_config(dir.path(), &[("fra-1", &server)]);
     server.handle().set_max_time_diff(0);
     let (code, text, _) = keywarden(args(&config, &["check", "--dry-run"])).await;
     assert!(code <= 1, "{text}");
@@ -175,7 +191,7 @@ async fn dry_run_sends_no_post_or_delete() {
 async fn status_shows_what_the_runs_recorded() {
     let server = v1().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &[("fra-1", server.base_url())]);
+    let config = write_config(dir.path(), &[("fra-1", &server)]);
     server.handle().break_reality(RealityField::Dest);
     let (code, _) = check_json(&config, &["--job", "all"]).await;
     assert_eq!(code, 2);
@@ -220,10 +236,9 @@ async fn config_sync_through_check_repairs_in_one_run() {
     let server = sim(ApiGeneration::V2, 3).await;
     let handle = server.handle();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &[("ams-2", server.base_url())]);
-    // As an operator of a usual 2.x layout would (its verify-reality always fails).
-    let text = std::fs::read_to_string(&config).unwrap() + "skip_jobs = [\"reality\"]\n";
-    std::fs::write(&config, text).unwrap();
+    // The stock 2.x layout (verify-reality always fails there), and no skip_jobs entry:
+    // the Reality check after the sync reads the inbounds instead.
+    let config = write_config(dir.path(), &[("ams-2", &server)]);
     let missing = handle.keys()[1].uuid.clone();
 
     // Dry run: drift is a WARNING, the plan is printed, nothing is posted.
@@ -271,9 +286,9 @@ async fn config_sync_through_check_repairs_in_one_run() {
 #[test]
 fn status_needs_no_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = write_urls(
         dir.path(),
-        &[("fra-1", "http://127.0.0.1:1/api".to_string())],
+        &[("fra-1", "http://127.0.0.1:1/api".to_string(), None)],
     );
     let output = Command::new(BIN)
         .args(["status", "--json", "-c"])

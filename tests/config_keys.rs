@@ -31,11 +31,16 @@ concurrency = 8
 skip_jobs = ["reality"]
 counter_resets = "auto"
 ca_file = "/ca.pem"
+vless_host = "10.0.0.5"
+reality_ca_file = "/reality-ca.pem"
+dataplane_concurrency = 16
 max_response_size = "64 MiB"
 
 [jobs.health]
 schedule = "*/30 * * * * *"
 failures_before_alert = 3
+xray_confirmations = 2
+restart_xray = true
 [jobs.config_sync]
 schedule = "0 */5 * * * *"
 auto_sync = true
@@ -44,8 +49,14 @@ max_syncs_per_hour = 4
 verify_reality_after_sync = true
 [jobs.reality]
 schedule = "0 7 * * * *"
+confirmations = 2
+auto_fix = true
 [jobs.quota]
 schedule = "0 */10 * * * *"
+[jobs.dataplane]
+schedule = "30 */5 * * * *"
+max_ports_per_run = 256
+handshake_timeout = "5s"
 
 [quotas]
 limit = "100 GiB"

@@ -91,6 +91,7 @@ struct Rig {
     sim: SimServer,
     config: Config,
     api: ServerApi,
+    prober: std::sync::Arc<keywarden::jobs::dataplane::Prober>,
     store: Option<Store>,
     dir: TempDir,
     clock: ManualClock,
@@ -121,6 +122,7 @@ impl Rig {
         Rig {
             sim,
             api: ServerApi::new(settings).expect("client"),
+            prober: std::sync::Arc::new(keywarden::jobs::dataplane::Prober::new(Vec::new())),
             config: loaded.config,
             store: Some(Store::open(dir.path()).expect("store")),
             dir,
@@ -145,6 +147,7 @@ impl Rig {
             clock: &self.clock,
             dry_run,
             mode,
+            prober: &self.prober,
         }
     }
 
@@ -611,15 +614,23 @@ async fn confirmations_survive_a_restart() {
 
 #[tokio::test]
 async fn reality_is_verified_after_a_sync_unless_the_server_skips_it() {
-    for (generation, skip_reality, verifies) in [
-        (ApiGeneration::V1, false, 1),
-        (ApiGeneration::V1, true, 0),
-        (ApiGeneration::V2, false, 1),
+    // (generation, skip_jobs has reality, the stock 2.x layout with the API inbound
+    // first, verify-reality calls expected)
+    for (generation, skip_reality, stock_layout, verifies) in [
+        (ApiGeneration::V1, false, false, 1),
+        (ApiGeneration::V1, true, false, 0),
+        // Stock 2.x: verify-reality can only fail there; never called, no false alarm.
+        (ApiGeneration::V2, false, true, 0),
+        // A 2.x layout without the API inbound: verify-reality works and is used.
+        (ApiGeneration::V2, false, false, 1),
     ] {
         let mut setup = Setup::new(generation);
         setup.verify_reality = true;
         setup.skip_reality = skip_reality;
         let rig = Rig::new(setup).await;
+        if generation == ApiGeneration::V2 {
+            rig.handle().set_verify_reality_broken(stock_layout);
+        }
         rig.run().await;
         rig.handle().add_config_client(STRANGER);
         let result = rig.run().await;
@@ -627,21 +638,58 @@ async fn reality_is_verified_after_a_sync_unless_the_server_skips_it() {
         assert_eq!(
             rig.requests_to("POST", "/system/verify-reality"),
             verifies,
-            "{generation:?} skip={skip_reality}"
+            "{generation:?} skip={skip_reality} stock={stock_layout}"
         );
-        let expected: &[FindingKind] = match generation {
-            // The 2.x endpoint reads the API inbound and fails on a working setup.
-            ApiGeneration::V2 => &[
-                FindingKind::ConfigDriftRepaired,
-                FindingKind::RealityInvalid,
-            ],
-            ApiGeneration::V1 => &[FindingKind::ConfigDriftRepaired],
-        };
-        assert_eq!(kinds(&result), expected);
-        if generation == ApiGeneration::V2 {
-            let reality = &result.findings[1];
-            assert_eq!(reality.severity, Severity::Critical);
-            assert!(reality.details.contains("skip_jobs"), "{}", reality.details);
+        assert_eq!(
+            kinds(&result),
+            [FindingKind::ConfigDriftRepaired],
+            "{generation:?} stock={stock_layout}: no Reality finding on a working setup"
+        );
+        if generation == ApiGeneration::V2 && !skip_reality {
+            assert!(
+                result
+                    .plan
+                    .iter()
+                    .any(|l| l.contains("valid after the sync") || l.contains("verified Reality")),
+                "{:?}",
+                result.plan
+            );
+            assert!(rig.requests_to("GET", "/system/xray/inbounds") >= 1);
         }
     }
+}
+
+#[tokio::test]
+async fn reality_broken_on_2x_is_found_after_a_sync_without_verify_reality() {
+    let mut setup = Setup::new(ApiGeneration::V2);
+    setup.verify_reality = true;
+    let rig = Rig::new(setup).await;
+    rig.run().await;
+    let key = rig.handle().keys()[0].clone();
+    rig.handle().set_inbound_dest(&key.id, "");
+    rig.handle().add_config_client(STRANGER);
+    let result = rig.run().await;
+    assert_eq!(
+        kinds(&result),
+        [
+            FindingKind::ConfigDriftRepaired,
+            FindingKind::RealityInvalid
+        ]
+    );
+    let reality = &result.findings[1];
+    assert_eq!(
+        (reality.severity, reality.subject.as_str()),
+        (Severity::Critical, "reality (after sync)")
+    );
+    assert!(
+        reality.details.contains("dest is empty"),
+        "{}",
+        reality.details
+    );
+    assert!(
+        reality.details.contains(&key.uuid),
+        "names the inbound: {}",
+        reality.details
+    );
+    assert_eq!(rig.requests_to("POST", "/system/verify-reality"), 0);
 }

@@ -23,9 +23,9 @@ async fn the_demo_scenario_happens_in_the_store_and_at_the_receiver() {
         lines.join("\n")
     );
     assert_eq!(
-        (outcome.syncs, outcome.resets),
-        (1, 1),
-        "one sync, one reset"
+        (outcome.syncs, outcome.resets, outcome.xray_restarts),
+        (1, 1, 1),
+        "one sync, one reset, one restart of the stopped Xray"
     );
 
     let store = Store::open_read_only(&dir.path().join(keywarden::store::DB_FILE)).unwrap();
@@ -62,6 +62,8 @@ async fn the_demo_scenario_happens_in_the_store_and_at_the_receiver() {
         .collect();
     for expected in [
         ("config_drift_repaired", "firing"),
+        ("xray_restarted", "firing"),
+        ("xray_restarted", "resolved"),
         ("quota_warning", "firing"),
         ("quota_exceeded", "firing"),
         ("server_unreachable", "firing"),
@@ -78,6 +80,16 @@ async fn the_demo_scenario_happens_in_the_store_and_at_the_receiver() {
             .any(|(kind, status)| kind == "quota_warning" && status == "resolved"),
         "no resolved notice for one-shot kinds"
     );
+    // The Xray step on the 2.x server: intent and audit, then resolved.
+    let audit2 = store.recent_audit(Some("demo-2"), 100).unwrap();
+    let restarts: Vec<&str> = audit2
+        .iter()
+        .filter(|a| a.action == "xray_restart")
+        .map(|a| a.result.as_str())
+        .collect();
+    assert_eq!(restarts, ["ok", "started"], "{audit2:?}");
+    let open2 = store.open_findings(Some("demo-2")).unwrap();
+    assert!(open2.is_empty(), "{open2:?}");
     // Nothing is left open once the scenario is over.
     let open = store.open_findings(Some("demo-1")).unwrap();
     assert!(

@@ -40,6 +40,8 @@ async fn exported() -> BTreeSet<String> {
     );
     metrics.set_alerts_firing(&[("critical", 1), ("warning", 0)]);
     metrics.report_delivery("ops-mail", true);
+    metrics.set_xray_up("fra-1", true);
+    metrics.vless_ports("fra-1", 3, 3, &[Duration::from_millis(12)]);
     let server = ServerLabels {
         server: "fra-1".into(),
     };

@@ -138,7 +138,7 @@ async fn a_1x_cycle_asks_for_the_version_once_and_the_bulk_answer_only_for_quota
 }
 
 #[tokio::test]
-async fn a_2x_cycle_asks_for_the_version_once_and_only_config_sync_validates() {
+async fn a_2x_cycle_asks_for_the_version_once_and_quota_adds_no_validation() {
     let server = one_cycle(ApiGeneration::V2, &JobKind::ALL).await;
     assert_eq!(
         count(&server, "GET", "/api/"),
@@ -146,7 +146,22 @@ async fn a_2x_cycle_asks_for_the_version_once_and_only_config_sync_validates() {
         "{:?}",
         server.handle().requests()
     );
-    assert_eq!(count(&server, "GET", "/api/system/xray/validate-sync"), 1);
+    // config_sync's witness and the 2.x Reality check's short-id comparison; none for quota.
+    let validations = count(&server, "GET", "/api/system/xray/validate-sync");
+    let without_quota = one_cycle(
+        ApiGeneration::V2,
+        &[
+            JobKind::Health,
+            JobKind::ConfigSync,
+            JobKind::Reality,
+            JobKind::Dataplane,
+        ],
+    )
+    .await;
+    assert_eq!(
+        validations,
+        count(&without_quota, "GET", "/api/system/xray/validate-sync")
+    );
     assert_eq!(
         count(&server, "GET", "/api/traffic/exact"),
         0,

@@ -108,12 +108,19 @@ fn key_in(path: &str) -> KeyRef {
 }
 
 /// Call the client method that produced the recorded answer; None for calls keywarden
-/// does not make (create, client config, health, inbounds, ports, GET / outside /api).
+/// does not make (create, ports, GET / outside /api).
 async fn call(client: &ServerApi, entry: &Entry) -> Option<Outcome> {
     let path = entry.path.as_str();
     let keyed = path.starts_with("/api/keys/");
     Some(match (entry.method.as_str(), path) {
         ("GET", "/api/") => outcome(client.api_status().await),
+        ("GET", "/health") => outcome(client.health().await),
+        ("GET", "/api/system/xray/inbounds") => outcome(client.xray_inbounds().await),
+        ("GET", "/api/system/xray/config-status") => outcome(client.xray_layout().await),
+        ("POST", "/api/system/fix-reality-keys") => outcome(client.fix_reality_keys().await),
+        ("GET", p) if keyed && p.ends_with("/config") => {
+            outcome(client.key_config(&key_in(p)).await)
+        }
         ("GET", "/api/keys") => outcome(client.refresh_keys().await),
         ("GET", "/api/traffic/exact") => outcome(client.bulk_traffic().await),
         ("GET", "/api/traffic/status") => outcome(client.monitor_status().await),
@@ -161,9 +168,9 @@ async fn every_recorded_answer_maps_to_its_outcome() {
             }
         }
     }
-    // 41 v1 entries + 55 v2 entries minus the calls keywarden never makes.
+    // 41 v1 entries + 59 v2 entries minus the calls keywarden never makes.
     assert!(
-        checked >= 80,
+        checked >= 90,
         "only {checked} recorded answers were checked"
     );
     not_client_calls.sort();
@@ -172,16 +179,13 @@ async fn every_recorded_answer_maps_to_its_outcome() {
         [
             "v1_err_create_no_name",
             "v1_err_wrong_key_post",
-            "v1_key_config",
             "v1_key_create",
             "v1_root_slash",
             "v2_err_create_no_name",
-            "v2_health",
-            "v2_key_config",
             "v2_key_create",
             "v2_ports",
+            "v2_ports_status",
             "v2_root_slash",
-            "v2_xray_inbounds",
         ]
     );
 }
@@ -351,4 +355,52 @@ fn action_answers_need_their_success_marker() {
     );
     assert!(wire::delete_confirmed(&json("v2_key_delete.json")).unwrap());
     assert!(!wire::delete_confirmed(&serde_json::json!({"message": "accepted"})).unwrap());
+}
+
+/// The data-plane answers read into what the jobs decide on: Xray's state (its "healthy"
+/// status hides a stopped Xray), the inbounds' Reality settings, the layout, the repair,
+/// and the links users dial.
+#[test]
+fn xray_answers_decode_to_what_the_jobs_need() {
+    use keywarden::server_api::{ServiceState, xray};
+    let running = xray::health(&json("v2_health.json")).unwrap();
+    assert_eq!(running.xray, Some(ServiceState::Running));
+    let stopped = xray::health(&json("v2_health_xray_stopped.json")).unwrap();
+    assert_eq!(
+        (stopped.status.as_str(), stopped.xray),
+        ("healthy", Some(ServiceState::Stopped))
+    );
+    let inbounds = xray::xray_inbounds(&json("v2_xray_inbounds.json")).unwrap();
+    assert_eq!(inbounds.len(), 2);
+    assert_eq!(inbounds[0].port, Some(10001));
+    assert_eq!(inbounds[0].dest, "www.microsoft.com:443");
+    assert_eq!(inbounds[0].short_ids, ["0039847e"]);
+    assert_eq!(inbounds[1].server_names.len(), 8);
+    assert_eq!(inbounds[1].uuids, ["e7984f23-e03a-41ba-8b89-593a21eaeba8"]);
+    let layout = xray::xray_layout(&json("v2_xray_config_status.json")).unwrap();
+    assert_eq!(
+        (
+            layout.api_inbound,
+            layout.vless_inbounds,
+            layout.total_inbounds
+        ),
+        (Some(true), 2, 3)
+    );
+    let fixed = xray::reality_fix(&json("v2_fix_reality_keys.json")).unwrap();
+    assert_eq!(fixed.map(|f| f.status), Some("fixed".to_string()));
+    assert_eq!(
+        xray::reality_fix(&serde_json::json!({"status": "error"})).unwrap(),
+        None
+    );
+    let v2 = xray::key_config(&json("v2_key_config.json")).unwrap();
+    let link = v2.link.unwrap();
+    assert_eq!(
+        (link.host.as_str(), link.port, link.sni.as_deref()),
+        ("veil-bird.ru", 10003, Some("www.microsoft.com"))
+    );
+    assert_eq!(v2.short_id.as_deref(), Some("fed93c9f"));
+    let v1 = xray::key_config(&json("v1_key_config.json")).unwrap();
+    let link = v1.link.unwrap();
+    assert_eq!((link.host.as_str(), link.port), ("veil-bird.ru", 443));
+    assert_eq!(v1.key.name, "Alice iPhone");
 }

@@ -60,6 +60,7 @@ impl Bench {
             clock: &self.clock,
             dry_run: false,
             mode: RunMode::Daemon,
+            prober: &self.target.prober,
         }
     }
 

@@ -121,7 +121,14 @@ async fn an_api_key_echoed_by_the_server_reaches_no_output_log_table_or_alert() 
     }
     // The echo happened and went through every path, redacted.
     assert!(store.contains("[redacted]"), "{store}");
-    assert!(store.contains("findings.kind = reality_invalid"), "{store}");
+    // A finding quotes the echo, redacted. (On 2.x the Reality check reads the inbound
+    // listing, which this server does not have: the key-list echo is the finding here.)
+    assert!(
+        store
+            .lines()
+            .any(|l| l.starts_with("findings.details") && l.contains("[redacted]")),
+        "{store}"
+    );
     assert!(!hook.requests().is_empty() && !smtp.mails().is_empty());
     let bodies: String = hook
         .requests()

@@ -93,6 +93,37 @@ fn inhibits(states: &BTreeMap<String, AlertState>) -> bool {
         .any(|s| is_unreachable(s) && s.alert.status == AlertStatus::Firing)
 }
 
+fn is_outage(state: &AlertState) -> bool {
+    FindingKind::parse(&state.alert.kind).is_some_and(FindingKind::is_dataplane_outage)
+}
+
+/// The one alert of a data-plane outage that speaks for it (`xray_down`,
+/// `xray_down_persists` and `vless_ports_closed` describe the same outage from two
+/// jobs): the one already announced, else the health job's (it names the cause), else
+/// the dataplane's. The others are held while it fires.
+fn outage_leader(states: &BTreeMap<String, AlertState>) -> Option<String> {
+    let firing: Vec<&AlertState> = states
+        .values()
+        .filter(|s| is_outage(s) && s.alert.status == AlertStatus::Firing)
+        .collect();
+    let announced = firing
+        .iter()
+        .filter(|s| s.last_notified_severity.is_some() && !s.held)
+        .min_by_key(|s| (s.alert.started_at, s.alert.fingerprint.clone()));
+    let rank = |s: &AlertState| match FindingKind::parse(&s.alert.kind) {
+        Some(FindingKind::XrayDownPersists) => 0,
+        Some(FindingKind::XrayDown) => 1,
+        _ => 2,
+    };
+    announced
+        .or_else(|| {
+            firing
+                .iter()
+                .min_by_key(|s| (rank(s), s.alert.fingerprint.clone()))
+        })
+        .map(|s| s.alert.fingerprint.clone())
+}
+
 /// Decide for one server. `stored` holds that server's states (others are ignored).
 pub fn decide(
     server: &str,
@@ -106,7 +137,6 @@ pub fn decide(
         .filter(|s| s.alert.server == server)
         .map(|s| (s.alert.fingerprint.clone(), s.clone()))
         .collect();
-    let inhibited_before = inhibits(&states);
     let mut touched: Vec<String> = Vec::new();
     for observation in observations {
         let fingerprint = match observation {
@@ -140,20 +170,29 @@ pub fn decide(
         }
     }
     let inhibited = inhibits(&states);
-    if inhibited_before && !inhibited {
-        // The server answers again: release (or drop) what was held.
-        for (fingerprint, state) in &states {
-            if state.held && !touched.contains(fingerprint) {
-                touched.push(fingerprint.clone());
-            }
+    let leader = outage_leader(&states);
+    let held_back = |state: &AlertState| {
+        let behind_outage = is_outage(state)
+            && state.alert.status == AlertStatus::Firing
+            && leader.as_ref() != Some(&state.alert.fingerprint);
+        (inhibited && !is_unreachable(state)) || behind_outage
+    };
+    // The server answers again, or an outage's leader ended: release (or drop) what was
+    // held and is held no longer.
+    for (fingerprint, state) in &states {
+        if state.held && !held_back(state) && !touched.contains(fingerprint) {
+            touched.push(fingerprint.clone());
         }
     }
     let mut plan = Plan::default();
     for fingerprint in touched {
+        let Some(state) = states.get(&fingerprint) else {
+            continue;
+        };
+        let held_back = held_back(state);
         let Some(state) = states.get_mut(&fingerprint) else {
             continue;
         };
-        let held_back = inhibited && !is_unreachable(state);
         let Some((reason, severity)) = step(state, held_back, routing, now) else {
             plan.states.push(state.clone());
             continue;

@@ -5,6 +5,7 @@ use crate::cli::Command;
 pub mod alert_test;
 pub mod check;
 pub mod probe;
+pub mod probe_dataplane;
 pub mod report;
 pub mod run;
 pub mod sim;
@@ -87,7 +88,8 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             api,
             keys,
             api_key,
-        } => sim::run(listen, api, keys, api_key).await,
+            ca_file,
+        } => sim::run(listen, api, keys, api_key, ca_file).await,
     }
 }
 

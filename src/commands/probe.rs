@@ -33,6 +33,8 @@ pub struct ServerReport {
     pub sync: Option<SyncReport>,
     pub traffic_monitor: Option<MonitorReport>,
     pub keys: Vec<KeyReport>,
+    /// Xray's state (2.x) and the VLESS ports seen from outside; None when unreachable.
+    pub dataplane: Option<super::probe_dataplane::DataplaneReport>,
     /// The first problem that kept probe from reading everything; None when all answered.
     pub error: Option<String>,
     /// Every problem, in the order met.
@@ -81,6 +83,7 @@ impl ServerReport {
             sync: None,
             traffic_monitor: None,
             keys: Vec::new(),
+            dataplane: None,
             error: None,
             problems: Vec::new(),
         }
@@ -321,6 +324,9 @@ pub fn render_text(report: &ServerReport) -> String {
             );
         }
     }
+    if let Some(dataplane) = &report.dataplane {
+        super::probe_dataplane::render(&mut out, dataplane);
+    }
     for problem in &report.problems {
         let _ = writeln!(out, "  problem: {}", Shown(problem));
     }
@@ -365,13 +371,21 @@ pub async fn run(path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<
     let mut tasks = Vec::new();
     for server in servers {
         let server = server.clone();
+        let dataplane = loaded.config.jobs.dataplane.clone();
         let api = ClientSettings::from_config(&server).and_then(|mut settings| {
             settings.redactor = redactor.clone();
             ServerApi::with_clients(settings, &clients)
         });
         tasks.push(tokio::spawn(async move {
             match api {
-                Ok(api) => probe_server(&api).await,
+                Ok(api) => {
+                    let mut report = probe_server(&api).await;
+                    if report.reachable && report.version.is_some() {
+                        report.dataplane =
+                            Some(super::probe_dataplane::gather(&api, &server, &dataplane).await);
+                    }
+                    report
+                }
                 Err(error) => {
                     let mut report = ServerReport::new(&server.name, &display_url(&server.url));
                     report.problem(error.to_string());

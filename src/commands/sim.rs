@@ -25,6 +25,7 @@ pub async fn run(
     api: ApiGenerationArg,
     keys: usize,
     api_key: String,
+    ca_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<u8> {
     crate::logging::init(
         crate::logging::LogFormat::Auto,
@@ -50,6 +51,19 @@ pub async fn run(
         generation.version()
     )?;
     crate::outln!("  base URL: {}", server.base_url())?;
+    // The inbounds' TLS certificates chain to this CA: point reality_ca_file at it.
+    let ca_path = ca_file.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("keywarden-sim-ca-{}.pem", server.addr().port()))
+    });
+    std::fs::write(&ca_path, server.ca_pem())
+        .with_context(|| format!("sim: cannot write the test CA to {}", ca_path.display()))?;
+    crate::outln!("  test CA:  {} (reality_ca_file)", ca_path.display())?;
+    let ports: Vec<String> = handle
+        .listening()
+        .iter()
+        .map(|(_, port)| port.to_string())
+        .collect();
+    crate::outln!("  VLESS:    127.0.0.1 ports {}", ports.join(", "))?;
     let created = handle.keys().len();
     crate::outln!("  keys:     {created}")?;
     if created < keys {

@@ -10,7 +10,10 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::{EXIT_OK, EXIT_PROBLEMS};
-use crate::store::{AuditEntry, RunRecord, ServerState, Store, StoredFinding};
+use crate::store::{
+    AuditEntry, PortRecord, PortState, RunRecord, ServerState, Store, StoredFinding, XrayMemory,
+    XrayState,
+};
 use crate::terminal::{Shown, escape};
 
 /// Audit entries shown per server.
@@ -23,6 +26,10 @@ pub struct ServerStatus {
     pub last_runs: Vec<RunRecord>,
     pub open_findings: Vec<StoredFinding>,
     pub recent_actions: Vec<AuditEntry>,
+    /// 2.x: Xray's state as the health job last read it (None: never read, or 1.x).
+    pub xray: Option<XrayMemory>,
+    /// The last probe of each VLESS port (the dataplane job).
+    pub vless_ports: Vec<PortRecord>,
 }
 
 /// Gather the status of `servers` (config order) from the store.
@@ -40,6 +47,8 @@ pub fn gather(
             last_runs: runs.iter().filter(|r| &r.server == name).cloned().collect(),
             open_findings: store.open_findings(Some(name))?,
             recent_actions: store.recent_audit(Some(name), RECENT_ACTIONS)?,
+            xray: Some(store.xray_memory(name)?).filter(|m| m.state.is_some()),
+            vless_ports: store.vless_ports(name)?,
         });
     }
     Ok(out)
@@ -82,6 +91,7 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
                 let _ = writeln!(out, "  no health check recorded yet");
             }
         }
+        data_plane(&mut out, status, tz);
         for run in &status.last_runs {
             let _ = writeln!(
                 out,
@@ -130,6 +140,53 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Xray's state and the VLESS ports: an API that answers is not a server users can use.
+fn data_plane(out: &mut String, status: &ServerStatus, tz: Tz) {
+    if let Some(xray) = &status.xray {
+        let _ = match xray.state {
+            Some(XrayState::Stopped) => writeln!(
+                out,
+                "  XRAY STOPPED    since {} ({} reads in a row): nobody can connect",
+                when(xray.first_stopped_at, tz),
+                xray.stopped_reads
+            ),
+            _ => writeln!(
+                out,
+                "  xray            running (checked {})",
+                when(xray.checked_at, tz)
+            ),
+        };
+    }
+    if status.vless_ports.is_empty() {
+        return;
+    }
+    let open = status
+        .vless_ports
+        .iter()
+        .filter(|p| p.state == PortState::Open)
+        .count();
+    let last = status.vless_ports.iter().map(|p| p.probed_at).max();
+    let _ = writeln!(
+        out,
+        "  vless ports     {open} of {} answer TLS correctly (last probed {})",
+        status.vless_ports.len(),
+        when(last, tz)
+    );
+    for port in status
+        .vless_ports
+        .iter()
+        .filter(|p| p.state != PortState::Open)
+    {
+        let _ = writeln!(
+            out,
+            "    {} {}: {}",
+            Shown(&port.endpoint),
+            port.state.as_str(),
+            Shown(&port.detail)
+        );
+    }
 }
 
 pub fn run(path: &Path, json: bool) -> anyhow::Result<u8> {

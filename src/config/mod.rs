@@ -28,8 +28,8 @@ pub use quota::{AdoptMode, KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule,
 pub use reports::{ReportPeriodKind, ReportsConfig};
 pub use schedule::Schedule;
 pub use types::{
-    AgentConfig, Config, ConfigSyncJobConfig, CounterResets, HealthJobConfig, JobKind, JobsConfig,
-    QuotaJobConfig, RealityJobConfig, SecretSource, ServerConfig,
+    AgentConfig, Config, ConfigSyncJobConfig, CounterResets, DataplaneJobConfig, HealthJobConfig,
+    JobKind, JobsConfig, QuotaJobConfig, RealityJobConfig, SecretSource, ServerConfig,
 };
 pub use validate::EnvLookup;
 pub use validate::defaults;

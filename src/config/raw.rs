@@ -34,11 +34,16 @@ pub const ALL_KEYS: &[&str] = &[
     "servers[].skip_jobs",
     "servers[].counter_resets",
     "servers[].ca_file",
+    "servers[].vless_host",
+    "servers[].reality_ca_file",
+    "servers[].dataplane_concurrency",
     "servers[].max_response_size",
     "jobs",
     "jobs.health",
     "jobs.health.schedule",
     "jobs.health.failures_before_alert",
+    "jobs.health.xray_confirmations",
+    "jobs.health.restart_xray",
     "jobs.config_sync",
     "jobs.config_sync.schedule",
     "jobs.config_sync.auto_sync",
@@ -47,8 +52,14 @@ pub const ALL_KEYS: &[&str] = &[
     "jobs.config_sync.verify_reality_after_sync",
     "jobs.reality",
     "jobs.reality.schedule",
+    "jobs.reality.confirmations",
+    "jobs.reality.auto_fix",
     "jobs.quota",
     "jobs.quota.schedule",
+    "jobs.dataplane",
+    "jobs.dataplane.schedule",
+    "jobs.dataplane.max_ports_per_run",
+    "jobs.dataplane.handshake_timeout",
     "quotas",
     "quotas.limit",
     "quotas.period",
@@ -233,6 +244,14 @@ pub struct RawServer {
     pub counter_resets: Option<Spanned<String>>,
     /// Extra root CA (PEM) trusted for this server. Default none.
     pub ca_file: Option<Spanned<String>>,
+    /// Host the dataplane job connects to instead of the one in the keys' vless:// links.
+    /// Default none (the links' host).
+    pub vless_host: Option<Spanned<String>>,
+    /// Extra root CA (PEM) the dataplane job trusts for the VLESS ports' certificates.
+    /// Default none (system roots, plus ca_file).
+    pub reality_ca_file: Option<Spanned<String>>,
+    /// TLS handshakes in flight to this server's VLESS ports at most, 1..=256. Default 16.
+    pub dataplane_concurrency: Option<Spanned<i64>>,
     /// Largest answer read from this server (size). Default "64 MiB".
     pub max_response_size: Option<Spanned<NumOrStr>>,
 }
@@ -246,9 +265,11 @@ pub struct RawJobs {
     /// `[jobs.config_sync]`
     pub config_sync: Option<Spanned<RawConfigSyncJob>>,
     /// `[jobs.reality]`
-    pub reality: Option<Spanned<RawScheduleOnly>>,
+    pub reality: Option<Spanned<RawRealityJob>>,
     /// `[jobs.quota]`
     pub quota: Option<Spanned<RawScheduleOnly>>,
+    /// `[jobs.dataplane]`
+    pub dataplane: Option<Spanned<RawDataplaneJob>>,
 }
 
 /// `[jobs.health]`
@@ -259,6 +280,10 @@ pub struct RawHealthJob {
     pub schedule: Option<Spanned<String>>,
     /// Consecutive failed checks before an alert. Default 3.
     pub failures_before_alert: Option<Spanned<i64>>,
+    /// 2.x: consecutive reads of a stopped Xray before `xray_down`. Default 2.
+    pub xray_confirmations: Option<Spanned<i64>>,
+    /// Restart a stopped Xray (through sync-config). Default true.
+    pub restart_xray: Option<bool>,
 }
 
 /// `[jobs.config_sync]`
@@ -277,12 +302,36 @@ pub struct RawConfigSyncJob {
     pub verify_reality_after_sync: Option<bool>,
 }
 
-/// `[jobs.reality]` and `[jobs.quota]`
+/// `[jobs.quota]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScheduleOnly {
-    /// Cron with seconds. Defaults: reality "0 7 * * * *", quota "0 */10 * * * *".
+    /// Cron with seconds. Default "0 */10 * * * *".
     pub schedule: Option<Spanned<String>>,
+}
+
+/// `[jobs.reality]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRealityJob {
+    /// Cron with seconds. Default "0 7 * * * *".
+    pub schedule: Option<Spanned<String>>,
+    /// 2.x: consecutive invalid reads before fix-reality-keys. Default 2.
+    pub confirmations: Option<Spanned<i64>>,
+    /// 2.x: repair invalid Reality settings with fix-reality-keys. Default true.
+    pub auto_fix: Option<bool>,
+}
+
+/// `[jobs.dataplane]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDataplaneJob {
+    /// Cron with seconds. Default "30 */5 * * * *".
+    pub schedule: Option<Spanned<String>>,
+    /// Distinct VLESS ports probed per server and run at most (rotating). Default 256.
+    pub max_ports_per_run: Option<Spanned<i64>>,
+    /// Time allowed for connecting and completing one TLS handshake. Default "5s".
+    pub handshake_timeout: Option<Spanned<NumOrStr>>,
 }
 
 /// `[quotas]`: the default policy and the rules.

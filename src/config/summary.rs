@@ -132,6 +132,13 @@ fn server(out: &mut Out, server: &ServerConfig) {
         Some(path) => out.kv(4, "ca_file", path.display()),
         None => out.kv(4, "ca_file", "none (system roots)"),
     }
+    if let Some(host) = &server.vless_host {
+        out.kv(4, "vless_host", host);
+    }
+    if let Some(path) = &server.reality_ca_file {
+        out.kv(4, "reality_ca_file", path.display());
+    }
+    out.kv(4, "dataplane_concurrency", server.dataplane_concurrency);
 }
 
 fn next_runs(schedule: &Schedule, tz: Tz, now: DateTime<Utc>) -> String {
@@ -166,11 +173,12 @@ fn jobs(out: &mut Out, config: &Config, now: DateTime<Utc>) {
             out.kv(4, "skipped on", skipped_by.join(", "));
         }
         match job {
-            JobKind::Health => out.kv(
-                4,
-                "failures_before_alert",
-                jobs.health.failures_before_alert,
-            ),
+            JobKind::Health => {
+                let health = &jobs.health;
+                out.kv(4, "failures_before_alert", health.failures_before_alert);
+                out.kv(4, "xray_confirmations", health.xray_confirmations);
+                out.kv(4, "restart_xray", health.restart_xray);
+            }
             JobKind::ConfigSync => {
                 let sync = &jobs.config_sync;
                 out.kv(4, "auto_sync", sync.auto_sync);
@@ -182,7 +190,20 @@ fn jobs(out: &mut Out, config: &Config, now: DateTime<Utc>) {
                     sync.verify_reality_after_sync,
                 );
             }
-            JobKind::Reality | JobKind::Quota => {}
+            JobKind::Reality => {
+                out.kv(4, "confirmations", jobs.reality.confirmations);
+                out.kv(4, "auto_fix", jobs.reality.auto_fix);
+            }
+            JobKind::Dataplane => {
+                let dataplane = &jobs.dataplane;
+                out.kv(4, "max_ports_per_run", dataplane.max_ports_per_run);
+                out.kv(
+                    4,
+                    "handshake_timeout",
+                    format_duration(dataplane.handshake_timeout),
+                );
+            }
+            JobKind::Quota => {}
         }
     }
 }

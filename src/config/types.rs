@@ -104,6 +104,12 @@ pub struct ServerConfig {
     pub counter_resets: CounterResets,
     /// Extra root CA (PEM), checked readable at load.
     pub ca_file: Option<PathBuf>,
+    /// The dataplane job connects here instead of to the host of the keys' vless:// links.
+    pub vless_host: Option<String>,
+    /// Extra root CA (PEM) for the VLESS ports' certificates, checked readable at load.
+    pub reality_ca_file: Option<PathBuf>,
+    /// TLS handshakes in flight to this server's VLESS ports at most (1..=256).
+    pub dataplane_concurrency: usize,
     /// Answers larger than this are refused (`max_response_size`).
     pub max_response_bytes: usize,
 }
@@ -122,15 +128,18 @@ pub enum JobKind {
     ConfigSync,
     Reality,
     Quota,
+    /// TLS handshakes with every VLESS port, from outside.
+    Dataplane,
 }
 
 impl JobKind {
     /// Every job, in the order summaries list them.
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::Health,
         JobKind::ConfigSync,
         JobKind::Reality,
         JobKind::Quota,
+        JobKind::Dataplane,
     ];
 
     /// The snake_case name used in the file (`skip_jobs`, `[jobs.*]`), logs and metrics.
@@ -140,6 +149,7 @@ impl JobKind {
             JobKind::ConfigSync => "config_sync",
             JobKind::Reality => "reality",
             JobKind::Quota => "quota",
+            JobKind::Dataplane => "dataplane",
         }
     }
 }
@@ -177,6 +187,8 @@ pub struct JobsConfig {
     pub reality: RealityJobConfig,
     /// `[jobs.quota]`
     pub quota: QuotaJobConfig,
+    /// `[jobs.dataplane]`
+    pub dataplane: DataplaneJobConfig,
 }
 
 impl JobsConfig {
@@ -187,6 +199,7 @@ impl JobsConfig {
             JobKind::ConfigSync => &self.config_sync.schedule,
             JobKind::Reality => &self.reality.schedule,
             JobKind::Quota => &self.quota.schedule,
+            JobKind::Dataplane => &self.dataplane.schedule,
         }
     }
 }
@@ -198,6 +211,10 @@ pub struct HealthJobConfig {
     pub schedule: Schedule,
     /// Consecutive failed checks before an alert fires (>= 1).
     pub failures_before_alert: u32,
+    /// 2.x: consecutive reads of a stopped Xray before `xray_down` (>= 1).
+    pub xray_confirmations: u32,
+    /// Restart a stopped Xray through sync-config (within the sync budget).
+    pub restart_xray: bool,
 }
 
 /// `[jobs.config_sync]`
@@ -220,6 +237,10 @@ pub struct ConfigSyncJobConfig {
 pub struct RealityJobConfig {
     /// When the Reality check runs.
     pub schedule: Schedule,
+    /// 2.x: consecutive invalid reads before fix-reality-keys (>= 1).
+    pub confirmations: u32,
+    /// 2.x: repair invalid Reality settings with fix-reality-keys (within the sync budget).
+    pub auto_fix: bool,
 }
 
 /// `[jobs.quota]`
@@ -227,4 +248,16 @@ pub struct RealityJobConfig {
 pub struct QuotaJobConfig {
     /// When traffic is read and quotas enforced.
     pub schedule: Schedule,
+}
+
+/// `[jobs.dataplane]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataplaneJobConfig {
+    /// When the VLESS ports are probed.
+    pub schedule: Schedule,
+    /// Distinct host:port pairs probed per server and run at most (>= 1); the rest are
+    /// probed in the following runs, in turn.
+    pub max_ports_per_run: usize,
+    /// Time allowed for connecting and completing one TLS handshake.
+    pub handshake_timeout: Duration,
 }

@@ -23,11 +23,25 @@ use timeline::{Timeline, TimelineSink};
 pub const DEMO_API_KEY: &str = "demo-key-not-secret";
 /// Keys on the simulated server.
 pub const DEMO_KEYS: usize = 20;
+/// Keys on the second (2.x) simulated server.
+pub const DEMO_V2_KEYS: usize = 3;
 /// Every key's monthly allowance in the demo.
 pub const DEMO_LIMIT_BYTES: u64 = 1024 * 1024 * 1024;
 
+/// Where the demo's simulated servers are: API base URLs and their test CA files.
+pub struct DemoServers<'a> {
+    pub v1_url: &'a str,
+    pub v1_ca: &'a std::path::Path,
+    pub v2_url: &'a str,
+    pub v2_ca: &'a std::path::Path,
+}
+
 /// The demo's agent.toml (validated like any other).
-pub fn config_text(state_dir: &std::path::Path, sim_url: &str, hook_url: &str) -> String {
+pub fn config_text(
+    state_dir: &std::path::Path,
+    servers: &DemoServers<'_>,
+    hook_url: &str,
+) -> String {
     format!(
         r#"[agent]
 state_dir = "{state}"
@@ -36,14 +50,24 @@ listen = "127.0.0.1:0"
 
 [[servers]]
 name = "demo-1"
-url = "{sim_url}"
+url = "{v1_url}"
 api_key_env = "KEYWARDEN_DEMO_API_KEY"
 timeout = "2s"
 action_timeout = "5s"
+reality_ca_file = "{v1_ca}"
+
+[[servers]]
+name = "demo-2"
+url = "{v2_url}"
+api_key_env = "KEYWARDEN_DEMO_API_KEY"
+timeout = "2s"
+action_timeout = "5s"
+reality_ca_file = "{v2_ca}"
 
 [jobs.health]
 schedule = "*/1 * * * * *"
 failures_before_alert = 2
+xray_confirmations = 2
 [jobs.config_sync]
 schedule = "*/2 * * * * *"
 confirmations = 2
@@ -52,6 +76,9 @@ max_syncs_per_hour = 10
 schedule = "*/3 * * * * *"
 [jobs.quota]
 schedule = "*/2 * * * * *"
+[jobs.dataplane]
+schedule = "*/3 * * * * *"
+handshake_timeout = "2s"
 
 [quotas]
 limit = "1 GiB"
@@ -72,13 +99,19 @@ name = "demo-hook"
 url = "{hook_url}"
 format = "json"
 "#,
-        state = state_dir.display()
+        state = state_dir.display(),
+        v1_url = servers.v1_url,
+        v1_ca = servers.v1_ca.display(),
+        v2_url = servers.v2_url,
+        v2_ca = servers.v2_ca.display(),
     )
 }
 
 /// A started demo: simulator, webhook receiver, and the agent, all on loopback.
 pub struct Demo {
     pub sim: SimServer,
+    /// A 2.x server, where Xray's own state can be read (and the Xray step plays).
+    pub sim2: SimServer,
     pub receiver: Receiver,
     pub agent: Agent,
     pub timeline: Timeline,
@@ -95,10 +128,32 @@ impl Demo {
             SimServer::start_local(SimOptions::new(ApiGeneration::V1, DEMO_KEYS, DEMO_API_KEY))
                 .await
                 .context("demo: starting the simulated server")?;
+        let sim2 = SimServer::start_local(SimOptions::new(
+            ApiGeneration::V2,
+            DEMO_V2_KEYS,
+            DEMO_API_KEY,
+        ))
+        .await
+        .context("demo: starting the second simulated server")?;
         let receiver = Receiver::start(timeline.clone())
             .await
             .context("demo: starting the webhook receiver")?;
-        let text = config_text(state_dir, &sim.base_url(), &receiver.url());
+        std::fs::create_dir_all(state_dir).context("demo: creating the state directory")?;
+        // The simulated VLESS ports present certificates signed by each simulator's own
+        // test CA: the config trusts them through reality_ca_file.
+        let (v1_ca, v2_ca) = (
+            state_dir.join("demo-1-ca.pem"),
+            state_dir.join("demo-2-ca.pem"),
+        );
+        std::fs::write(&v1_ca, sim.ca_pem()).context("demo: writing demo-1's test CA")?;
+        std::fs::write(&v2_ca, sim2.ca_pem()).context("demo: writing demo-2's test CA")?;
+        let servers = DemoServers {
+            v1_url: &sim.base_url(),
+            v1_ca: &v1_ca,
+            v2_url: &sim2.base_url(),
+            v2_ca: &v2_ca,
+        };
+        let text = config_text(state_dir, &servers, &receiver.url());
         let env = |name: &str| (name == "KEYWARDEN_DEMO_API_KEY").then(|| DEMO_API_KEY.to_string());
         let loaded = crate::config::from_str_with_env(&text, &state_dir.join("agent.toml"), &env)
             .map_err(|errors| anyhow::anyhow!("demo config invalid:\n{errors}"))?;
@@ -109,6 +164,13 @@ impl Demo {
             &format!(
                 "simulated VPN API 1.0.0 with {DEMO_KEYS} keys at {}",
                 sim.base_url()
+            ),
+        );
+        timeline.say(
+            "demo",
+            &format!(
+                "simulated VPN API 2.3.6 with {DEMO_V2_KEYS} keys at {}; every VLESS inbound is a TLS listener on 127.0.0.1",
+                sim2.base_url()
             ),
         );
         timeline.say("demo", &format!("webhook receiver at {}", receiver.url()));
@@ -124,9 +186,10 @@ impl Demo {
         let agent = Agent::start(config, options)
             .await
             .context("demo: starting the agent")?;
-        timeline.say("demo", "agent started: health every 1 s, config sync every 2 s, Reality every 3 s, quota every 2 s");
+        timeline.say("demo", "agent started: health every 1 s, config sync every 2 s, Reality every 3 s, quota every 2 s, VLESS ports every 3 s");
         Ok(Demo {
             sim,
+            sim2,
             receiver,
             agent,
             timeline,
@@ -139,6 +202,7 @@ impl Demo {
     pub async fn play(&self) -> Outcome {
         scenario::play(
             &self.sim.handle(),
+            &self.sim2.handle(),
             &self.agent,
             &self.timeline,
             &self.receiver,
@@ -150,6 +214,7 @@ impl Demo {
     pub async fn stop(self) {
         let _ = self.agent.shutdown(Duration::from_secs(10)).await;
         self.sim.shutdown().await;
+        self.sim2.shutdown().await;
     }
 }
 
@@ -183,6 +248,10 @@ async fn keep_running_until_ctrl_c(demo: &Demo) -> anyhow::Result<()> {
     crate::outln!(
         "  simulator:  {}  (admin routes under /_sim/, same X-API-Key)",
         sim.base_url()
+    )?;
+    crate::outln!(
+        "  simulator:  {}  (2.x; POST /_sim/xray {{\"stopped\": true}} stops Xray)",
+        demo.sim2.base_url()
     )?;
     if let Some(addr) = agent.http_addr {
         crate::outln!("  metrics:    http://{addr}/metrics   health: http://{addr}/healthz")?;

@@ -20,6 +20,8 @@ pub struct Outcome {
     pub alerts_received: usize,
     pub syncs: usize,
     pub resets: usize,
+    /// Restarts of a stopped Xray on the 2.x server (syncs there).
+    pub xray_restarts: usize,
 }
 
 impl Outcome {
@@ -36,8 +38,8 @@ impl Outcome {
             ));
         }
         out.push_str(&format!(
-            "  {} syncs, {} counter resets on the server, {} webhook notifications received",
-            self.syncs, self.resets, self.alerts_received
+            "  {} syncs, {} counter resets on the 1.x server, {} Xray restarts on the 2.x server, {} webhook notifications received",
+            self.syncs, self.resets, self.xray_restarts, self.alerts_received
         ));
         out
     }
@@ -71,16 +73,18 @@ async fn until(mut done: impl FnMut() -> bool) -> bool {
 
 pub async fn play(
     sim: &SimHandle,
+    sim2: &SimHandle,
     agent: &Agent,
     timeline: &Timeline,
     receiver: &Receiver,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let store = agent.store.clone();
+    // Every job on both servers.
     let first_runs = until(|| {
         store
             .last_runs()
-            .map(|runs| runs.len() >= 4)
+            .map(|runs| runs.len() >= 10)
             .unwrap_or(false)
     })
     .await;
@@ -116,6 +120,27 @@ pub async fn play(
         timeline.say("sim", "verify-reality rewrote maxTimeDiff to 600");
     }
     record(&mut outcome, timeline, "Reality verified and fixed", fixed);
+
+    timeline.say(
+        "demo",
+        "stopping Xray on demo-2: every VLESS port closes, /health says stopped",
+    );
+    sim2.stop_xray().await;
+    let restarted = until(|| timeline.contains("(xray_restarted)") && sim2.xray_running()).await;
+    let resolved = restarted
+        && until(|| {
+            timeline
+                .lines()
+                .iter()
+                .any(|l| l.contains("resolved:") && l.contains("xray_restarted"))
+        })
+        .await;
+    record(
+        &mut outcome,
+        timeline,
+        "Xray stopped -> xray_down confirmed -> restarted -> resolved",
+        restarted && resolved && timeline.contains("xray_down confirmed"),
+    );
 
     let heavy = &keys[0];
     timeline.say(
@@ -206,6 +231,7 @@ pub async fn play(
     outcome.alerts_received = receiver.received().len();
     outcome.syncs = sim.sync_count();
     outcome.resets = sim.reset_count();
+    outcome.xray_restarts = sim2.sync_count();
     outcome
 }
 

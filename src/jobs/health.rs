@@ -173,6 +173,15 @@ pub async fn run(ctx: &JobContext<'_>) -> JobResult {
             match &observed {
                 Observed::Up { version, latency_ms, .. } => {
                     result.plan.push(format!("{} answered in {latency_ms} ms (API {version})", ctx.server.name));
+                    // 2.x: is Xray itself running? (1.x has no /health: the dataplane
+                    // job's outside view is the witness there.)
+                    if Generation::from_version(version) != Generation::V1
+                        && let Some(xray) = super::xray::run(ctx).await
+                    {
+                        result.findings.extend(xray.findings);
+                        result.plan.extend(xray.plan);
+                        result.xray = xray.state;
+                    }
                 }
                 Observed::Down { error, consecutive_failures } => {
                     result.plan.push(format!(

@@ -6,11 +6,16 @@
 //! backs off failing servers and hands findings on.
 
 pub mod config_sync;
+pub mod dataplane;
 pub mod health;
 pub mod quota;
 pub mod reality;
+pub mod reality_v2;
+pub mod restart;
 pub mod runner;
+pub mod xray;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -19,7 +24,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ServerConfig};
 use crate::finding::Finding;
 use crate::server_api::ServerApi;
-use crate::store::Store;
+use crate::store::{Store, XrayState};
 
 pub use crate::config::JobKind;
 
@@ -43,6 +48,8 @@ pub struct JobContext<'a> {
     /// `[agent].dry_run` or `--dry-run`: observe and plan, never POST or DELETE.
     pub dry_run: bool,
     pub mode: RunMode,
+    /// The TLS probe of the server's VLESS ports (the dataplane job).
+    pub prober: &'a Arc<dataplane::Prober>,
 }
 
 /// What one job run found and decided.
@@ -55,6 +62,10 @@ pub struct JobResult {
     /// Set when the server could not be observed at all (unreachable, timeout, 5xx):
     /// the runner backs the server off and the run's outcome is an error.
     pub transport_failure: Option<String>,
+    /// health (2.x): Xray's state at the end of the run (for metrics).
+    pub xray: Option<XrayState>,
+    /// dataplane: what this run's probes measured (for metrics).
+    pub ports: Option<dataplane::PortsMeasured>,
 }
 
 impl JobResult {
@@ -71,5 +82,6 @@ pub async fn run_job(job: JobKind, ctx: &JobContext<'_>) -> JobResult {
         JobKind::ConfigSync => config_sync::run(ctx).await,
         JobKind::Reality => reality::run(ctx).await,
         JobKind::Quota => quota::run(ctx).await,
+        JobKind::Dataplane => dataplane::run(ctx).await,
     }
 }

@@ -1,7 +1,9 @@
-//! The reality job: ask the server to verify (and fix) its Reality settings. Quiet on
-//! success; a failure is critical with the server's own words. On 2.x the endpoint
-//! reads only the first inbound, which on the usual layout is Xray's API inbound, so
-//! it fails every time: the finding says so and how to skip the job there.
+//! The reality job: are the server's Reality settings valid? On 1.x: ask the server to
+//! verify (and fix) them with `POST verify-reality`; quiet on success, a failure is
+//! critical with the server's own words. On 2.x that endpoint reads only the first
+//! inbound, which on the usual layout (`api_inbound: true`) is Xray's API inbound, so it
+//! can only fail there: 2.x is checked read-only per inbound instead (`reality_v2.rs`),
+//! and verify-reality is used only on layouts without the API inbound.
 
 use crate::config::{JobKind, Severity};
 use crate::finding::{Finding, FindingKind};
@@ -89,11 +91,10 @@ pub fn finding_for(server: &str, job: JobKind, verdict: &Verdict) -> Option<Find
             ),
         )),
         Verdict::Failed { detail, generation } => {
+            // keywarden calls verify-reality on 2.x only where config-status says there
+            // is no API inbound, so a failure there is real.
             let hint = if *generation == Generation::V2 {
-                format!(
-                    "\nNote: on 2.x servers this endpoint reads only the first inbound, which on the usual layout is Xray's API inbound, so it fails every time. \
-                     If that is the case here, add \"reality\" to skip_jobs for {server}."
-                )
+                "\nNote: on 2.x this endpoint checks only the first inbound; the reality job also checks every inbound through the inbound listing.".to_string()
             } else {
                 String::new()
             };
@@ -145,8 +146,83 @@ fn audit(ctx: &JobContext<'_>, result: &str, detail: &str) {
     }
 }
 
+/// How Reality is checked on a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// 1.x (and unknown versions without the 2.x listing): POST verify-reality.
+    Verify,
+    /// 2.x: the inbound listing, read-only; `also_verify` on layouts without the API
+    /// inbound, where verify-reality works.
+    Inbounds { also_verify: bool },
+}
+
+/// Which method this server needs: 2.x's `xray/config-status` tells the layout.
+pub async fn method(ctx: &JobContext<'_>) -> Result<Method, ApiError> {
+    let generation = ctx.api.capabilities().await?.generation;
+    if generation == Generation::V1 {
+        return Ok(Method::Verify);
+    }
+    match ctx.api.xray_layout().await {
+        Ok(layout) => Ok(Method::Inbounds {
+            also_verify: layout.api_inbound == Some(false),
+        }),
+        // Without the layout call: a 2.x server still lists its inbounds; an unknown
+        // version is treated like 1.x.
+        Err(error) if error.is_not_found() => Ok(match generation {
+            Generation::V2 => Method::Inbounds { also_verify: false },
+            _ => Method::Verify,
+        }),
+        Err(error) => Err(error),
+    }
+}
+
+/// The Reality check right after a sync: a plan line and the finding, if any.
+pub async fn check_after_sync(ctx: &JobContext<'_>) -> (String, Option<Finding>) {
+    let server = &ctx.server.name;
+    match method(ctx).await {
+        Ok(Method::Inbounds { also_verify }) => {
+            super::reality_v2::check_after_sync(ctx, also_verify).await
+        }
+        Ok(Method::Verify) => {
+            let (verdict, finding) = verify(ctx, JobKind::ConfigSync).await;
+            let line = match verdict {
+                Verdict::Verified => format!("verified Reality on {server} after the sync"),
+                _ => format!("Reality check on {server} after the sync failed"),
+            };
+            (line, finding)
+        }
+        Err(error) => (
+            format!("Reality not checked on {server} after the sync: {error}"),
+            None,
+        ),
+    }
+}
+
 pub async fn run(ctx: &JobContext<'_>) -> JobResult {
     let name = &ctx.server.name;
+    match method(ctx).await {
+        Ok(Method::Inbounds { also_verify }) => {
+            return super::reality_v2::run(ctx, also_verify).await;
+        }
+        Ok(Method::Verify) => {}
+        Err(error) if error.is_transient() => {
+            return JobResult {
+                transport_failure: Some(error.to_string()),
+                ..JobResult::default()
+            };
+        }
+        Err(error) => {
+            return JobResult::default().with_finding(Finding {
+                server: name.clone(),
+                job: JobKind::Reality,
+                kind: FindingKind::ApiError,
+                subject: "reality".into(),
+                severity: Severity::Warning,
+                summary: format!("{name}: how to check Reality could not be read: {}", error.kind),
+                details: format!("Seen: {error}\nDone: nothing.\nNext: check the API key and version (keywarden probe)."),
+            });
+        }
+    }
     if ctx.dry_run {
         audit(
             ctx,
@@ -207,8 +283,8 @@ mod tests {
             (FindingKind::RealityInvalid, Severity::Critical)
         );
         assert!(
-            finding.details.contains("skip_jobs"),
-            "2.x failure says how to skip"
+            !finding.details.contains("skip_jobs"),
+            "2.x is never told to skip the job: keywarden checks it read-only"
         );
         let v1 = finding_for(
             "fra-1",

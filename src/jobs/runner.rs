@@ -25,6 +25,8 @@ pub struct Target {
     pub config: Arc<Config>,
     pub server: ServerConfig,
     pub api: ServerApi,
+    /// The TLS probe of its VLESS ports (shared by servers trusting the same roots).
+    pub prober: Arc<super::dataplane::Prober>,
 }
 
 /// How to run.
@@ -260,6 +262,7 @@ impl Runner {
         let started = Instant::now();
         let result = self.run_isolated(target, job, options).await;
         let duration_ms = started.elapsed().as_millis() as u64;
+        let measured = (result.xray, result.ports.clone());
         let interval = target
             .config
             .jobs
@@ -289,6 +292,7 @@ impl Runner {
         let changes = self.record(&report);
         if let Some(metrics) = &self.metrics {
             self.count(metrics, target, &report);
+            count_dataplane(metrics, &report.server, measured);
         }
         self.sink.deliver(&report, &changes);
         report
@@ -309,6 +313,7 @@ impl Runner {
                 clock: clock.as_ref(),
                 dry_run: options.dry_run || target.config.agent.dry_run,
                 mode: options.mode,
+                prober: &target.prober,
             };
             run_job(job, &ctx).await
         });
@@ -479,6 +484,23 @@ impl Runner {
     }
 }
 
+/// Xray's state (health, 2.x) and the VLESS ports (dataplane) of a finished run.
+fn count_dataplane(
+    metrics: &Metrics,
+    server: &str,
+    (xray, ports): (
+        Option<crate::store::XrayState>,
+        Option<super::dataplane::PortsMeasured>,
+    ),
+) {
+    if let Some(state) = xray {
+        metrics.set_xray_up(server, state == crate::store::XrayState::Running);
+    }
+    if let Some(ports) = ports {
+        metrics.vless_ports(server, ports.probed, ports.open, &ports.latencies);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -529,6 +551,7 @@ mod tests {
             findings: severities.into_iter().map(finding).collect(),
             plan: vec![],
             transport_failure: failure.then(|| "down".to_string()),
+            ..JobResult::default()
         };
         assert_eq!(outcome_of(&result(vec![], false)), RunOutcome::Ok);
         assert_eq!(

@@ -197,6 +197,39 @@ pub fn plan(
     (accounting, plan)
 }
 
+/// Only the account step of [`plan`]: this run's readings into the ledger (new keys
+/// adopted), with no period roll-over, no thresholds and no actions. For reading the
+/// counters in right before an action restarts Xray (a restart can zero them); the next
+/// full run rolls periods over and evaluates thresholds from the ledger as usual.
+pub fn account_only(
+    observed: &Observed,
+    settings: &Settings<'_>,
+    now: DateTime<Utc>,
+) -> Accounting {
+    let mut run = Run {
+        observed,
+        settings,
+        now,
+        windows: HashMap::new(),
+        accounting: Accounting::default(),
+        candidates: Vec::new(),
+        notices: Vec::new(),
+        boundaries: 0,
+        ledger_only: 0,
+        resets_allowed: false,
+    };
+    let mut entries = Vec::with_capacity(observed.keys.len());
+    for key in &observed.keys {
+        let quotas = settings.quotas;
+        let rule = rules::matching(quotas, &observed.server, &key.id, &key.uuid, &key.name);
+        let window = run.window(rule, rule.policy(quotas));
+        entries.extend(run.account(key, &window).map(|(entry, _)| entry));
+    }
+    let mut accounting = run.accounting;
+    accounting.entries = entries;
+    accounting
+}
+
 fn start_allowance(entry: &mut Entry, now: DateTime<Utc>) {
     ledger::fresh_allowance(entry);
     entry.exceed_resets = entry.exceed_resets.saturating_add(1);

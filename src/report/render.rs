@@ -226,6 +226,8 @@ pub fn text(report: &Report, tz: Tz) -> String {
 pub fn action_words(action: &str) -> String {
     match action {
         "sync" => "sync (restarts Xray)".to_string(),
+        "xray_restart" => "restart of a stopped Xray".to_string(),
+        "reality_fix" => "fix-reality-keys (restarts Xray)".to_string(),
         other => other.replace('_', " "),
     }
 }

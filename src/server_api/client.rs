@@ -17,6 +17,7 @@ use super::model::*;
 use super::pool::HttpClients;
 use super::typed;
 use super::wire::{self, DecodeError};
+use super::xray::{self, Health, KeyConfig, RealityFix, XrayInbound, XrayLayout};
 use crate::redact::Redactor;
 use crate::secret::Secret;
 
@@ -150,6 +151,8 @@ struct Inner {
     base: String,
     /// Path of the base URL, for endpoint labels (`GET /api/keys`).
     base_path: String,
+    /// Where the API's service routes live (2.x `GET /health`): the base without `/api`.
+    root: String,
     http: reqwest::Client,
     /// Which shared client `http` is (tests: servers share one).
     http_id: usize,
@@ -218,12 +221,17 @@ impl ServerApi {
         let shared = clients.client_for(settings.ca_pem.as_deref())?;
         let base = settings.base_url.as_str().trim_end_matches('/').to_string();
         let base_path = settings.base_url.path().trim_end_matches('/').to_string();
+        let root = base
+            .strip_suffix("/api")
+            .unwrap_or(base.as_str())
+            .to_string();
         let concurrency = settings.concurrency.max(1);
         Ok(ServerApi {
             inner: Arc::new(Inner {
                 settings,
                 base,
                 base_path,
+                root,
                 http: shared.client,
                 http_id: shared.id,
                 in_flight: Semaphore::new(concurrency),
@@ -256,9 +264,21 @@ impl ServerApi {
         kind: CallKind,
         body: Option<&Value>,
     ) -> ApiResult<Answer> {
-        let settings = &self.inner.settings;
         let url = format!("{}{}", self.inner.base, path);
         let endpoint = format!("{} {}{}", method, self.inner.base_path, path);
+        self.request_url(method, &url, &endpoint, kind, body).await
+    }
+
+    async fn request_url(
+        &self,
+        method: Method,
+        url: &str,
+        endpoint: &str,
+        kind: CallKind,
+        body: Option<&Value>,
+    ) -> ApiResult<Answer> {
+        let settings = &self.inner.settings;
+        let (url, endpoint) = (url.to_string(), endpoint.to_string());
         let exchange = Exchange {
             client: &self.inner.http,
             api_key: &settings.api_key,
@@ -757,6 +777,62 @@ impl ServerApi {
                 },
             )),
         }
+    }
+
+    /// GET /health (2.x, outside /api, no key needed): the state of Xray and the API.
+    pub async fn health(&self) -> ApiResult<Health> {
+        let url = format!("{}/health", self.inner.root);
+        let endpoint = "GET /health";
+        let answer = self
+            .request_url(Method::GET, &url, endpoint, CallKind::Read, None)
+            .await?;
+        self.decoded(endpoint, xray::health(&self.json(endpoint, &answer)?))
+    }
+
+    /// GET /api/system/xray/inbounds (2.x): every VLESS inbound as config.json holds it.
+    pub async fn xray_inbounds(&self) -> ApiResult<Vec<XrayInbound>> {
+        let (endpoint, json) = self.get_json("/system/xray/inbounds").await?;
+        self.decoded(&endpoint, xray::xray_inbounds(&json))
+    }
+
+    /// GET /api/system/xray/config-status (2.x): the layout of config.json.
+    pub async fn xray_layout(&self) -> ApiResult<XrayLayout> {
+        let (endpoint, json) = self.get_json("/system/xray/config-status").await?;
+        self.decoded(&endpoint, xray::xray_layout(&json))
+    }
+
+    /// POST /api/system/fix-reality-keys (2.x): rewrite the Reality keys of config.json
+    /// from the key store and restart Xray (every user reconnects).
+    pub async fn fix_reality_keys(&self) -> ApiResult<RealityFix> {
+        let answer = self
+            .request(
+                Method::POST,
+                "/system/fix-reality-keys",
+                CallKind::Action,
+                None,
+            )
+            .await?;
+        let endpoint = "POST /system/fix-reality-keys";
+        match self.decoded(endpoint, xray::reality_fix(&self.json(endpoint, &answer)?))? {
+            Some(fix) => Ok(fix),
+            None => Err(ApiError::new(
+                endpoint,
+                ApiErrorKind::Unconfirmed {
+                    snippet: answer.snippet,
+                },
+            )),
+        }
+    }
+
+    /// GET /api/keys/{id}/config: the key's client link (both generations).
+    pub async fn key_config(&self, key: &KeyRef) -> ApiResult<KeyConfig> {
+        let answer = self
+            .per_key(Method::GET, key, CallKind::Read, |id| {
+                format!("/keys/{id}/config")
+            })
+            .await?;
+        let endpoint = "GET /keys/{id}/config";
+        self.decoded(endpoint, xray::key_config(&self.json(endpoint, &answer)?))
     }
 
     /// DELETE /api/keys/{id}, then by uuid on 404; 404 on both means already gone.

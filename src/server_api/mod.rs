@@ -9,10 +9,14 @@ pub mod lenient;
 mod model;
 mod pool;
 pub mod typed;
+pub mod vless;
 pub mod wire;
+pub mod xray;
 
 pub use client::{ClientSettings, DEFAULT_KEY_LIST_TTL, DEFAULT_MAX_BODY_BYTES, ServerApi};
 pub use error::{ApiError, ApiErrorKind, ApiResult};
 pub use http::RetryPolicy;
 pub use model::*;
 pub use pool::{CONNECT_TIMEOUT, HttpClients};
+pub use vless::VlessLink;
+pub use xray::{Health, KeyConfig, RealityFix, ServiceState, XrayInbound, XrayLayout};

@@ -21,11 +21,11 @@ use super::typed;
 #[error("{0}")]
 pub struct DecodeError(pub String);
 
-type Decoded<T> = Result<T, DecodeError>;
+pub(super) type Decoded<T> = Result<T, DecodeError>;
 
 const DEFAULT_SOURCE: &str = "alternative_monitor";
 
-fn object<'a>(value: &'a Value, what: &str) -> Decoded<&'a Map<String, Value>> {
+pub(super) fn object<'a>(value: &'a Value, what: &str) -> Decoded<&'a Map<String, Value>> {
     value.as_object().ok_or_else(|| {
         DecodeError(format!(
             "{what}: expected a JSON object, got {}",
@@ -46,14 +46,18 @@ fn kind(value: &Value) -> &'static str {
 }
 
 /// The first present, non-null field among `names`.
-fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+pub(super) fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
     names
         .iter()
         .filter_map(|name| map.get(*name))
         .find(|value| !value.is_null())
 }
 
-fn u64_field(map: &Map<String, Value>, names: &[&str], what: &str) -> Decoded<Option<u64>> {
+pub(super) fn u64_field(
+    map: &Map<String, Value>,
+    names: &[&str],
+    what: &str,
+) -> Decoded<Option<u64>> {
     match field(map, names) {
         None => Ok(None),
         Some(value) => serde_json::from_value::<LenientU64>(value.clone())
@@ -62,7 +66,7 @@ fn u64_field(map: &Map<String, Value>, names: &[&str], what: &str) -> Decoded<Op
     }
 }
 
-fn bool_field(map: &Map<String, Value>, names: &[&str], what: &str) -> Decoded<bool> {
+pub(super) fn bool_field(map: &Map<String, Value>, names: &[&str], what: &str) -> Decoded<bool> {
     match field(map, names) {
         None => Ok(false),
         Some(value) => serde_json::from_value::<LenientBool>(value.clone())
@@ -73,14 +77,17 @@ fn bool_field(map: &Map<String, Value>, names: &[&str], what: &str) -> Decoded<b
 
 /// Timestamps are informational: an unreadable one becomes None rather than failing
 /// the whole answer.
-fn time_field(map: &Map<String, Value>, names: &[&str]) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(super) fn time_field(
+    map: &Map<String, Value>,
+    names: &[&str],
+) -> Option<chrono::DateTime<chrono::Utc>> {
     field(map, names)
         .and_then(|value| serde_json::from_value::<Timestamp>(value.clone()).ok())
         .map(|t| t.0)
 }
 
 /// A textual field; numbers are accepted and printed (ids are sometimes numeric).
-fn text_field(map: &Map<String, Value>, names: &[&str]) -> Option<String> {
+pub(super) fn text_field(map: &Map<String, Value>, names: &[&str]) -> Option<String> {
     match field(map, names)? {
         Value::String(text) => Some(text.clone()),
         Value::Number(number) => Some(number.to_string()),
@@ -89,11 +96,15 @@ fn text_field(map: &Map<String, Value>, names: &[&str]) -> Option<String> {
     }
 }
 
-fn text_or(map: &Map<String, Value>, names: &[&str], default: &str) -> String {
+pub(super) fn text_or(map: &Map<String, Value>, names: &[&str], default: &str) -> String {
     text_field(map, names).unwrap_or_else(|| default.to_string())
 }
 
-fn string_list(map: &Map<String, Value>, names: &[&str], what: &str) -> Decoded<Vec<String>> {
+pub(super) fn string_list(
+    map: &Map<String, Value>,
+    names: &[&str],
+    what: &str,
+) -> Decoded<Vec<String>> {
     match field(map, names) {
         None => Ok(Vec::new()),
         Some(Value::Array(items)) => Ok(items.iter().map(describe_item).collect()),

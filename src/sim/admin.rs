@@ -32,6 +32,8 @@ pub fn router() -> Router<SimHandle> {
         .route("/_sim/clock", post(clock))
         .route("/_sim/delay", post(delay))
         .route("/_sim/requests", get(requests).delete(clear_requests))
+        .route("/_sim/xray", post(xray))
+        .route("/_sim/ca", get(ca))
 }
 
 type Answer = Result<Json<Value>, ApiError>;
@@ -51,6 +53,9 @@ fn snapshot(s: &SimState) -> Value {
         "sync_count": s.sync_count,
         "reset_count": s.reset_count,
         "restart_delay_ms": s.restart_delay.as_millis() as u64,
+        "xray_running": s.xray_running(),
+        "dataplane": s.dataplane_controls(),
+        "fix_count": s.fix_count,
     })
 }
 
@@ -223,6 +228,7 @@ struct SwitchChange {
     drift_returns: Option<bool>,
     verify_reality_broken: Option<bool>,
     precise_monitor_available: Option<bool>,
+    restart_zeroes_counters: Option<bool>,
 }
 
 async fn switches(
@@ -240,6 +246,10 @@ async fn switches(
             (
                 body.precise_monitor_available,
                 &mut sw.precise_monitor_available,
+            ),
+            (
+                body.restart_zeroes_counters,
+                &mut sw.restart_zeroes_counters,
             ),
         ];
         for (wanted, field) in pairs {
@@ -393,4 +403,84 @@ async fn requests(_: Authorized, State(handle): State<SimHandle>) -> Json<Vec<Re
 async fn clear_requests(_: Authorized, State(handle): State<SimHandle>) -> Json<Value> {
     handle.clear_requests();
     Json(json!({ "cleared": true }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XrayChange {
+    /// true: Xray stops (every port closes); false: it starts again.
+    stopped: Option<bool>,
+    /// A key (id or uuid) whose inbound's port closes.
+    close_port: Option<String>,
+    /// A key whose inbound's port opens again.
+    open_port: Option<String>,
+    /// A key whose inbound presents a certificate for another name.
+    wrong_certificate: Option<String>,
+    /// A key whose inbound presents the right certificate again.
+    right_certificate: Option<String>,
+    /// `{"key": id or uuid, "dest": "host:port" or ""}`: the inbound's Reality dest.
+    dest: Option<DestChange>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestChange {
+    key: String,
+    dest: String,
+}
+
+/// The data plane's controls; answers Xray's state and the listening inbounds.
+async fn xray(
+    _: Authorized,
+    State(handle): State<SimHandle>,
+    Json(change): Json<XrayChange>,
+) -> Answer {
+    let known = |key: &Option<String>| match key {
+        Some(key) if handle.with_state(|s| s.find(key).is_none()) => Err(unknown_key(key)),
+        _ => Ok(()),
+    };
+    for key in [
+        &change.close_port,
+        &change.open_port,
+        &change.wrong_certificate,
+        &change.right_certificate,
+    ] {
+        known(key)?;
+    }
+    if let Some(dest) = &change.dest {
+        known(&Some(dest.key.clone()))?;
+        handle.set_inbound_dest(&dest.key, &dest.dest);
+    }
+    match change.stopped {
+        Some(true) => handle.stop_xray().await,
+        Some(false) => handle.start_xray().await,
+        None => {}
+    }
+    for (key, closed) in [(&change.close_port, true), (&change.open_port, false)] {
+        if let Some(key) = key {
+            handle.set_port_closed(key, closed).await;
+        }
+    }
+    for (key, wrong) in [
+        (&change.wrong_certificate, true),
+        (&change.right_certificate, false),
+    ] {
+        if let Some(key) = key {
+            handle.set_wrong_certificate(key, wrong).await;
+        }
+    }
+    let listening: Vec<Value> = handle
+        .listening()
+        .into_iter()
+        .map(|(tag, port)| json!({"tag": tag, "port": port}))
+        .collect();
+    Ok(Json(json!({
+        "xray_running": handle.xray_running(),
+        "listening": listening,
+    })))
+}
+
+/// The test CA (PEM) the inbounds' certificates chain to.
+async fn ca(_: Authorized, State(handle): State<SimHandle>) -> String {
+    handle.ca_pem()
 }

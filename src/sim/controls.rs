@@ -96,12 +96,28 @@ impl State {
         self.inject(DriftOp::CorruptShortId(uuid.to_string(), other))
     }
 
+    /// Remove a Reality field: from the settings verify-reality reads, and on 2.x from
+    /// every inbound of the listing (the private key is not listed).
     pub fn break_reality(&mut self, field: RealityField) {
         self.reality.missing.insert(field);
+        if self.generation == super::ApiGeneration::V2 {
+            self.config.edit_reality(None, |inbound| match field {
+                RealityField::Dest => inbound.dest.clear(),
+                RealityField::ServerNames => inbound.server_names.clear(),
+                RealityField::ShortIds => inbound.short_ids.clear(),
+                RealityField::PrivateKey => {}
+            });
+        }
     }
 
     pub fn repair_reality(&mut self) {
         self.reality.missing.clear();
+        if self.generation == super::ApiGeneration::V2 {
+            let expected: Vec<super::xray::Expected<'_>> = self.expected();
+            let mut config = self.config.clone();
+            config.fix_reality(&expected);
+            self.config = config;
+        }
     }
 
     pub fn set_max_time_diff(&mut self, value: u64) {

@@ -41,6 +41,12 @@ pub enum Route {
     XrayInbounds,
     /// 2.x `GET /api/system/ports`.
     Ports,
+    /// 2.x `GET /api/system/xray/config-status`.
+    XrayConfigStatus,
+    /// 2.x `GET /api/system/ports/status`.
+    PortsStatus,
+    /// 2.x `POST /api/system/fix-reality-keys`.
+    FixRealityKeys,
     Any,
 }
 
@@ -68,6 +74,9 @@ impl Route {
             ("GET", ["api", "system", "xray", "validate-sync"]) if !v1 => Route::ValidateSync,
             ("GET", ["api", "system", "xray", "inbounds"]) if !v1 => Route::XrayInbounds,
             ("GET", ["api", "system", "ports"]) if !v1 => Route::Ports,
+            ("GET", ["api", "system", "xray", "config-status"]) if !v1 => Route::XrayConfigStatus,
+            ("GET", ["api", "system", "ports", "status"]) if !v1 => Route::PortsStatus,
+            ("POST", ["api", "system", "fix-reality-keys"]) if !v1 => Route::FixRealityKeys,
             _ => return None,
         };
         Some(route)

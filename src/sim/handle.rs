@@ -36,6 +36,8 @@ pub(super) struct Inner {
     pub link: watch::Sender<Link>,
     /// State of the listener, reported by the serving task.
     pub served: watch::Sender<Served>,
+    /// The VLESS inbounds' TLS listeners.
+    pub listeners: super::dataplane::Listeners,
 }
 
 /// Control of a running simulated server. Clone it freely: every clone drives the same state.
@@ -70,6 +72,7 @@ impl SimHandle {
                     open: false,
                     seq: 0,
                 }),
+                listeners: super::dataplane::Listeners::new(),
             }),
         }
     }
@@ -307,5 +310,118 @@ impl SimHandle {
     /// Resets that answered 200 (ignored ones included).
     pub fn reset_count(&self) -> usize {
         self.lock().reset_count
+    }
+
+    /// Make the TLS listeners match what Xray serves now (after a restart or a control).
+    pub async fn apply_dataplane(&self) {
+        let specs = self.lock().listener_specs();
+        self.inner.listeners.apply(specs).await;
+    }
+
+    /// The test CA (PEM) every inbound's certificate chains to: point `reality_ca_file`
+    /// at a file holding it.
+    pub fn ca_pem(&self) -> String {
+        self.inner.listeners.ca_pem()
+    }
+
+    /// The loopback port of the inbound a key's link points at.
+    pub fn vless_port(&self, id_or_uuid: &str) -> u16 {
+        let tag = {
+            let state = self.lock();
+            let at = state.find(id_or_uuid);
+            let uuid = at.map(|i| state.keys()[i].uuid.clone());
+            match uuid {
+                Some(uuid) => state.link_tag(&uuid),
+                None => panic!("sim: no key has id or uuid {id_or_uuid:?}"),
+            }
+        };
+        self.inner.listeners.port_for(&tag)
+    }
+
+    /// Inbounds whose port is listening now, as (tag, port).
+    pub fn listening(&self) -> Vec<(String, u16)> {
+        self.inner.listeners.listening()
+    }
+
+    /// Whether Xray runs (`/health` says "running").
+    pub fn xray_running(&self) -> bool {
+        self.lock().xray_running()
+    }
+
+    /// Xray stops: every VLESS port closes and `/health` says "stopped" until a
+    /// sync-config or fix-reality-keys restarts it.
+    pub async fn stop_xray(&self) {
+        self.lock().stop_xray();
+        self.apply_dataplane().await;
+    }
+
+    /// Xray starts again (as a restart on the server would).
+    pub async fn start_xray(&self) {
+        self.lock().restart_xray();
+        self.apply_dataplane().await;
+    }
+
+    /// Close (or open again) the port of one key's inbound (a firewall rule).
+    pub async fn set_port_closed(&self, id_or_uuid: &str, closed: bool) {
+        let uuid = self.uuid_of(id_or_uuid);
+        self.lock().set_port_closed(&uuid, closed);
+        self.apply_dataplane().await;
+    }
+
+    /// Make one key's inbound present a certificate for another name (or the right one
+    /// again).
+    pub async fn set_wrong_certificate(&self, id_or_uuid: &str, wrong: bool) {
+        let uuid = self.uuid_of(id_or_uuid);
+        self.lock().set_wrong_certificate(&uuid, wrong);
+        self.apply_dataplane().await;
+    }
+
+    /// Set the Reality `dest` of one key's inbound behind the API's back ("" empties it).
+    pub fn set_inbound_dest(&self, id_or_uuid: &str, dest: &str) {
+        let uuid = self.uuid_of(id_or_uuid);
+        self.lock()
+            .config
+            .edit_reality(Some(&uuid), |inbound| inbound.dest = dest.to_string());
+    }
+
+    /// The inbounds' Reality settings as (tag, dest, server names, short ids).
+    pub fn inbound_reality(&self) -> Vec<(String, String, Vec<String>, Vec<String>)> {
+        self.lock()
+            .config()
+            .inbounds()
+            .iter()
+            .map(|i| {
+                (
+                    i.tag.clone(),
+                    i.dest.clone(),
+                    i.server_names.clone(),
+                    i.short_ids.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Name another host in the keys' links (the listeners stay on 127.0.0.1), as a
+    /// server whose public address keywarden cannot reach would.
+    pub fn set_link_host(&self, host: &str) {
+        self.lock().dataplane.link_host = Some(host.to_string());
+    }
+
+    /// An Xray restart (sync, fix-reality-keys) zeroes every key's counter.
+    pub fn set_restart_zeroes_counters(&self, on: bool) {
+        self.lock().switches.restart_zeroes_counters = on;
+    }
+
+    /// fix-reality-keys calls that ran.
+    pub fn fix_count(&self) -> usize {
+        self.lock().fix_count
+    }
+
+    fn uuid_of(&self, id_or_uuid: &str) -> String {
+        let state = self.lock();
+        match state.find(id_or_uuid) {
+            Some(at) => state.keys()[at].uuid.clone(),
+            None => panic!("sim: no key has id or uuid {id_or_uuid:?}"),
+        }
     }
 }

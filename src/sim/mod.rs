@@ -1,6 +1,9 @@
 //! The simulated VPN Key Management API (axum), for tests, `keywarden sim` and the demo.
 //! It owns a stateful fake server; it must never talk to a real server or touch files.
 //!
+//! Each VLESS inbound of config.json is a real TLS listener on 127.0.0.1 while Xray runs
+//! (`dataplane.rs`), and the keys' links point at it.
+//!
 //! Both API generations are simulated with the behaviour recorded from the real servers
 //! (`tests/fixtures/api-samples/`, `api-reference.md`): a key store and a separate list of
 //! Xray clients (drift = they differ), Reality settings, per-key counters, the 2.x stale
@@ -20,7 +23,9 @@
 //! | POST `/_sim/strangers` | `{"uuid", "bytes", "connections"}` | traffic of a uuid that is no key (1.x bulk) |
 //! | POST `/_sim/drift` | `{"remove"?: [uuid], "add"?: [uuid], "add_inside"?: [uuid], "corrupt_short_id"?: [uuid]}` | change config.json behind the API's back |
 //! | GET, POST `/_sim/reality` | `{"break"?: "dest"\|"server_names"\|"private_key"\|"short_ids", "repair"?: true, "max_time_diff"?: n}` | Reality settings |
-//! | POST `/_sim/switches` | `{"resets_ignored"?, "sync_noop"?, "drift_returns"?, "verify_reality_broken"?, "precise_monitor_available"?}` | behaviour switches; answers all of them |
+//! | POST `/_sim/switches` | `{"resets_ignored"?, "sync_noop"?, "drift_returns"?, "verify_reality_broken"?, "precise_monitor_available"?, "restart_zeroes_counters"?}` | behaviour switches; answers all of them (`verify_reality_broken` is also the 2.x layout with the API inbound: `api_inbound` in `xray/config-status`) |
+//! | POST `/_sim/xray` | `{"stopped"?: bool, "close_port"?: key, "open_port"?: key, "wrong_certificate"?: key, "right_certificate"?: key, "dest"?: {"key", "dest"}}` | the data plane: stop Xray (every VLESS port closes, `/health` says stopped, a sync or fix-reality-keys starts it), close one key's port, make it present a certificate for another name, set an inbound's Reality `dest` ("" empties it) |
+//! | GET `/_sim/ca` | | the test CA (PEM) every inbound's TLS certificate chains to |
 //! | POST `/_sim/restart` | | "restart the API": refresh the 2.x config cache, reset rate limits |
 //! | POST, DELETE `/_sim/faults` | `{"route": "sync_config", "count": 1, "fault": {"kind": "status", "status": 500, "detail": ".."}}` | arm (or clear) faults; kinds: `status`, `html` (`status`), `truncated_json`, `delay` (`ms`), `oversized` (`bytes`), `rate_limited` (`retry_after`?) |
 //! | POST `/_sim/down` | `{"seconds"}` | close the listener for that long (connections refused), then listen again |
@@ -31,6 +36,7 @@
 
 mod admin;
 mod controls;
+mod dataplane;
 mod faults;
 mod handle;
 mod ratelimit;
@@ -40,6 +46,7 @@ mod routes_v2;
 mod server;
 mod state;
 mod sync;
+mod tls;
 mod traffic;
 mod wire;
 mod xray;
@@ -49,6 +56,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use dataplane::{DataplaneControls, WRONG_NAME};
 pub use faults::{Fault, RequestRecord, Route};
 pub use handle::SimHandle;
 pub use server::SimServer;

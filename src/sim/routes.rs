@@ -17,8 +17,6 @@ use super::{ApiGeneration, admin, faults, routes_v1, routes_v2};
 
 /// The 401 detail of both generations.
 const INVALID_KEY: &str = "Invalid API key. Use X-API-Key header with the correct key.";
-/// Host name printed in client configs.
-const SIM_HOST: &str = "vpn.sim.invalid";
 pub const SNI: &str = "www.microsoft.com";
 
 impl IntoResponse for ApiError {
@@ -88,7 +86,16 @@ pub fn router(handle: SimHandle) -> Router {
                 get(routes_v2::validate_sync),
             )
             .route("/api/system/xray/inbounds", get(routes_v2::xray_inbounds))
-            .route("/api/system/ports", get(routes_v2::ports)),
+            .route(
+                "/api/system/xray/config-status",
+                get(routes_v2::xray_config_status),
+            )
+            .route("/api/system/ports", get(routes_v2::ports))
+            .route("/api/system/ports/status", get(routes_v2::ports_status))
+            .route(
+                "/api/system/fix-reality-keys",
+                post(routes_v2::fix_reality_keys),
+            ),
     };
     api.merge(admin::router())
         .fallback(not_found)
@@ -188,13 +195,15 @@ async fn create_key(
     body: Bytes,
 ) -> Answer<KeyView> {
     let name = name_from_body(&body)?;
-    handle.with_state(|s| {
+    let created = handle.with_state(|s| {
         let created_at = s.now().iso;
         match s.insert_key(&name, created_at, false) {
             Some(key) => Ok(Json(view(&key))),
             None => Err(ApiError::detail(500, "Failed to create key: no free port")),
         }
-    })
+    })?;
+    handle.apply_dataplane().await;
+    Ok(created)
 }
 
 async fn get_key(
@@ -215,6 +224,7 @@ async fn delete_key(
 ) -> Answer<Message> {
     let delay = handle.with_state(|s| s.delete_key(&id).map(|_| s.restart_delay))?;
     tokio::time::sleep(delay).await;
+    handle.apply_dataplane().await;
     Ok(Json(Message {
         message: "Key deleted successfully",
     }))
@@ -225,15 +235,21 @@ async fn key_config(
     State(handle): State<SimHandle>,
     Path(id): Path<String>,
 ) -> Answer<KeyConfig> {
+    let tag = handle.with_state(|s| {
+        let at = s.find(&id).ok_or_else(ApiError::key_not_found)?;
+        Ok::<_, ApiError>(s.link_tag(&s.keys()[at].uuid))
+    })?;
+    let port = handle.inner.listeners.port_for(&tag);
     handle.with_state(|s| {
         let at = s.find(&id).ok_or_else(ApiError::key_not_found)?;
         let key = &s.keys()[at];
         let pbk = s.public_key();
+        let host = s.link_host();
         Ok(Json(match s.generation {
             ApiGeneration::V1 => {
                 let sid = s.config().inbounds().first().and_then(|i| i.short_ids.first()).cloned().unwrap_or_default();
                 let url = format!(
-                    "vless://{}@{SIM_HOST}:443?encryption=none&security=reality&sni={SNI}&fp=chrome&pbk={pbk}&sid={sid}&spx=/&type=tcp&flow=#{}",
+                    "vless://{}@{host}:{port}?encryption=none&security=reality&sni={SNI}&fp=chrome&pbk={pbk}&sid={sid}&spx=/&type=tcp&flow=#{}",
                     key.uuid, key.name
                 );
                 KeyConfig {
@@ -249,9 +265,8 @@ async fn key_config(
             ApiGeneration::V2 => {
                 let sid = key.short_id.clone().unwrap_or_default();
                 let url = format!(
-                    "vless://{}@{SIM_HOST}:{}?type=tcp&security=reality&encryption=none&fp=chrome&pbk={pbk}&sid={sid}&sni={SNI}#{}",
+                    "vless://{}@{host}:{port}?type=tcp&security=reality&encryption=none&fp=chrome&pbk={pbk}&sid={sid}&sni={SNI}#{}",
                     key.uuid,
-                    key.port.unwrap_or_default(),
                     key.name
                 );
                 KeyConfig {
@@ -303,6 +318,7 @@ async fn sync_config(_: Authorized, State(handle): State<SimHandle>) -> Answer<S
     if !matches!(outcome, Err(ApiError::RateLimited(_))) {
         // The sync ran: Xray restarts before the answer.
         tokio::time::sleep(delay).await;
+        handle.apply_dataplane().await;
     }
     let validation = outcome?;
     Ok(Json(SyncAnswer {

@@ -42,6 +42,8 @@ impl SimServer {
             .inner
             .served
             .send_replace(Served { open: true, seq: 0 });
+        // Xray serves its inbounds from the start.
+        handle.apply_dataplane().await;
         let task = tokio::spawn(supervise(listener, addr, handle.clone(), stopped));
         tracing::debug!(%addr, generation = ?options.generation, "sim: serving");
         Ok(SimServer {
@@ -71,9 +73,15 @@ impl SimServer {
         self.handle.clone()
     }
 
+    /// The test CA (PEM) of the inbounds' certificates (for `reality_ca_file`).
+    pub fn ca_pem(&self) -> String {
+        self.handle.ca_pem()
+    }
+
     /// Stop accepting, let in-flight requests finish (at most ~0.5 s), and return.
     pub async fn shutdown(mut self) {
         self.stop.send_replace(true);
+        self.handle.inner.listeners.stop_all();
         if let Some(mut task) = self.task.take()
             && tokio::time::timeout(GRACE * 2, &mut task).await.is_err()
         {
@@ -85,6 +93,7 @@ impl SimServer {
 impl Drop for SimServer {
     fn drop(&mut self) {
         self.stop.send_replace(true);
+        self.handle.inner.listeners.stop_all();
         if let Some(task) = self.task.take() {
             task.abort();
         }

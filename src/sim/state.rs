@@ -60,6 +60,9 @@ pub struct Switches {
     pub verify_reality_broken: bool,
     /// 1.x `traffic/status` field.
     pub precise_monitor_available: bool,
+    /// An Xray restart (sync, fix-reality-keys) zeroes every key's counter, as Xray's
+    /// in-memory stats do.
+    pub restart_zeroes_counters: bool,
 }
 
 /// Reality settings of the (first VLESS) inbound.
@@ -123,6 +126,8 @@ pub struct State {
     pub(super) requests: Vec<RequestRecord>,
     pub sync_count: usize,
     pub reset_count: usize,
+    /// fix-reality-keys calls that ran.
+    pub fix_count: usize,
     /// How long a sync or a delete "restarts Xray".
     pub restart_delay: Duration,
     pub(super) clock_offset: Duration,
@@ -131,6 +136,8 @@ pub struct State {
     pub down: bool,
     /// Reality public key printed in client configs.
     pub(super) public_key: String,
+    /// Xray stopped, ports closed, wrong certificates (`dataplane.rs`).
+    pub(super) dataplane: super::dataplane::DataplaneControls,
 }
 
 /// 2.x port range.
@@ -205,6 +212,7 @@ impl State {
                 drift_returns: false,
                 verify_reality_broken: generation == ApiGeneration::V2,
                 precise_monitor_available: true,
+                restart_zeroes_counters: false,
             },
             drift_log: Vec::new(),
             sync_limit: RateLimit::new(3, Duration::from_secs(60)),
@@ -213,11 +221,13 @@ impl State {
             requests: Vec::new(),
             sync_count: 0,
             reset_count: 0,
+            fix_count: 0,
             restart_delay: super::DEFAULT_RESTART_DELAY,
             clock_offset: Duration::ZERO,
             started: Instant::now(),
             down: false,
             public_key,
+            dataplane: Default::default(),
         };
         // On 2.x, keys beyond the 100 ports of the range are not created.
         for i in 0..options.keys {

@@ -16,6 +16,8 @@ impl State {
                 .map_err(ApiError::RateLimited)?;
         }
         self.sync_count += 1;
+        // Both generations restart Xray inside a sync: a stopped Xray starts again.
+        self.restart_xray();
         let rewrote = !self.switches.sync_noop;
         if rewrote {
             let mut config = self.config.clone();
@@ -125,10 +127,33 @@ impl State {
         }
     }
 
+    /// `POST /api/system/fix-reality-keys` (2.x): the central private key and each key's
+    /// short id back into config.json (and, see `XrayConfig::fix_reality`, the default
+    /// dest and server names), then Xray restarts.
+    pub fn fix_reality_keys(&mut self) {
+        self.fix_count += 1;
+        let expected: Vec<super::xray::Expected<'_>> = self.expected();
+        let mut config = self.config.clone();
+        config.fix_reality(&expected);
+        self.config = config;
+        self.reality.missing.clear();
+        self.restart_xray();
+    }
+
+    /// 2.x `GET /api/system/xray/config-status`: whether the API inbound is part of the
+    /// layout (it is on the stock layout, the one where verify-reality always fails).
+    pub fn api_inbound(&self) -> bool {
+        self.generation == ApiGeneration::V2 && self.switches.verify_reality_broken
+    }
+
     /// `POST /api/system/verify-reality`: fails on a missing field (and always on the 2.x
     /// layout, whose first inbound is the API inbound); rewrites maxTimeDiff 0 to 600.
     pub fn verify_reality(&mut self) -> Result<(), ApiError> {
-        if self.switches.verify_reality_broken || !self.reality.missing.is_empty() {
+        let first_broken = self.generation == ApiGeneration::V2
+            && self.config.inbounds().first().is_some_and(|i| {
+                i.dest.is_empty() || i.server_names.is_empty() || i.short_ids.is_empty()
+            });
+        if self.switches.verify_reality_broken || !self.reality.missing.is_empty() || first_broken {
             return Err(ApiError::detail(
                 500,
                 "Failed to verify Reality settings: 500: Failed to verify Reality settings",

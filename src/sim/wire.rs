@@ -283,3 +283,41 @@ pub struct PortAssignment {
     pub key_name: String,
     pub assigned_at: String,
 }
+
+/// 2.x `GET /api/system/xray/config-status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct XrayConfigStatus {
+    pub config_status: LayoutView,
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayoutView {
+    pub status: &'static str,
+    pub total_inbounds: usize,
+    pub vless_inbounds: usize,
+    pub api_inbound: bool,
+}
+
+/// 2.x `GET /api/system/ports/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortsStatus {
+    pub validation: PortsValidation,
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PortsValidation {
+    pub valid: bool,
+    pub issues: Vec<String>,
+    pub total_assignments: usize,
+    pub total_used_ports: usize,
+}
+
+/// 2.x `POST /api/system/fix-reality-keys`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FixAnswer {
+    pub status: &'static str,
+    pub message: &'static str,
+    pub timestamp: i64,
+}

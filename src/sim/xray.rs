@@ -33,6 +33,38 @@ pub struct Inbound {
     pub port: u16,
     pub clients: Vec<String>,
     pub short_ids: Vec<String>,
+    /// Reality's `dest` ("host:port"); "" when emptied.
+    pub dest: String,
+    /// Reality's `serverNames`.
+    pub server_names: Vec<String>,
+}
+
+/// The camouflage target every new inbound gets.
+pub const DEFAULT_DEST: &str = "www.microsoft.com:443";
+/// The server names every new inbound gets (as recorded in `v2_xray_inbounds.json`).
+pub const DEFAULT_SERVER_NAMES: [&str; 8] = [
+    "www.microsoft.com",
+    "www.cloudflare.com",
+    "www.google.com",
+    "www.github.com",
+    "www.apple.com",
+    "www.facebook.com",
+    "www.adobe.com",
+    "www.instagram.com",
+];
+
+impl Inbound {
+    /// An inbound with the default Reality target and server names.
+    pub fn new(tag: String, port: u16, clients: Vec<String>, short_ids: Vec<String>) -> Inbound {
+        Inbound {
+            tag,
+            port,
+            clients,
+            short_ids,
+            dest: DEFAULT_DEST.to_string(),
+            server_names: DEFAULT_SERVER_NAMES.iter().map(|n| n.to_string()).collect(),
+        }
+    }
 }
 
 /// What a sync writes for one active key.
@@ -52,10 +84,12 @@ pub struct XrayConfig {
 
 /// Port of the shared 1.x inbound.
 const SHARED_PORT: u16 = 443;
+/// Tag of the shared 1.x inbound.
+pub const SHARED_TAG: &str = "vless-reality";
 /// First port given to rogue 2.x inbounds (outside the keys' range).
 const ROGUE_PORT_BASE: u16 = 20000;
 
-fn key_tag(uuid: &str) -> String {
+pub fn key_tag(uuid: &str) -> String {
     format!("inbound-{uuid}")
 }
 
@@ -63,12 +97,12 @@ impl XrayConfig {
     /// An empty config; 1.x gets its shared inbound with the server-wide short_id.
     pub fn new(generation: ApiGeneration, shared_short_id: &str) -> Self {
         let inbounds = match generation {
-            ApiGeneration::V1 => vec![Inbound {
-                tag: "vless-reality".to_string(),
-                port: SHARED_PORT,
-                clients: Vec::new(),
-                short_ids: vec![shared_short_id.to_string()],
-            }],
+            ApiGeneration::V1 => vec![Inbound::new(
+                SHARED_TAG.to_string(),
+                SHARED_PORT,
+                Vec::new(),
+                vec![shared_short_id.to_string()],
+            )],
             ApiGeneration::V2 => Vec::new(),
         };
         XrayConfig {
@@ -104,12 +138,12 @@ impl XrayConfig {
     pub fn add_key(&mut self, key: Expected<'_>) {
         match self.generation {
             ApiGeneration::V1 => self.shared().clients.push(key.uuid.to_string()),
-            ApiGeneration::V2 => self.inbounds.push(Inbound {
-                tag: key_tag(key.uuid),
-                port: key.port.unwrap_or_default(),
-                clients: vec![key.uuid.to_string()],
-                short_ids: key.short_id.map(str::to_string).into_iter().collect(),
-            }),
+            ApiGeneration::V2 => self.inbounds.push(Inbound::new(
+                key_tag(key.uuid),
+                key.port.unwrap_or_default(),
+                vec![key.uuid.to_string()],
+                key.short_id.map(str::to_string).into_iter().collect(),
+            )),
         }
     }
 
@@ -148,12 +182,7 @@ impl XrayConfig {
                     let tag = key_tag(key.uuid);
                     let mut inbound = match old.iter().position(|i| i.tag == tag) {
                         Some(at) => old.swap_remove(at),
-                        None => Inbound {
-                            tag,
-                            port: 0,
-                            clients: vec![key.uuid.to_string()],
-                            short_ids: Vec::new(),
-                        },
+                        None => Inbound::new(tag, 0, vec![key.uuid.to_string()], Vec::new()),
                     };
                     inbound.port = key.port.unwrap_or_default();
                     if let Some(short_id) = key.short_id {
@@ -165,14 +194,43 @@ impl XrayConfig {
         }
     }
 
+    /// Change the Reality settings of every inbound (`None`) or of the one holding a client.
+    pub fn edit_reality(&mut self, client: Option<&str>, edit: impl Fn(&mut Inbound)) -> bool {
+        let mut found = false;
+        for inbound in &mut self.inbounds {
+            if client.is_none_or(|uuid| inbound.clients.iter().any(|c| c == uuid)) {
+                edit(inbound);
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// What fix-reality-keys writes (2.x): each key's short id from the key store, and
+    /// (a simulator assumption: the real server rebuilds `realitySettings` from its
+    /// template) the default `dest` and `serverNames`.
+    pub fn fix_reality(&mut self, keys: &[Expected<'_>]) {
+        for inbound in &mut self.inbounds {
+            let key = keys
+                .iter()
+                .find(|k| inbound.clients.iter().any(|c| c == k.uuid));
+            if let Some(short_id) = key.and_then(|k| k.short_id) {
+                inbound.short_ids = vec![short_id.to_string()];
+            }
+            let fresh = Inbound::new(String::new(), 0, Vec::new(), Vec::new());
+            inbound.dest = fresh.dest;
+            inbound.server_names = fresh.server_names;
+        }
+    }
+
     fn shared(&mut self) -> &mut Inbound {
         if self.inbounds.is_empty() {
-            self.inbounds.push(Inbound {
-                tag: "vless-reality".to_string(),
-                port: SHARED_PORT,
-                clients: Vec::new(),
-                short_ids: Vec::new(),
-            });
+            self.inbounds.push(Inbound::new(
+                SHARED_TAG.to_string(),
+                SHARED_PORT,
+                Vec::new(),
+                Vec::new(),
+            ));
         }
         &mut self.inbounds[0]
     }
@@ -204,12 +262,12 @@ impl XrayConfig {
                     .first()
                     .map(|i| i.short_ids.clone())
                     .unwrap_or_default();
-                self.inbounds.push(Inbound {
-                    tag: key_tag(uuid),
+                self.inbounds.push(Inbound::new(
+                    key_tag(uuid),
                     port,
-                    clients: vec![uuid.to_string()],
+                    vec![uuid.to_string()],
                     short_ids,
-                });
+                ));
             }
         }
     }

@@ -43,14 +43,24 @@ pub struct DailyUsageRow {
 pub enum AvailabilitySeries {
     /// The health check found the server's API answering.
     Api,
+    /// 2.x: the health check found Xray running (after any restart it made).
+    Xray,
+    /// One sample per VLESS port per dataplane run: the port answered TLS correctly.
+    VlessPorts,
 }
 
 impl AvailabilitySeries {
-    pub const ALL: [AvailabilitySeries; 1] = [AvailabilitySeries::Api];
+    pub const ALL: [AvailabilitySeries; 3] = [
+        AvailabilitySeries::Api,
+        AvailabilitySeries::Xray,
+        AvailabilitySeries::VlessPorts,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             AvailabilitySeries::Api => "api",
+            AvailabilitySeries::Xray => "xray",
+            AvailabilitySeries::VlessPorts => "vless_ports",
         }
     }
 
@@ -58,6 +68,8 @@ impl AvailabilitySeries {
     pub fn title(self) -> &'static str {
         match self {
             AvailabilitySeries::Api => "API up",
+            AvailabilitySeries::Xray => "Xray running",
+            AvailabilitySeries::VlessPorts => "VLESS ports answering",
         }
     }
 

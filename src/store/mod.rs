@@ -5,13 +5,17 @@
 //! across an `.await`.
 
 mod alerts;
+mod budget;
 mod daily;
+mod dataplane;
 mod error;
 mod lock;
 mod quota;
 mod quota_intents;
 mod reader;
+mod reality;
 mod schema;
+mod xray;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -22,14 +26,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 pub use alerts::{OUTBOX_KEPT_DAYS, OutboxCounts, SinkHealth};
+pub use budget::AttemptKind;
 pub use daily::{
     AvailabilityRow, AvailabilitySample, AvailabilitySeries, DAILY_KEPT_DAYS, DailyUsage,
     DailyUsageRow, DeliveryState, ReportDelivery,
 };
+pub use dataplane::{DataplaneCommit, DataplaneMemory, PortRecord, PortState, StoredLink};
 pub use error::StoreError;
 pub use lock::{LOCK_FILE, LockError, StateDirLock};
 pub use quota::QuotaCommit;
 pub use quota_intents::{Intent, IntentState};
+pub use reality::RealityMemory;
+pub use xray::{XrayMemory, XrayState};
 
 use crate::config::{JobKind, Severity};
 use crate::finding::Finding;
@@ -419,14 +427,15 @@ impl Store {
         })
     }
 
-    /// Sync attempts at or after `since`, oldest first.
+    /// Attempts of the shared sync budget (syncs, Xray restarts, Reality fixes) at or
+    /// after `since`, oldest first; attempts the server refused with 429 do not count.
     pub fn sync_attempts_since(
         &self,
         server: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<DateTime<Utc>>, StoreError> {
         let rows: Vec<(String,)> = self.tuples(
-            "SELECT at FROM sync_attempts WHERE server = ?1 AND at >= ?2 ORDER BY at",
+            "SELECT at FROM sync_attempts WHERE server = ?1 AND at >= ?2 AND outcome != 'deferred' ORDER BY at",
             params![server, ts(since)],
         )?;
         rows.iter()

@@ -81,7 +81,69 @@ CREATE TABLE server_state (
     "CREATE INDEX audit_log_by_server_at ON audit_log (server, at);",
     // v5: what the usage report reads.
     REPORT_SCHEMA,
+    // v6: the data plane: Xray's state, 2.x Reality streaks, VLESS links and ports, and
+    // what kind of restart each entry of the shared sync budget was.
+    DATAPLANE_SCHEMA,
 ];
+
+/// The data-plane tables (health's Xray memory, reality's 2.x streak, the dataplane job's
+/// links, ports and rotation) and the kind/outcome of each sync-budget attempt.
+pub const DATAPLANE_SCHEMA: &str = r#"
+-- One hourly budget per server, shared by every action that restarts Xray.
+ALTER TABLE sync_attempts ADD COLUMN kind TEXT NOT NULL DEFAULT 'sync';       -- sync | xray_restart | reality_fix
+ALTER TABLE sync_attempts ADD COLUMN outcome TEXT NOT NULL DEFAULT 'started'; -- started | deferred (429: did not run)
+
+-- health (2.x): Xray's service state as GET /health last said, and the stopped streak.
+CREATE TABLE xray_state (
+    server           TEXT PRIMARY KEY,
+    state            TEXT,                -- running | stopped; NULL: never read
+    stopped_reads    INTEGER NOT NULL,    -- consecutive reads that said stopped
+    first_stopped_at TEXT,
+    checked_at       TEXT,
+    updated_at       TEXT NOT NULL
+);
+
+-- reality (2.x): consecutive invalid reads, and the problem a fix-reality-keys did not cure.
+CREATE TABLE reality_state (
+    server          TEXT PRIMARY KEY,
+    confirmations   INTEGER NOT NULL,
+    first_seen      TEXT,
+    signature       TEXT NOT NULL,        -- what is invalid, to tell one problem from another
+    fixed_signature TEXT,                 -- the problem the last fix was for
+    fixed_at        TEXT,
+    updated_at      TEXT NOT NULL
+);
+
+-- dataplane: each key's vless:// link, fetched once and kept until the key changes.
+CREATE TABLE vless_links (
+    server     TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    key_sig    TEXT NOT NULL,             -- uuid|port|short_id|active: a change refetches
+    host       TEXT NOT NULL,
+    port       INTEGER NOT NULL,
+    sni        TEXT,
+    fetched_at TEXT NOT NULL,
+    PRIMARY KEY (server, key_id)
+);
+
+-- dataplane: the last probe of each distinct host:port.
+CREATE TABLE vless_ports (
+    server     TEXT NOT NULL,
+    endpoint   TEXT NOT NULL,             -- host:port
+    state      TEXT NOT NULL,             -- open | closed | tls_failed | cert_invalid
+    detail     TEXT NOT NULL DEFAULT '',
+    latency_ms INTEGER,
+    probed_at  TEXT NOT NULL,
+    PRIMARY KEY (server, endpoint)
+);
+
+-- dataplane: where the next run continues when a server has more ports than one run probes.
+CREATE TABLE dataplane_state (
+    server     TEXT PRIMARY KEY,
+    cursor     TEXT,                      -- the last endpoint probed
+    updated_at TEXT NOT NULL
+);
+"#;
 
 /// Alert lifecycle per fingerprint, the outbox per sink, and sink health.
 pub const ALERT_SCHEMA: &str = r#"

@@ -136,3 +136,65 @@ async fn admin_down_for_a_while_then_back() {
     .await;
     assert_eq!(sim.get("/api/").await.status, 200);
 }
+
+#[tokio::test]
+async fn admin_controls_the_data_plane() {
+    let sim = Sim::start(ApiGeneration::V2, 2).await;
+    let (alice, bob) = (sim.handle.keys()[0].clone(), sim.handle.keys()[1].clone());
+    let ca = sim.get("/_sim/ca").await;
+    assert!(
+        ca.text.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{}",
+        ca.text
+    );
+    assert_eq!(ca.text, sim.handle.ca_pem());
+
+    let stopped = sim.post("/_sim/xray", Some(json!({"stopped": true}))).await;
+    assert_eq!(stopped.json["xray_running"], json!(false));
+    assert_eq!(stopped.json["listening"], json!([]));
+    let health = sim.call(Method::GET, "/health", Key::Absent, None).await;
+    assert_eq!(health.json["services"]["xray"], json!("stopped"));
+    assert_eq!(health.json["status"], json!("healthy"));
+    // A sync restarts Xray on both generations.
+    sim.post("/api/system/sync-config", None).await;
+    assert!(sim.handle.xray_running());
+    assert_eq!(sim.handle.listening().len(), 2);
+
+    let closed = sim
+        .post(
+            "/_sim/xray",
+            Some(json!({"close_port": alice.uuid, "wrong_certificate": bob.id, "dest": {"key": bob.id, "dest": ""}})),
+        )
+        .await;
+    assert_eq!(closed.json["listening"].as_array().map(Vec::len), Some(1));
+    let inbounds = sim.get("/api/system/xray/inbounds").await;
+    let dests: Vec<&str> = inbounds.json["inbounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["dest"].as_str().unwrap())
+        .collect();
+    assert_eq!(dests, ["www.microsoft.com:443", ""]);
+    let reopened = sim
+        .post(
+            "/_sim/xray",
+            Some(json!({"open_port": alice.id, "right_certificate": bob.uuid})),
+        )
+        .await;
+    assert_eq!(reopened.json["listening"].as_array().map(Vec::len), Some(2));
+    let unknown = sim
+        .post("/_sim/xray", Some(json!({"close_port": "nope"})))
+        .await;
+    assert_eq!(unknown.status, 404);
+    // The links point at the listeners.
+    let config = sim.get(&format!("/api/keys/{}/config", alice.id)).await;
+    let port = sim.handle.vless_port(&alice.id);
+    assert!(
+        config.json["vless_url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("@127.0.0.1:{port}?")),
+        "{}",
+        config.json
+    );
+}

@@ -102,6 +102,37 @@ async fn v2_answers_like_the_recorded_server() {
         .await;
     let inbounds = w.get("xray_inbounds", "/api/system/xray/inbounds").await;
     assert_eq!(inbounds.json["inbounds"].as_array().map(Vec::len), Some(3));
+    assert_same_at(&inbounds.json, "v2_xray_inbounds", "/inbounds/0/dest");
+    let layout = w
+        .get("xray_config_status", "/api/system/xray/config-status")
+        .await;
+    assert_same_at(
+        &layout.json,
+        "v2_xray_config_status",
+        "/config_status/api_inbound",
+    );
+    w.get("ports_status", "/api/system/ports/status").await;
+    // Xray stopped while the API runs: /health still says healthy, only services.xray tells.
+    h.stop_xray().await;
+    let stopped = w
+        .check(
+            "health_xray_stopped",
+            Method::GET,
+            "/health",
+            Key::Absent,
+            None,
+        )
+        .await;
+    assert_same_at(&stopped.json, "v2_health_xray_stopped", "/status");
+    assert_same_at(&stopped.json, "v2_health_xray_stopped", "/services/xray");
+    assert!(h.listening().is_empty(), "every VLESS port closed");
+    // fix-reality-keys rewrites the Reality keys and restarts Xray.
+    let fixed = w
+        .post("fix_reality_keys", "/api/system/fix-reality-keys")
+        .await;
+    assert_same_at(&fixed.json, "v2_fix_reality_keys", "/status");
+    assert!(h.xray_running());
+    assert_eq!(h.listening().len(), 3, "every inbound listens again");
     w.get("ports", "/api/system/ports").await;
     let delete = format!("/api/keys/{carol_uuid}");
     w.check("key_delete", Method::DELETE, &delete, Key::Right, None)

@@ -69,3 +69,10 @@ pub async fn sim(generation: ApiGeneration, keys: usize) -> SimServer {
         .await
         .expect("start simulator")
 }
+
+/// Write the simulator's test CA to `dir` (for `reality_ca_file`); returns the path.
+pub fn ca_file(dir: &std::path::Path, server: &SimServer) -> PathBuf {
+    let path = dir.join(format!("sim-ca-{}.pem", server.addr().port()));
+    std::fs::write(&path, server.ca_pem()).expect("write the simulator's CA");
+    path
+}

@@ -47,6 +47,7 @@ pub struct Rig {
     pub sim: SimServer,
     pub config: Config,
     pub api: ServerApi,
+    pub prober: std::sync::Arc<keywarden::jobs::dataplane::Prober>,
     pub store: Option<Store>,
     pub dir: TempDir,
     pub clock: ManualClock,
@@ -100,6 +101,7 @@ impl Rig {
         let config = loaded.config;
         Rig {
             api: client(&config),
+            prober: std::sync::Arc::new(keywarden::jobs::dataplane::Prober::new(Vec::new())),
             store: Some(Store::open(dir.path()).expect("store")),
             sim,
             config,
@@ -143,6 +145,7 @@ impl Rig {
             clock: &self.clock,
             dry_run,
             mode: RunMode::Daemon,
+            prober: &self.prober,
         }
     }
 

@@ -391,3 +391,77 @@ url = "http://127.0.0.1:3/hook"
         ]
     );
 }
+
+#[test]
+fn one_data_plane_outage_is_announced_once_whichever_job_sees_it_first() {
+    use FindingKind::{VlessPortsClosed, XrayDown};
+    // Health first: the dataplane's view of the same outage is held, then dropped.
+    let got = play(
+        &routing(),
+        vec![
+            (0, vec![present("fra-1", XrayDown, Critical)]),
+            (1, vec![present("fra-1", VlessPortsClosed, Critical)]),
+            (2, vec![gone("fra-1", XrayDown)]),
+        ],
+    );
+    assert_eq!(
+        got,
+        vec![
+            v(&["mail:new:xray_down", "pager:new:xray_down"]),
+            v(&[]),
+            // The ports are still closed when Xray's alert ends: now they speak.
+            v(&[
+                "mail:resolved:xray_down",
+                "pager:resolved:xray_down",
+                "mail:released:vless_ports_closed",
+                "pager:released:vless_ports_closed",
+            ]),
+        ]
+    );
+    // The dataplane first: health's alert is held; both end without a second message.
+    let got = play(
+        &routing(),
+        vec![
+            (0, vec![present("fra-1", VlessPortsClosed, Critical)]),
+            (1, vec![present("fra-1", XrayDown, Critical)]),
+            (2, vec![gone("fra-1", XrayDown)]),
+            (3, vec![gone("fra-1", VlessPortsClosed)]),
+        ],
+    );
+    assert_eq!(
+        got,
+        vec![
+            v(&[
+                "mail:new:vless_ports_closed",
+                "pager:new:vless_ports_closed"
+            ]),
+            v(&[]),
+            v(&[]),
+            v(&[
+                "mail:resolved:vless_ports_closed",
+                "pager:resolved:vless_ports_closed"
+            ]),
+        ]
+    );
+    // Both in one go: the health job's names the cause.
+    let got = play(
+        &routing(),
+        vec![(
+            0,
+            vec![
+                present("fra-1", VlessPortsClosed, Critical),
+                present("fra-1", XrayDown, Critical),
+            ],
+        )],
+    );
+    assert_eq!(got, vec![v(&["mail:new:xray_down", "pager:new:xray_down"])]);
+    // Other kinds are not held by an outage.
+    let got = play(
+        &routing(),
+        vec![
+            (0, vec![present("fra-1", XrayDown, Critical)]),
+            (1, vec![present("fra-1", ConfigDrift, Warning)]),
+        ],
+    );
+    assert_eq!(got[1], v(&["mail:new:config_drift"]));
+}

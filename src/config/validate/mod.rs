@@ -19,8 +19,8 @@ use chrono_tz::Tz;
 use super::error::Issue;
 use super::raw::{RawAgent, RawConfig, RawJobs};
 use super::types::{
-    AgentConfig, Config, ConfigSyncJobConfig, HealthJobConfig, JobsConfig, QuotaJobConfig,
-    RealityJobConfig,
+    AgentConfig, Config, ConfigSyncJobConfig, DataplaneJobConfig, HealthJobConfig, JobsConfig,
+    QuotaJobConfig, RealityJobConfig,
 };
 use crate::logging::LogFormat;
 
@@ -35,6 +35,14 @@ pub mod defaults {
     pub const CONFIG_SYNC_SCHEDULE: &str = "0 */5 * * * *";
     pub const REALITY_SCHEDULE: &str = "0 7 * * * *";
     pub const QUOTA_SCHEDULE: &str = "0 */10 * * * *";
+    /// Half a minute after config_sync's default, so a sync's Xray restart (a few
+    /// seconds) is not probed as an outage.
+    pub const DATAPLANE_SCHEDULE: &str = "30 */5 * * * *";
+    pub const XRAY_CONFIRMATIONS: u32 = 2;
+    pub const REALITY_CONFIRMATIONS: u32 = 2;
+    pub const MAX_PORTS_PER_RUN: usize = 256;
+    pub const HANDSHAKE_TIMEOUT_SECS: u64 = 5;
+    pub const DATAPLANE_CONCURRENCY: usize = 16;
     pub const FAILURES_BEFORE_ALERT: u32 = 3;
     pub const CONFIRMATIONS: u32 = 2;
     pub const MAX_SYNCS_PER_HOUR: u32 = 4;
@@ -231,6 +239,7 @@ fn jobs(ctx: &mut Ctx<'_>, raw: Option<&RawJobs>) -> JobsConfig {
         .map(|s| s.get_ref());
     let reality = raw.and_then(|r| r.reality.as_ref()).map(|r| r.get_ref());
     let quota = raw.and_then(|r| r.quota.as_ref()).map(|q| q.get_ref());
+    let dataplane = raw.and_then(|r| r.dataplane.as_ref()).map(|d| d.get_ref());
     let at_least_one = 1..=i64::from(u32::MAX);
     JobsConfig {
         health: HealthJobConfig {
@@ -245,6 +254,13 @@ fn jobs(ctx: &mut Ctx<'_>, raw: Option<&RawJobs>) -> JobsConfig {
                 at_least_one.clone(),
                 defaults::FAILURES_BEFORE_ALERT,
             ),
+            xray_confirmations: ctx.int_in(
+                health.and_then(|h| h.xray_confirmations.as_ref()),
+                "jobs.health.xray_confirmations",
+                at_least_one.clone(),
+                defaults::XRAY_CONFIRMATIONS,
+            ),
+            restart_xray: health.and_then(|h| h.restart_xray).unwrap_or(true),
         },
         config_sync: ConfigSyncJobConfig {
             schedule: ctx.schedule(
@@ -262,7 +278,7 @@ fn jobs(ctx: &mut Ctx<'_>, raw: Option<&RawJobs>) -> JobsConfig {
             max_syncs_per_hour: ctx.int_in(
                 sync.and_then(|s| s.max_syncs_per_hour.as_ref()),
                 "jobs.config_sync.max_syncs_per_hour",
-                at_least_one,
+                at_least_one.clone(),
                 defaults::MAX_SYNCS_PER_HOUR,
             ),
             verify_reality_after_sync: sync
@@ -275,12 +291,39 @@ fn jobs(ctx: &mut Ctx<'_>, raw: Option<&RawJobs>) -> JobsConfig {
                 "jobs.reality.schedule",
                 defaults::REALITY_SCHEDULE,
             ),
+            confirmations: ctx.int_in(
+                reality.and_then(|r| r.confirmations.as_ref()),
+                "jobs.reality.confirmations",
+                at_least_one,
+                defaults::REALITY_CONFIRMATIONS,
+            ),
+            auto_fix: reality.and_then(|r| r.auto_fix).unwrap_or(true),
         },
         quota: QuotaJobConfig {
             schedule: ctx.schedule(
                 quota.and_then(|q| q.schedule.as_ref()),
                 "jobs.quota.schedule",
                 defaults::QUOTA_SCHEDULE,
+            ),
+        },
+        dataplane: DataplaneJobConfig {
+            schedule: ctx.schedule(
+                dataplane.and_then(|d| d.schedule.as_ref()),
+                "jobs.dataplane.schedule",
+                defaults::DATAPLANE_SCHEDULE,
+            ),
+            max_ports_per_run: ctx.int_in(
+                dataplane.and_then(|d| d.max_ports_per_run.as_ref()),
+                "jobs.dataplane.max_ports_per_run",
+                1..=100_000,
+                defaults::MAX_PORTS_PER_RUN,
+            ),
+            handshake_timeout: ctx.duration(
+                dataplane.and_then(|d| d.handshake_timeout.as_ref()),
+                "jobs.dataplane.handshake_timeout",
+                std::time::Duration::from_secs(defaults::HANDSHAKE_TIMEOUT_SECS),
+                true,
+                ctx::MAX_TIMEOUT,
             ),
         },
     }

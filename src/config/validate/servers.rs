@@ -131,7 +131,21 @@ fn server(
     let ca_file = raw
         .ca_file
         .as_ref()
-        .and_then(|field| ca_file(ctx, field, prefix));
+        .and_then(|field| pem_file(ctx, field, prefix, "ca_file"));
+    let reality_ca_file = raw
+        .reality_ca_file
+        .as_ref()
+        .and_then(|field| pem_file(ctx, field, prefix, "reality_ca_file"));
+    let vless_host = raw
+        .vless_host
+        .as_ref()
+        .and_then(|field| vless_host(ctx, field, prefix));
+    let dataplane_concurrency = ctx.int_in(
+        raw.dataplane_concurrency.as_ref(),
+        &at(prefix, "dataplane_concurrency"),
+        1..=256,
+        defaults::DATAPLANE_CONCURRENCY,
+    );
     let max_response_bytes = max_response_size(ctx, raw.max_response_size.as_ref(), prefix);
     let (api_key, api_key_source) =
         api_key.unwrap_or_else(|| (Default::default(), crate::config::SecretSource::Inline));
@@ -147,6 +161,9 @@ fn server(
         skip_jobs,
         counter_resets,
         ca_file,
+        vless_host,
+        reality_ca_file,
+        dataplane_concurrency,
         max_response_bytes,
     }
 }
@@ -182,6 +199,34 @@ fn max_response_size(
             default
         }
     }
+}
+
+/// A host name or IP address (IPv6 with or without brackets), without scheme or port.
+fn vless_host(ctx: &mut Ctx<'_>, field: &Spanned<String>, prefix: &str) -> Option<String> {
+    let text = field.get_ref().trim();
+    let unbracketed = text
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(text);
+    let is_ip = unbracketed.parse::<std::net::IpAddr>().is_ok();
+    let is_name = !unbracketed.is_empty()
+        && unbracketed.len() <= 253
+        && unbracketed.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if is_ip || is_name {
+        return Some(unbracketed.to_ascii_lowercase());
+    }
+    ctx.error(
+        span_of(field),
+        at(prefix, "vless_host"),
+        format!("\"{text}\" is not a host name or IP address (expected e.g. \"10.0.0.5\" or \"fra-1.internal\", without scheme or port)"),
+    );
+    None
 }
 
 fn server_url(
@@ -276,7 +321,12 @@ fn skip_jobs(ctx: &mut Ctx<'_>, raw: Option<&[Spanned<String>]>, prefix: &str) -
     jobs
 }
 
-fn ca_file(ctx: &mut Ctx<'_>, field: &Spanned<String>, prefix: &str) -> Option<std::path::PathBuf> {
+fn pem_file(
+    ctx: &mut Ctx<'_>,
+    field: &Spanned<String>,
+    prefix: &str,
+    key: &str,
+) -> Option<std::path::PathBuf> {
     let path = ctx.resolve(field.get_ref());
     match std::fs::read(&path) {
         Ok(bytes)
@@ -289,7 +339,7 @@ fn ca_file(ctx: &mut Ctx<'_>, field: &Spanned<String>, prefix: &str) -> Option<s
         Ok(_) => {
             ctx.error(
                 span_of(field),
-                at(prefix, "ca_file"),
+                at(prefix, key),
                 format!("{} is not a PEM certificate (expected a \"-----BEGIN CERTIFICATE-----\" block)", path.display()),
             );
             None
@@ -297,7 +347,7 @@ fn ca_file(ctx: &mut Ctx<'_>, field: &Spanned<String>, prefix: &str) -> Option<s
         Err(err) => {
             ctx.error(
                 span_of(field),
-                at(prefix, "ca_file"),
+                at(prefix, key),
                 format!("cannot read CA file {}: {err}", path.display()),
             );
             None

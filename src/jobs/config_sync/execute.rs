@@ -82,6 +82,8 @@ async fn sync(
     now: DateTime<Utc>,
 ) -> JobResult {
     let server = ctx.server.name.as_str();
+    // The sync restarts Xray, which may zero the traffic counters: read them in first.
+    let pre_read = crate::jobs::quota::account_before_restart(ctx).await;
     if let Err(error) = ctx.store.record_sync_attempt(server, now) {
         // Without the record the hourly budget cannot hold: no sync.
         tracing::error!(server, error = %error, "config_sync: cannot record the sync attempt");
@@ -101,6 +103,18 @@ async fn sync(
     }
     let outcome = judge(ctx, observed.validate_sync, answer).await;
     let mut result = report_outcome(ctx, drift, &outcome);
+    if let Some(note) = pre_read.loss_note() {
+        for finding in &mut result.findings {
+            finding.details.push('\n');
+            finding.details.push_str(&note);
+        }
+    }
+    if let Some(note) = pre_read.loss_note() {
+        for finding in &mut result.findings {
+            finding.details.push('\n');
+            finding.details.push_str(&note);
+        }
+    }
     if outcome.server_synced() {
         verify_reality(ctx, &mut result).await;
     }
@@ -178,7 +192,7 @@ fn report_outcome(ctx: &JobContext<'_>, before: &Drift, outcome: &Outcome) -> Jo
     JobResult {
         findings: vec![finding],
         plan: vec![line],
-        transport_failure: None,
+        ..JobResult::default()
     }
 }
 
@@ -228,6 +242,9 @@ fn deferred(
     let server = ctx.server.name.as_str();
     let detail = format!("{error}; {}", drift.audit_text());
     audit(ctx, now, SYNC_ACTION, DEFERRED, &detail);
+    if let Err(error) = ctx.store.mark_attempt_deferred(server, now) {
+        tracing::error!(server, %error, "config_sync: cannot take the deferred sync out of the budget");
+    }
     save_memory(ctx, &remember(observed, plan, now), now);
     let in_a_row = observed.deferrals.saturating_add(1);
     tracing::info!(server, in_a_row, "config_sync: sync deferred (429)");
@@ -236,7 +253,7 @@ fn deferred(
         plan: vec![format!(
             "sync of {server} deferred: rate limited ({in_a_row} in a row), retrying next run"
         )],
-        transport_failure: None,
+        ..JobResult::default()
     }
 }
 
@@ -247,12 +264,9 @@ async fn verify_reality(ctx: &JobContext<'_>, result: &mut JobResult) {
     if !settings.verify_reality_after_sync || !ctx.server.runs(JobKind::Reality) {
         return;
     }
-    let server = ctx.server.name.as_str();
-    let (verdict, finding) = reality::verify(ctx, JobKind::ConfigSync).await;
-    result.plan.push(match verdict {
-        reality::Verdict::Verified => format!("verified Reality on {server} after the sync"),
-        _ => format!("Reality check on {server} after the sync failed"),
-    });
+    // 2.x: read-only, per inbound (verify-reality fails on its usual layout).
+    let (line, finding) = reality::check_after_sync(ctx).await;
+    result.plan.push(line);
     result.findings.extend(finding);
 }
 

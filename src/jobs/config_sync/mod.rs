@@ -17,13 +17,13 @@
 mod drift;
 mod execute;
 mod plan;
-mod report;
+pub(crate) mod report;
 
 use chrono::{DateTime, Utc};
 
 pub use drift::{Drift, Read, Witness};
 pub use execute::execute;
-pub use plan::{Blocker, Observed, Plan, SYNC_WINDOW, plan, remember, streak};
+pub use plan::{Blocker, Observed, Plan, SYNC_WINDOW, budget_spent, plan, remember, streak};
 pub use report::SUBJECT;
 
 use super::{JobContext, JobResult, RunMode};

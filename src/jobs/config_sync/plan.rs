@@ -153,7 +153,7 @@ pub fn remember(observed: &Observed, plan: &Plan, now: DateTime<Utc>) -> DriftMe
 
 /// `Some(BudgetSpent)` when `max` attempts fall within the last hour. The budget frees
 /// when the oldest attempt that keeps it full leaves the window.
-fn budget_spent(attempts: &[DateTime<Utc>], max: u32, now: DateTime<Utc>) -> Option<Blocker> {
+pub fn budget_spent(attempts: &[DateTime<Utc>], max: u32, now: DateTime<Utc>) -> Option<Blocker> {
     let mut live: Vec<DateTime<Utc>> = attempts
         .iter()
         .copied()

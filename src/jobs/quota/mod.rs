@@ -11,6 +11,7 @@
 //!
 //! See docs/quotas.md for the accounting rules and why notices are one-shot.
 
+mod before_restart;
 mod execute;
 mod observe;
 mod outcome;
@@ -18,6 +19,7 @@ mod report;
 
 use chrono::{DateTime, Utc};
 
+pub use before_restart::{PreRead, account_before_restart};
 pub use observe::{ObserveError, STALE_AFTER};
 
 use self::execute::Finished;
@@ -150,7 +152,11 @@ async fn commit_and_execute(
 
 /// This run's growth per key, counted on today's date in the agent's time zone (traffic
 /// between two runs across midnight lands on the later day).
-fn daily_usage(accounting: &Accounting, now: DateTime<Utc>, tz: chrono_tz::Tz) -> Vec<DailyUsage> {
+pub(super) fn daily_usage(
+    accounting: &Accounting,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> Vec<DailyUsage> {
     let day = now.with_timezone(&tz).date_naive();
     accounting
         .growth_by_key
