@@ -13,7 +13,7 @@ use crate::alert::{DispatchOptions, Dispatcher, Pipeline, Sink, SinkOptions};
 use crate::clock::Clock;
 use crate::config::{Config, JobKind};
 use crate::http::HttpState;
-use crate::jobs::runner::{DEFAULT_MAX_CONCURRENT_RUNS, RunOptions, Runner};
+use crate::jobs::runner::{RunOptions, Runner};
 use crate::jobs::{AlertSink, FindingSink, RunMode};
 use crate::metrics::Metrics;
 use crate::report::job::ReportJob;
@@ -22,6 +22,20 @@ use crate::store::Store;
 
 /// How long notification sends in flight may take to finish after the scheduler stopped.
 pub const DISPATCH_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Upkeep ([`Agent::tick`]) follows completed runs; with no run for this long it happens
+/// anyway, so liveness and the outbox age gauge are never older than this while idle.
+pub const UPKEEP_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+
+/// Resolves when upkeep is worth doing: a run completed, or `UPKEEP_AT_LEAST_EVERY`
+/// passed. The daemon waits on this instead of a short timer, so an idle agent does not
+/// wake up for nothing.
+pub async fn upkeep_due(runner: &Runner) {
+    tokio::select! {
+        () = runner.cycle().next_completion() => {}
+        () = tokio::time::sleep(UPKEEP_AT_LEAST_EVERY) => {}
+    }
+}
 
 const SCHEDULED: RunOptions = RunOptions {
     dry_run: false,
@@ -98,7 +112,7 @@ impl Agent {
             store.clone(),
             clock.clone(),
             sink,
-            DEFAULT_MAX_CONCURRENT_RUNS,
+            config.agent.max_concurrent_runs,
         )
         .with_metrics(metrics.clone());
         let runner = Arc::new(runner);

@@ -10,7 +10,7 @@ use crate::config::{Config, ConfigErrors, Loaded};
 use crate::jobs::dataplane::Prober;
 use crate::jobs::runner::Target;
 use crate::metrics::Metrics;
-use crate::server_api::{ClientSettings, ServerApi};
+use crate::server_api::{ClientSettings, HttpClients, ServerApi};
 use crate::store::Store;
 
 /// Load and validate the configuration; on failure, the report to print.
@@ -50,6 +50,18 @@ pub fn targets_with_metrics(
     only: Option<&str>,
     metrics: Option<Arc<Metrics>>,
 ) -> anyhow::Result<Vec<Target>> {
+    targets_with_clients(config, only, metrics, &HttpClients::new())
+}
+
+/// Like [`targets_with_metrics`], on the HTTP clients of `clients`: every server that
+/// shares TLS settings shares one client (one pool, one root store); one more is built
+/// per distinct `ca_file`. One cache per configuration load.
+pub fn targets_with_clients(
+    config: &Arc<Config>,
+    only: Option<&str>,
+    metrics: Option<Arc<Metrics>>,
+    clients: &HttpClients,
+) -> anyhow::Result<Vec<Target>> {
     let mut targets = Vec::new();
     // One prober per set of trusted roots: each loads the system's root store once.
     let mut probers: HashMap<Vec<PathBuf>, Arc<Prober>> = HashMap::new();
@@ -65,7 +77,7 @@ pub fn targets_with_metrics(
         let mut settings = ClientSettings::from_config(server).with_context(context)?;
         settings.metrics = metrics.clone();
         settings.redactor = redactor.clone();
-        let api = ServerApi::new(settings).with_context(context)?;
+        let api = ServerApi::with_clients(settings, clients).with_context(context)?;
         let prober = probers
             .entry(Prober::roots_of(server))
             .or_insert_with_key(|roots| Arc::new(Prober::new(roots.clone())))

@@ -13,12 +13,21 @@ use crate::config::{JobKind, SecretUrl};
 #[derive(Debug, Default)]
 pub struct Cycle {
     completed: Mutex<HashSet<(String, JobKind)>>,
+    /// Wakes the daemon's upkeep after a run instead of on a timer.
+    ran: tokio::sync::Notify,
 }
 
 impl Cycle {
     /// Note a completed (not skipped) run.
     pub fn completed(&self, server: &str, job: JobKind) {
         self.lock().insert((server.to_string(), job));
+        self.ran.notify_one();
+    }
+
+    /// Resolves after the next completed run (at once if one completed since the last
+    /// call): runs that complete together wake the waiter once or twice, not each time.
+    pub async fn next_completion(&self) {
+        self.ran.notified().await;
     }
 
     /// True, and a new cycle starts, when every expected pair completed.
@@ -77,6 +86,35 @@ mod tests {
         assert!(
             !cycle.take_if_complete(&[]),
             "nothing scheduled, nothing to vouch for"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_completed_run_wakes_the_waiter_and_nothing_else_does() {
+        let cycle = std::sync::Arc::new(Cycle::default());
+        let waiter = tokio::spawn({
+            let cycle = cycle.clone();
+            async move { cycle.next_completion().await }
+        });
+        // A while without a run: still waiting.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished());
+        cycle.completed("a", JobKind::Health);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken by the run")
+            .expect("no panic");
+        // Runs that completed while nobody waited wake the next waiter once, at once.
+        cycle.completed("a", JobKind::Quota);
+        cycle.completed("b", JobKind::Quota);
+        tokio::time::timeout(Duration::from_secs(1), cycle.next_completion())
+            .await
+            .expect("a stored wake-up");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), cycle.next_completion())
+                .await
+                .is_err(),
+            "only one stored wake-up"
         );
     }
 }

@@ -15,8 +15,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The default filter: our own info logs, and only warnings from the chatty scheduler.
-pub const DEFAULT_FILTER: &str = "info,tokio_cron_scheduler=warn";
+/// The default filter: info and above (RUST_LOG overrides it).
+pub const DEFAULT_FILTER: &str = "info";
 
 fn wants_json(format: LogFormat) -> bool {
     match format {

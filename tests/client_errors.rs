@@ -419,3 +419,133 @@ async fn capabilities_are_detected_and_redetected_after_a_404() {
     assert_eq!(caps.version, "2.3.6");
     assert!(!caps.bulk_traffic && caps.validate_sync);
 }
+
+#[tokio::test]
+async fn capabilities_of_a_known_version_reuse_a_recent_status_and_probe_nothing() {
+    let replay = Replay::start().await;
+    replay.set("GET", "/api/", Canned::json(200, sample("v1_root.json")));
+    let api = client(&replay.base_url());
+    // The health job's read: always asked, then reused.
+    within("status", api.api_status()).await.unwrap();
+    let caps = within("caps", api.capabilities()).await.unwrap();
+    assert!(caps.bulk_traffic && !caps.validate_sync);
+    assert_eq!(
+        within("recent", api.recent_api_status())
+            .await
+            .unwrap()
+            .version,
+        "1.0.0"
+    );
+    assert_eq!(replay.count("GET", "/api/"), 1, "{:?}", replay.seen());
+    assert_eq!(
+        replay.seen().len(),
+        1,
+        "nothing else was asked: {:?}",
+        replay.seen()
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_version_is_probed_with_head_requests() {
+    let replay = Replay::start().await;
+    replay.set(
+        "GET",
+        "/api/",
+        Canned::json(
+            200,
+            br#"{"message": "VPN Key Management API", "version": "3.0.1"}"#.to_vec(),
+        ),
+    );
+    // FastAPI answers HEAD on a GET route with 405; a missing route with 404.
+    replay.set(
+        "HEAD",
+        "/api/system/xray/validate-sync",
+        Canned::json(405, br#"{"detail": "Method Not Allowed"}"#.to_vec()),
+    );
+    let api = client(&replay.base_url());
+    let caps = within("caps", api.capabilities()).await.unwrap();
+    assert_eq!(caps.generation, keywarden::server_api::Generation::Unknown);
+    assert!(!caps.bulk_traffic && caps.validate_sync, "{caps:?}");
+    assert_eq!(replay.count("HEAD", "/api/traffic/exact"), 1);
+    assert_eq!(replay.count("HEAD", "/api/system/xray/validate-sync"), 1);
+    let gets: Vec<_> = replay
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 1, "only GET /api/: {gets:?}");
+}
+
+#[tokio::test]
+async fn a_route_a_1x_server_lacks_is_remembered_for_its_version() {
+    let replay = Replay::start().await;
+    replay.set("GET", "/api/", Canned::json(200, sample("v1_root.json")));
+    let api = client(&replay.base_url());
+    assert!(
+        within("caps", api.capabilities())
+            .await
+            .unwrap()
+            .bulk_traffic
+    );
+    // This 1.x server has no bulk route after all (FastAPI's "Not Found").
+    assert!(
+        within("bulk", api.bulk_traffic())
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        !within("caps", api.capabilities())
+            .await
+            .unwrap()
+            .bulk_traffic
+    );
+    assert_eq!(
+        replay.count("GET", "/api/"),
+        2,
+        "read again once after the 404"
+    );
+    // Asked again by mistake: still remembered, no new detection.
+    assert!(api.bulk_traffic().await.is_err());
+    assert!(
+        !within("caps", api.capabilities())
+            .await
+            .unwrap()
+            .bulk_traffic
+    );
+    assert_eq!(replay.count("GET", "/api/"), 2);
+    // A "Key not found" 404 is about a key, not a missing route.
+    replay.set(
+        "GET",
+        "/api/keys/k1/traffic/exact",
+        Canned::json(404, br#"{"detail": "Key not found"}"#.to_vec()),
+    );
+    let _ = api.key_traffic(&KeyRef::by_id("k1")).await;
+    api.capabilities().await.unwrap();
+    assert_eq!(replay.count("GET", "/api/"), 2);
+}
+
+#[tokio::test]
+async fn a_new_version_seen_by_the_health_read_redetects_capabilities() {
+    let replay = Replay::start().await;
+    replay.set("GET", "/api/", Canned::json(200, sample("v1_root.json")));
+    let api = client(&replay.base_url());
+    assert!(
+        within("caps", api.capabilities())
+            .await
+            .unwrap()
+            .bulk_traffic
+    );
+    replay.set("GET", "/api/", Canned::json(200, sample("v2_root.json")));
+    within("health's read", api.api_status()).await.unwrap();
+    let caps = within("caps", api.capabilities()).await.unwrap();
+    assert_eq!(
+        (caps.version.as_str(), caps.bulk_traffic, caps.validate_sync),
+        ("2.3.6", false, true)
+    );
+    assert_eq!(
+        replay.count("GET", "/api/"),
+        2,
+        "no extra read for the detection"
+    );
+}

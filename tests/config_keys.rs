@@ -17,6 +17,7 @@ allow_delete = true
 listen = "127.0.0.1:9477"
 log_format = "auto"
 metrics_per_key = false
+max_concurrent_runs = 16
 
 [[servers]]
 name = "fra-1"

@@ -988,3 +988,21 @@ fn a_slack_token_needs_a_channel_and_the_slack_format() {
     assert_eq!(upload.token.expose(), "hook-secret");
     assert!(!format!("{upload:?}").contains("hook-secret"));
 }
+
+#[test]
+fn max_concurrent_runs_defaults_to_the_machine_and_is_bounded() {
+    let default = load(BASE).expect("valid").config.agent.max_concurrent_runs;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(default, (4 * cores).clamp(16, 128));
+    let text = format!("[agent]\nmax_concurrent_runs = 300\n{BASE}");
+    assert_eq!(
+        load(&text).expect("valid").config.agent.max_concurrent_runs,
+        300
+    );
+    for bad in ["0", "5000", "-1"] {
+        let text = format!("[agent]\nmax_concurrent_runs = {bad}\n{BASE}");
+        let problem = problem_at(&text, "agent.max_concurrent_runs");
+        assert_eq!(problem.line, Some(line_of(&text, "max_concurrent_runs", 0)));
+        assert_hint(&problem, &["out of range", "1 to 4096"]);
+    }
+}

@@ -38,7 +38,7 @@ impl Daemon {
             .args(["run", "-c"])
             .arg(config)
             .env("RUN_TEST_KEY", TEST_API_KEY)
-            .env("RUST_LOG", "info,tokio_cron_scheduler=warn")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -200,6 +200,12 @@ async fn sighup_keeps_the_old_config_when_broken_and_adds_a_server_when_fixed() 
     })
     .await;
     assert!(daemon.log().contains("configuration reloaded"));
+    // Both servers go on through the HTTP client the reload built.
+    let (first_before, second_before) = (posts_to(&first, "/api/"), posts_to(&second, "/api/"));
+    wait_for("both servers checked again", || {
+        posts_to(&first, "/api/") > first_before && posts_to(&second, "/api/") > second_before
+    })
+    .await;
 
     daemon.signal("TERM");
     assert_eq!(

@@ -1,16 +1,19 @@
-//! The scheduler against the real tokio-cron-scheduler. It polls the wall clock every
-//! ~500 ms and `tokio::time::pause()` cannot move it, so these tests are few, use
-//! every-second schedules, and take a few real seconds each (they run in parallel).
+//! The scheduler. Most tests inject a manual clock and sleeper, so they see exactly when the
+//! loop would wake and move time in steps; a few run on the system clock with every-second
+//! schedules (a few real seconds each, in parallel) to cover the real timer and shutdown.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use keywarden::clock::Clock;
 use keywarden::config::Schedule;
-use keywarden::scheduler::{ScheduledTask, Scheduler, SchedulerError, SchedulerStats};
-use tokio::sync::mpsc;
+use keywarden::scheduler::{ScheduledTask, Scheduler, SchedulerError, SchedulerStats, Sleeper};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 const EVERY_SECOND: &str = "*/1 * * * * *";
@@ -309,7 +312,262 @@ async fn duplicate_task_ids_are_refused_at_start() {
     .await;
     match result {
         Err(SchedulerError::DuplicateTaskId { id }) => assert_eq!(id, "fra-1/health"),
-        Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("duplicate ids were accepted"),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// On a manual clock.
+
+/// A wall clock that moves only when told, and a sleeper on it that records every sleep
+/// the scheduler asks for.
+#[derive(Clone)]
+struct ManualTime {
+    now: Arc<watch::Sender<DateTime<Utc>>>,
+    sleeps: Arc<Mutex<Vec<DateTime<Utc>>>>,
+}
+
+impl ManualTime {
+    fn at(start: DateTime<Utc>) -> ManualTime {
+        ManualTime {
+            now: Arc::new(watch::channel(start).0),
+            sleeps: Arc::default(),
+        }
+    }
+
+    fn set(&self, to: DateTime<Utc>) {
+        self.now.send_replace(to);
+    }
+
+    fn sleeps(&self) -> Vec<DateTime<Utc>> {
+        self.sleeps.lock().expect("lock").clone()
+    }
+}
+
+impl Clock for ManualTime {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.borrow()
+    }
+}
+
+impl Sleeper for ManualTime {
+    fn sleep_until(&self, until: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.sleeps.lock().expect("lock").push(until);
+        let mut now = self.now.subscribe();
+        Box::pin(async move {
+            let _ = now.wait_for(|now| *now >= until).await;
+        })
+    }
+}
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+        .single()
+        .expect("valid time")
+}
+
+fn counting_on(id: &str, expr: &str, count: &Arc<AtomicUsize>) -> ScheduledTask {
+    let count = Arc::clone(count);
+    let schedule = Schedule::parse(expr).expect("valid schedule");
+    ScheduledTask::new(id, schedule, move |_token| {
+        let count = Arc::clone(&count);
+        async move {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+}
+
+async fn start_manual(time: &ManualTime, tz: Tz, tasks: Vec<ScheduledTask>) -> Scheduler {
+    within(
+        "Scheduler::start_with",
+        Duration::from_secs(5),
+        Scheduler::start_with(tz, tasks, Arc::new(time.clone()), Arc::new(time.clone())),
+    )
+    .await
+    .expect("scheduler starts")
+}
+
+/// Let the scheduler's loop and bodies run (they are tasks on this runtime); a short real
+/// wait, not a schedule's length.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+/// Wait (briefly) for the loop to ask for its `n`-th sleep; that sleep's instant.
+async fn nth_sleep(time: &ManualTime, n: usize) -> DateTime<Utc> {
+    within(
+        "the scheduler to go to sleep",
+        Duration::from_secs(5),
+        async {
+            loop {
+                if let Some(at) = time.sleeps().get(n - 1) {
+                    return *at;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn nothing_wakes_the_scheduler_while_nothing_is_due() {
+    let time = ManualTime::at(utc(2026, 1, 1, 0, 0, 10));
+    let (fast, hourly) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let scheduler = start_manual(
+        &time,
+        Tz::UTC,
+        vec![
+            counting_on("fra-1/health", "*/30 * * * * *", &fast),
+            counting_on("fra-1/reality", "0 0 * * * *", &hourly),
+        ],
+    )
+    .await;
+    assert_eq!(nth_sleep(&time, 1).await, utc(2026, 1, 1, 0, 0, 30));
+
+    // Time passes up to just before the due time: the loop stays asleep.
+    for second in 11..30 {
+        time.set(utc(2026, 1, 1, 0, 0, second));
+        settle().await;
+    }
+    assert_eq!(scheduler.stats().wakeups, 0);
+    assert_eq!(time.sleeps().len(), 1, "no new sleep was asked for");
+    assert_eq!(fast.load(Ordering::SeqCst), 0);
+
+    // Due: one wake-up, one run, and straight back to sleep until the next due time.
+    time.set(utc(2026, 1, 1, 0, 0, 30));
+    assert_eq!(nth_sleep(&time, 2).await, utc(2026, 1, 1, 0, 1, 0));
+    settle().await;
+    assert_eq!(fast.load(Ordering::SeqCst), 1);
+    assert_eq!(scheduler.stats().wakeups, 1);
+
+    // Only the hourly task left: a whole hour without a single wake-up.
+    within(
+        "replace",
+        Duration::from_secs(5),
+        scheduler.replace(
+            Tz::UTC,
+            vec![counting_on("fra-1/reality", "0 0 * * * *", &hourly)],
+        ),
+    )
+    .await
+    .expect("replace");
+    assert_eq!(nth_sleep(&time, 3).await, utc(2026, 1, 1, 1, 0, 0));
+    let woken = scheduler.stats().wakeups;
+    assert_eq!(woken, 2, "the replace woke it once");
+    for minute in 1..60 {
+        time.set(utc(2026, 1, 1, 0, minute, 0));
+        settle().await;
+    }
+    assert_eq!(scheduler.stats().wakeups, woken);
+    assert_eq!(time.sleeps().len(), 3);
+    assert_eq!(
+        (fast.load(Ordering::SeqCst), hourly.load(Ordering::SeqCst)),
+        (1, 0)
+    );
+    time.set(utc(2026, 1, 1, 1, 0, 0));
+    assert_eq!(nth_sleep(&time, 4).await, utc(2026, 1, 1, 2, 0, 0));
+    settle().await;
+    assert_eq!(hourly.load(Ordering::SeqCst), 1);
+    assert_eq!(scheduler.stats().wakeups, woken + 1);
+
+    let report = within(
+        "shutdown",
+        Duration::from_secs(5),
+        scheduler.shutdown(Duration::from_secs(1)),
+    )
+    .await;
+    assert!(report.finished_in_time, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_berlin_schedule_wakes_at_local_time_on_both_sides_of_the_spring_change() {
+    // CET (+1) -> CEST (+2) on 2026-03-29 at 01:00 UTC.
+    let time = ManualTime::at(utc(2026, 3, 27, 12, 0, 0));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let scheduler = start_manual(
+        &time,
+        chrono_tz::Europe::Berlin,
+        vec![counting_on("fra-1/quota", "0 0 3 * * *", &runs)],
+    )
+    .await;
+    let expected = [
+        utc(2026, 3, 28, 2, 0, 0),
+        utc(2026, 3, 29, 1, 0, 0),
+        utc(2026, 3, 30, 1, 0, 0),
+    ];
+    for (n, due) in expected.iter().enumerate() {
+        assert_eq!(nth_sleep(&time, n + 1).await, *due, "sleep {}", n + 1);
+        time.set(*due);
+        nth_sleep(&time, n + 2).await;
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), n + 1);
+    }
+    assert_eq!(scheduler.stats().wakeups, 3);
+    within(
+        "shutdown",
+        Duration::from_secs(5),
+        scheduler.shutdown(Duration::from_secs(1)),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn after_a_suspend_a_task_runs_once_then_keeps_its_schedule() {
+    let time = ManualTime::at(utc(2026, 1, 1, 0, 0, 0));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let scheduler = start_manual(
+        &time,
+        Tz::UTC,
+        vec![counting_on("fra-1/health", "*/30 * * * * *", &runs)],
+    )
+    .await;
+    nth_sleep(&time, 1).await;
+    // The machine slept for an hour: 120 occurrences passed.
+    time.set(utc(2026, 1, 1, 1, 0, 7));
+    assert_eq!(nth_sleep(&time, 2).await, utc(2026, 1, 1, 1, 0, 30));
+    settle().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(scheduler.stats().tasks["fra-1/health"].ticks, 1);
+    within(
+        "shutdown",
+        Duration::from_secs(5),
+        scheduler.shutdown(Duration::from_secs(1)),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_task_set_without_future_runs_sleeps_until_replaced() {
+    // 2026 only: by 2027 it has no occurrence left.
+    let time = ManualTime::at(utc(2027, 1, 1, 0, 0, 0));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let scheduler = start_manual(
+        &time,
+        Tz::UTC,
+        vec![counting_on("fra-1/once", "0 0 0 1 1 * 2026", &runs)],
+    )
+    .await;
+    settle().await;
+    assert!(time.sleeps().is_empty(), "nothing to wait for");
+    time.set(utc(2027, 6, 1, 0, 0, 0));
+    settle().await;
+    assert_eq!(scheduler.stats().wakeups, 0);
+    scheduler
+        .replace(
+            Tz::UTC,
+            vec![counting_on("fra-1/new", "0 * * * * *", &runs)],
+        )
+        .await
+        .expect("replace");
+    assert_eq!(nth_sleep(&time, 1).await, utc(2027, 6, 1, 0, 1, 0));
+    within(
+        "shutdown",
+        Duration::from_secs(5),
+        scheduler.shutdown(Duration::from_secs(1)),
+    )
+    .await;
 }

@@ -121,7 +121,7 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
         store,
         clock,
         sink,
-        crate::jobs::runner::DEFAULT_MAX_CONCURRENT_RUNS,
+        config.agent.max_concurrent_runs,
     ));
     let options = RunOptions {
         dry_run: args.dry_run,

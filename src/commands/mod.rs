@@ -12,6 +12,8 @@ mod status;
 pub mod usage;
 mod validate;
 
+pub use check::run_all;
+
 /// Exit code: everything fine.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the command ran and found problems (bad config, unreachable server).

@@ -15,7 +15,9 @@ use serde::Serialize;
 use super::{EXIT_OK, EXIT_PROBLEMS};
 use crate::quota::human_bytes;
 use crate::redact::Redactor;
-use crate::server_api::{ApiErrorKind, Capabilities, ClientSettings, KeyRef, ServerApi};
+use crate::server_api::{
+    ApiErrorKind, Capabilities, ClientSettings, HttpClients, KeyRef, ServerApi,
+};
 use crate::terminal::Shown;
 
 /// What probe learned about one server. Field names are a contract (`--json`).
@@ -367,17 +369,18 @@ pub async fn run(path: &Path, only: Option<&str>, json: bool) -> anyhow::Result<
         return Ok(EXIT_PROBLEMS);
     }
     let redactor = Arc::new(Redactor::from_config(&loaded.config));
+    // One HTTP client for every server with the same TLS settings (see server_api::pool).
+    let clients = HttpClients::new();
     let mut tasks = Vec::new();
     for server in servers {
         let server = server.clone();
         let dataplane = loaded.config.jobs.dataplane.clone();
-        let redactor = redactor.clone();
+        let api = ClientSettings::from_config(&server).and_then(|mut settings| {
+            settings.redactor = redactor.clone();
+            ServerApi::with_clients(settings, &clients)
+        });
         tasks.push(tokio::spawn(async move {
-            let settings = ClientSettings::from_config(&server).map(|mut settings| {
-                settings.redactor = redactor;
-                settings
-            });
-            match settings.and_then(ServerApi::new) {
+            match api {
                 Ok(api) => {
                     let mut report = probe_server(&api).await;
                     if report.reachable && report.version.is_some() {

@@ -20,9 +20,6 @@ use crate::store::{LockError, StateDirLock};
 /// How long in-flight runs may take to finish after SIGTERM.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
-/// How often the daemon refreshes its liveness flag, gauges and the heartbeat cycle.
-const TICK_INTERVAL: Duration = Duration::from_secs(5);
-
 pub async fn run(path: &Path) -> anyhow::Result<u8> {
     let loaded = match crate::app::load_config(path) {
         Ok(loaded) => loaded,
@@ -57,10 +54,12 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let mut tick = tokio::time::interval(TICK_INTERVAL);
+    // Liveness, gauges and the heartbeat after runs complete (and at least once a minute),
+    // not on a short timer: an idle daemon sleeps.
+    let runner = agent.runner.clone();
     loop {
         tokio::select! {
-            _ = tick.tick() => agent.tick().await,
+            () = crate::agent::upkeep_due(&runner) => agent.tick().await,
             _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = hangup.recv() => reload(path, &mut agent).await,
@@ -122,13 +121,15 @@ fn warn_about_restart_only_settings(current: &Config, new: &Config) {
         &new_agent.state_dir,
         new_agent.listen,
         new_agent.metrics_per_key,
+        new_agent.max_concurrent_runs,
     ) != (
         &old_agent.state_dir,
         old_agent.listen,
         old_agent.metrics_per_key,
+        old_agent.max_concurrent_runs,
     ) {
         tracing::warn!(
-            "SIGHUP: [agent] state_dir, listen and metrics_per_key take effect after a restart"
+            "SIGHUP: [agent] state_dir, listen, metrics_per_key and max_concurrent_runs take effect after a restart"
         );
     }
     if new.alerts != current.alerts {

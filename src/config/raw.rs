@@ -24,6 +24,7 @@ pub const ALL_KEYS: &[&str] = &[
     "agent.listen",
     "agent.log_format",
     "agent.metrics_per_key",
+    "agent.max_concurrent_runs",
     "servers",
     "servers[].name",
     "servers[].url",
@@ -215,6 +216,9 @@ pub struct RawAgent {
     pub log_format: Option<Spanned<String>>,
     /// Export per-key series (used bytes, quota ratio) on /metrics. Default false.
     pub metrics_per_key: Option<bool>,
+    /// Job runs in flight across all servers at most, 1..=4096. Default 4 x CPU cores,
+    /// at least 16 and at most 128.
+    pub max_concurrent_runs: Option<Spanned<i64>>,
 }
 
 /// `[[servers]]`

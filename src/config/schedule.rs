@@ -1,5 +1,5 @@
-//! Cron schedules, parsed exactly as tokio-cron-scheduler 0.15 parses them (seconds field
-//! required, day-of-month AND day-of-week), so that whatever validates here also schedules.
+//! Cron schedules with a seconds field (day-of-month AND day-of-week), parsed by croner: the
+//! same parser computes the scheduler's due times, so whatever validates here also runs.
 
 use std::fmt;
 
@@ -22,7 +22,8 @@ const FIELDS_HINT: &str = "6 fields: sec min hour day-of-month month day-of-week
 impl Schedule {
     /// Parse `expr`; the error says what a valid expression looks like.
     pub fn parse(expr: &str) -> Result<Schedule, String> {
-        // Same builder as tokio-cron-scheduler's JobLocked::new_cron_job_async_tz.
+        // Seconds required and day-of-month ANDed with day-of-week, as operators' files
+        // were written for (the scheduler that came before ours parsed them this way).
         let parsed = CronParser::builder()
             .seconds(Seconds::Required)
             .dom_and_dow(true)

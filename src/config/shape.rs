@@ -51,6 +51,7 @@ pub(crate) const KEY_KINDS: &[(&str, Kind)] = &[
     ("agent.listen", Kind::Str),
     ("agent.log_format", Kind::Str),
     ("agent.metrics_per_key", Kind::Bool),
+    ("agent.max_concurrent_runs", Kind::Int),
     ("servers", Kind::ArrayOfTables),
     ("servers[].name", Kind::Str),
     ("servers[].url", Kind::Str),

@@ -106,6 +106,7 @@ fn agent(out: &mut Out, config: &Config) {
         format!("{:?}", agent.log_format).to_lowercase(),
     );
     out.kv(2, "metrics_per_key", agent.metrics_per_key);
+    out.kv(2, "max_concurrent_runs", agent.max_concurrent_runs);
 }
 
 fn secret_line(source: &SecretSource) -> String {

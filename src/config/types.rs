@@ -56,6 +56,8 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     /// Export per-key series on /metrics (one series per key and metric).
     pub metrics_per_key: bool,
+    /// Job runs in flight across all servers at most (the runner's global cap).
+    pub max_concurrent_runs: usize,
 }
 
 /// Where a secret was read from; printed by `validate` instead of the secret itself.

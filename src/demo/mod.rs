@@ -221,10 +221,7 @@ impl Demo {
 }
 
 pub async fn run(keep_running: bool) -> anyhow::Result<u8> {
-    keywarden::logging::init(
-        keywarden::logging::LogFormat::Text,
-        "warn,tokio_cron_scheduler=error",
-    );
+    keywarden::logging::init(keywarden::logging::LogFormat::Text, "warn");
     let state = tempfile_dir()?;
     let demo = Demo::start(state.path()).await?;
     let outcome = demo.play().await;

@@ -85,9 +85,6 @@ pub struct Runner {
     cycle: crate::heartbeat::Cycle,
 }
 
-/// Concurrent runs across all servers at most.
-pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 16;
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()

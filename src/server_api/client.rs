@@ -1,12 +1,13 @@
-//! `ServerApi`: the typed client of one server. It owns the HTTP client, the key-list
-//! cache shared by every caller, capability detection, the per-server concurrency cap
-//! and the id/uuid fallback of per-key calls.
+//! `ServerApi`: the typed client of one server. It holds a clone of the shared HTTP
+//! client (see `pool.rs`), the key-list and API-status caches shared by every caller,
+//! capability detection, the per-server concurrency cap and the id/uuid fallback of
+//! per-key calls.
 //!
 //! Longer than 400 lines on purpose: every endpoint's call is here (and its tests at the
 //! bottom), sharing the key-list cache, the capability probe and the id/uuid fallback.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, Url};
@@ -16,6 +17,8 @@ use tokio::sync::{Mutex, Semaphore};
 use super::error::{ApiError, ApiErrorKind, ApiResult};
 use super::http::{self, Answer, Exchange, RetryPolicy};
 use super::model::*;
+use super::pool::HttpClients;
+use super::typed;
 use super::wire::{self, DecodeError};
 use super::xray::{self, Health, KeyConfig, RealityFix, XrayInbound, XrayLayout};
 use crate::redact::Redactor;
@@ -125,6 +128,26 @@ fn shared_identities(keys: &[VpnKey]) -> HashSet<String> {
         .collect()
 }
 
+struct CachedStatus {
+    fetched_at: Instant,
+    status: ApiStatus,
+}
+
+/// Routes that answered FastAPI's "Not Found" although the detected generation has them.
+const BULK_TRAFFIC_ROUTE: &str = "/traffic/exact";
+const VALIDATE_SYNC_ROUTE: &str = "/system/xray/validate-sync";
+
+/// What is known about the server's features. Capabilities follow from the generation
+/// (no probing answers worth megabytes); routes that turned out to be missing are
+/// remembered per version, so a server that lacks one is not asked again and again.
+#[derive(Default)]
+struct CapabilityCache {
+    current: Option<Capabilities>,
+    /// The version `missing_routes` were seen on; another version forgets them.
+    missing_for_version: Option<String>,
+    missing_routes: Vec<&'static str>,
+}
+
 struct Inner {
     settings: ClientSettings,
     /// Base URL without a trailing slash, e.g. `https://host/api`.
@@ -134,9 +157,16 @@ struct Inner {
     /// Where the API's service routes live (2.x `GET /health`): the base without `/api`.
     root: String,
     http: reqwest::Client,
+    /// Which shared client `http` is (tests: servers share one).
+    http_id: usize,
     in_flight: Semaphore,
     keys: Mutex<Option<CachedKeys>>,
-    capabilities: Mutex<Option<Capabilities>>,
+    /// The last GET /api/ answer: health reads it every run, detection and the quota job
+    /// reuse it while it is fresh instead of asking again.
+    status: StdMutex<Option<CachedStatus>>,
+    /// Held while fetching the status for reuse, so concurrent callers share one request.
+    status_fetch: Mutex<()>,
+    capabilities: Mutex<CapabilityCache>,
 }
 
 /// Client of one server's VPN Key Management API. Cheap to clone; clones share the
@@ -182,24 +212,16 @@ fn encode_segment(segment: &str) -> String {
 }
 
 impl ServerApi {
-    /// Build the client. Fails only on a bad CA bundle or TLS setup.
+    /// Build a client with an HTTP client of its own (one-off uses: `probe` of one
+    /// server, tests). Fails only on a bad CA bundle or TLS setup.
     pub fn new(settings: ClientSettings) -> ApiResult<ServerApi> {
-        crate::tls::install_crypto_provider();
-        let setup = |reason: String| ApiError::new("client setup", ApiErrorKind::Setup { reason });
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("keywarden/", env!("CARGO_PKG_VERSION")))
-            // A redirect would carry X-API-Key to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy();
-        if let Some(pem) = &settings.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|err| setup(format!("ca_file is not a PEM bundle: {err}")))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder
-            .build()
-            .map_err(|err| setup(format!("HTTP client: {err}")))?;
+        ServerApi::with_clients(settings, &HttpClients::new())
+    }
+
+    /// Build a client on the HTTP client `clients` holds for its TLS setting, shared with
+    /// every other server built from the same cache.
+    pub fn with_clients(settings: ClientSettings, clients: &HttpClients) -> ApiResult<ServerApi> {
+        let shared = clients.client_for(settings.ca_pem.as_deref())?;
         let base = settings.base_url.as_str().trim_end_matches('/').to_string();
         let base_path = settings.base_url.path().trim_end_matches('/').to_string();
         let root = base
@@ -213,10 +235,13 @@ impl ServerApi {
                 base,
                 base_path,
                 root,
-                http,
+                http: shared.client,
+                http_id: shared.id,
                 in_flight: Semaphore::new(concurrency),
                 keys: Mutex::new(None),
-                capabilities: Mutex::new(None),
+                status: StdMutex::new(None),
+                status_fetch: Mutex::new(()),
+                capabilities: Mutex::new(CapabilityCache::default()),
             }),
         })
     }
@@ -227,6 +252,12 @@ impl ServerApi {
 
     pub fn settings(&self) -> &ClientSettings {
         &self.inner.settings
+    }
+
+    /// Which shared HTTP client this server uses: equal numbers from one cache mean one
+    /// connection pool and one root store.
+    pub fn http_client_id(&self) -> usize {
+        self.inner.http_id
     }
 
     async fn request(
@@ -262,7 +293,7 @@ impl ServerApi {
             },
             max_body_bytes: settings.max_body_bytes,
         };
-        let idempotent = method == Method::GET;
+        let idempotent = matches!(method, Method::GET | Method::HEAD);
         let mut attempt = 1;
         loop {
             let result = {
@@ -294,11 +325,27 @@ impl ServerApi {
         }
     }
 
-    async fn get_json(&self, path: &str) -> ApiResult<(String, Value)> {
+    /// GET `path`: the endpoint's label and the answer's bytes (well-formed JSON).
+    async fn get(&self, path: &str) -> ApiResult<(String, Answer)> {
         let answer = self
             .request(Method::GET, path, CallKind::Read, None)
             .await?;
-        Ok((format!("GET {}{}", self.inner.base_path, path), answer.json))
+        Ok((format!("GET {}{}", self.inner.base_path, path), answer))
+    }
+
+    /// GET `path`, parsed into a JSON tree (small answers only; see `typed.rs`).
+    async fn get_json(&self, path: &str) -> ApiResult<(String, Value)> {
+        let (endpoint, answer) = self.get(path).await?;
+        let json = self.json(&endpoint, &answer)?;
+        Ok((endpoint, json))
+    }
+
+    /// A small answer as a JSON tree (the exchange already checked that it is JSON).
+    fn json(&self, endpoint: &str, answer: &Answer) -> ApiResult<Value> {
+        self.decoded(
+            endpoint,
+            serde_json::from_slice(&answer.body).map_err(|err| DecodeError(err.to_string())),
+        )
     }
 
     /// A decode error quotes the value it choked on (serde does): redacted like any
@@ -310,27 +357,82 @@ impl ServerApi {
         })
     }
 
-    /// GET /api/: the API's name and version (no authentication needed).
+    /// GET /api/: the API's name and version (no authentication needed). Always asks the
+    /// server (the health job's liveness probe); the answer is kept for
+    /// [`ServerApi::recent_api_status`].
     pub async fn api_status(&self) -> ApiResult<ApiStatus> {
         let (endpoint, json) = self.get_json("/").await?;
-        self.decoded(&endpoint, wire::api_status(&json))
+        let status = self.decoded(&endpoint, wire::api_status(&json))?;
+        *self.status_cache() = Some(CachedStatus {
+            fetched_at: Instant::now(),
+            status: status.clone(),
+        });
+        Ok(status)
     }
 
-    /// What this server supports, detected once and cached until a call that used to
-    /// work answers 404.
-    pub async fn capabilities(&self) -> ApiResult<Capabilities> {
-        let mut cached = self.inner.capabilities.lock().await;
-        if let Some(capabilities) = cached.as_ref() {
-            return Ok(capabilities.clone());
+    /// GET /api/ as answered within the last `key_list_ttl` (the health job asks every
+    /// run), or asked now. Concurrent callers share one request.
+    pub async fn recent_api_status(&self) -> ApiResult<ApiStatus> {
+        let _fetching = self.inner.status_fetch.lock().await;
+        if let Some(status) = self.fresh_status() {
+            return Ok(status);
         }
-        let status = self.api_status().await?;
+        self.api_status().await
+    }
+
+    fn status_cache(&self) -> std::sync::MutexGuard<'_, Option<CachedStatus>> {
+        self.inner.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fresh_status(&self) -> Option<ApiStatus> {
+        self.status_cache()
+            .as_ref()
+            .filter(|cached| cached.fetched_at.elapsed() < self.inner.settings.key_list_ttl)
+            .map(|cached| cached.status.clone())
+    }
+
+    /// The version of the last GET /api/ answer, however old, without asking.
+    fn known_version(&self) -> Option<String> {
+        self.status_cache()
+            .as_ref()
+            .map(|cached| cached.status.version.clone())
+    }
+
+    /// What this server supports. Detected from the version GET /api/ reports (reusing a
+    /// recent answer), and detected again when a later answer reports another version or
+    /// a route the generation should have answers 404. Only a version keywarden does not
+    /// know is probed, with HEAD requests that carry no body.
+    pub async fn capabilities(&self) -> ApiResult<Capabilities> {
+        let mut cache = self.inner.capabilities.lock().await;
+        if let Some(current) = &cache.current
+            && self
+                .known_version()
+                .is_none_or(|version| version == current.version)
+        {
+            return Ok(current.clone());
+        }
+        let status = self.recent_api_status().await?;
+        if cache.missing_for_version.as_deref() != Some(status.version.as_str()) {
+            cache.missing_routes.clear();
+            cache.missing_for_version = Some(status.version.clone());
+        }
         let generation = Generation::from_version(&status.version);
-        let bulk_traffic = self
-            .endpoint_exists("/traffic/exact", generation == Generation::V1)
-            .await;
-        let validate_sync = self
-            .endpoint_exists("/system/xray/validate-sync", generation == Generation::V2)
-            .await;
+        let (bulk_usual, validate_usual) = match generation {
+            Generation::V1 => (Some(true), Some(false)),
+            Generation::V2 => (Some(false), Some(true)),
+            Generation::Unknown => (None, None),
+        };
+        let missing = |route| cache.missing_routes.contains(&route);
+        let bulk_traffic = !missing(BULK_TRAFFIC_ROUTE)
+            && match bulk_usual {
+                Some(usual) => usual,
+                None => self.route_exists(BULK_TRAFFIC_ROUTE).await,
+            };
+        let validate_sync = !missing(VALIDATE_SYNC_ROUTE)
+            && match validate_usual {
+                Some(usual) => usual,
+                None => self.route_exists(VALIDATE_SYNC_ROUTE).await,
+            };
         let capabilities = Capabilities {
             version: status.version,
             generation,
@@ -338,30 +440,45 @@ impl ServerApi {
             validate_sync,
         };
         tracing::debug!(server = %self.name(), ?capabilities, "capabilities detected");
-        *cached = Some(capabilities.clone());
+        cache.current = Some(capabilities.clone());
         Ok(capabilities)
     }
 
-    /// Whether a read-only endpoint exists: 404 says no, an answer says yes, anything
-    /// else (a flaky moment) falls back to what the generation normally has.
-    async fn endpoint_exists(&self, path: &str, usual: bool) -> bool {
-        match self.get_json(path).await {
-            Ok(_) => true,
+    /// Whether a read-only route exists on a server of unknown version, asked with HEAD
+    /// so that no answer body travels: FastAPI's 404 "Not Found" says no; any other answer
+    /// (200, or 405 from servers that do not serve HEAD) says yes; no answer says no.
+    async fn route_exists(&self, path: &str) -> bool {
+        match self.request(Method::HEAD, path, CallKind::Read, None).await {
             Err(error) if error.is_not_found() => false,
-            Err(_) => usual,
+            Err(error) if error.is_transient() => false,
+            _ => true,
         }
     }
 
-    /// Forget detected capabilities (the server may have been upgraded).
+    /// Forget detected capabilities and the last status (the server may have been
+    /// upgraded): the next call detects them again.
     pub async fn forget_capabilities(&self) {
-        *self.inner.capabilities.lock().await = None;
+        *self.inner.capabilities.lock().await = CapabilityCache::default();
+        *self.status_cache() = None;
     }
 
-    async fn note_missing_route(&self, error: &ApiError) {
-        if is_missing_route(error) {
-            tracing::info!(server = %self.name(), endpoint = %error.endpoint, "endpoint disappeared; detecting capabilities again");
-            self.forget_capabilities().await;
+    /// A route answered FastAPI's "Not Found": remember that this version lacks it and
+    /// detect again, reading the version anew (an upgrade removes routes).
+    async fn note_missing_route(&self, route: &'static str, error: &ApiError) {
+        if !is_missing_route(error) {
+            return;
         }
+        let mut cache = self.inner.capabilities.lock().await;
+        if cache.missing_routes.contains(&route) {
+            return;
+        }
+        tracing::info!(server = %self.name(), endpoint = %error.endpoint, "endpoint disappeared; detecting capabilities again");
+        cache.missing_routes.push(route);
+        if cache.missing_for_version.is_none() {
+            cache.missing_for_version = cache.current.as_ref().map(|c| c.version.clone());
+        }
+        cache.current = None;
+        *self.status_cache() = None;
     }
 
     /// The key list, shared by every caller for `key_list_ttl` (2.x rate-limits it).
@@ -373,8 +490,12 @@ impl ServerApi {
             return Ok(entry.keys.clone());
         }
         // Holding the lock while fetching makes concurrent callers share one request.
-        let (endpoint, json) = self.get_json("/keys").await?;
-        let keys = Arc::new(self.decoded(&endpoint, wire::key_list(&json))?);
+        let (endpoint, answer) = self.get("/keys").await?;
+        let keys = Arc::new(self.decoded(
+            &endpoint,
+            typed::key_list(&answer.body, self.inner.settings.max_body_bytes),
+        )?);
+        drop(answer);
         *cached = Some(CachedKeys {
             fetched_at: Instant::now(),
             shared: shared_identities(&keys),
@@ -472,15 +593,22 @@ impl ServerApi {
         let answer = self
             .per_key(Method::GET, key, CallKind::Read, |id| format!("/keys/{id}"))
             .await?;
-        self.decoded("GET /keys/{id}", wire::vpn_key(&answer.json, "key"))
+        let endpoint = "GET /keys/{id}";
+        self.decoded(
+            endpoint,
+            wire::vpn_key(&self.json(endpoint, &answer)?, "key"),
+        )
     }
 
     /// GET /api/traffic/exact (1.x): estimates for keys with connections only.
     pub async fn bulk_traffic(&self) -> ApiResult<BulkTraffic> {
-        match self.get_json("/traffic/exact").await {
-            Ok((endpoint, json)) => self.decoded(&endpoint, wire::bulk_traffic(&json)),
+        match self.get(BULK_TRAFFIC_ROUTE).await {
+            Ok((endpoint, answer)) => self.decoded(
+                &endpoint,
+                typed::bulk_traffic(&answer.body, self.inner.settings.max_body_bytes),
+            ),
             Err(error) => {
-                self.note_missing_route(&error).await;
+                self.note_missing_route(BULK_TRAFFIC_ROUTE, &error).await;
                 Err(error)
             }
         }
@@ -488,10 +616,13 @@ impl ServerApi {
 
     /// GET /api/traffic/status (1.x): the traffic monitor's state and per-key figures.
     pub async fn monitor_status(&self) -> ApiResult<MonitorStatus> {
-        match self.get_json("/traffic/status").await {
-            Ok((endpoint, json)) => self.decoded(&endpoint, wire::monitor_status(&json)),
+        match self.get("/traffic/status").await {
+            Ok((endpoint, answer)) => self.decoded(
+                &endpoint,
+                typed::monitor_status(&answer.body, self.inner.settings.max_body_bytes),
+            ),
             Err(error) => {
-                self.note_missing_route(&error).await;
+                self.note_missing_route(BULK_TRAFFIC_ROUTE, &error).await;
                 Err(error)
             }
         }
@@ -512,12 +643,15 @@ impl ServerApi {
             })
             .await;
         match result {
-            Ok(answer) => self.decoded(
-                &format!("GET /keys/{{id}}/{suffix}"),
-                wire::key_traffic(&answer.json),
-            ),
+            Ok(answer) => {
+                let endpoint = format!("GET /keys/{{id}}/{suffix}");
+                self.decoded(
+                    &endpoint,
+                    wire::key_traffic(&self.json(&endpoint, &answer)?),
+                )
+            }
             Err(error) => {
-                self.note_missing_route(&error).await;
+                self.note_missing_route(BULK_TRAFFIC_ROUTE, &error).await;
                 Err(error)
             }
         }
@@ -574,7 +708,10 @@ impl ServerApi {
             })
             .await?;
         let endpoint = "POST /keys/{id}/traffic/reset";
-        match self.decoded(endpoint, wire::reset_confirmation(&answer.json))? {
+        match self.decoded(
+            endpoint,
+            wire::reset_confirmation(&self.json(endpoint, &answer)?),
+        )? {
             Some(confirmation) => Ok(confirmation),
             None => Err(ApiError::new(
                 endpoint,
@@ -593,10 +730,10 @@ impl ServerApi {
 
     /// GET /api/system/xray/validate-sync (2.x): reads config.json fresh.
     pub async fn validate_sync(&self) -> ApiResult<SyncValidation> {
-        match self.get_json("/system/xray/validate-sync").await {
+        match self.get_json(VALIDATE_SYNC_ROUTE).await {
             Ok((endpoint, json)) => self.decoded(&endpoint, wire::sync_validation(&json)),
             Err(error) => {
-                self.note_missing_route(&error).await;
+                self.note_missing_route(VALIDATE_SYNC_ROUTE, &error).await;
                 Err(error)
             }
         }
@@ -609,7 +746,7 @@ impl ServerApi {
             .request(Method::POST, "/system/sync-config", CallKind::Action, None)
             .await?;
         let endpoint = "POST /system/sync-config";
-        match self.decoded(endpoint, wire::sync_outcome(&answer.json))? {
+        match self.decoded(endpoint, wire::sync_outcome(&self.json(endpoint, &answer)?))? {
             Some(outcome) => Ok(outcome),
             None => Err(ApiError::new(
                 endpoint,
@@ -631,7 +768,10 @@ impl ServerApi {
             )
             .await?;
         let endpoint = "POST /system/verify-reality";
-        match self.decoded(endpoint, wire::reality_outcome(&answer.json))? {
+        match self.decoded(
+            endpoint,
+            wire::reality_outcome(&self.json(endpoint, &answer)?),
+        )? {
             Some(outcome) => Ok(outcome),
             None => Err(ApiError::new(
                 endpoint,
@@ -649,7 +789,7 @@ impl ServerApi {
         let answer = self
             .request_url(Method::GET, &url, endpoint, CallKind::Read, None)
             .await?;
-        self.decoded(endpoint, xray::health(&answer.json))
+        self.decoded(endpoint, xray::health(&self.json(endpoint, &answer)?))
     }
 
     /// GET /api/system/xray/inbounds (2.x): every VLESS inbound as config.json holds it.
@@ -676,7 +816,7 @@ impl ServerApi {
             )
             .await?;
         let endpoint = "POST /system/fix-reality-keys";
-        match self.decoded(endpoint, xray::reality_fix(&answer.json))? {
+        match self.decoded(endpoint, xray::reality_fix(&self.json(endpoint, &answer)?))? {
             Some(fix) => Ok(fix),
             None => Err(ApiError::new(
                 endpoint,
@@ -694,7 +834,8 @@ impl ServerApi {
                 format!("/keys/{id}/config")
             })
             .await?;
-        self.decoded("GET /keys/{id}/config", xray::key_config(&answer.json))
+        let endpoint = "GET /keys/{id}/config";
+        self.decoded(endpoint, xray::key_config(&self.json(endpoint, &answer)?))
     }
 
     /// DELETE /api/keys/{id}, then by uuid on 404; 404 on both means already gone.
@@ -710,7 +851,10 @@ impl ServerApi {
             Err(error) if error.is_not_found() => Ok(DeleteOutcome::AlreadyGone),
             Err(error) => Err(error),
             Ok(answer) => {
-                if self.decoded(endpoint, wire::delete_confirmed(&answer.json))? {
+                if self.decoded(
+                    endpoint,
+                    wire::delete_confirmed(&self.json(endpoint, &answer)?),
+                )? {
                     Ok(DeleteOutcome::Deleted)
                 } else {
                     Err(ApiError::new(

@@ -1,5 +1,6 @@
 //! One HTTP exchange with a server: timeouts, the body size cap, status mapping and the
-//! retry policy. Everything above this layer sees JSON values or typed `ApiError`s.
+//! retry policy. Everything above this layer sees a successful answer's bytes (checked to
+//! be JSON, not yet decoded) or typed `ApiError`s.
 
 use std::time::{Duration, Instant};
 
@@ -86,7 +87,9 @@ pub struct Exchange<'a> {
 
 /// The successful answer of one exchange.
 pub struct Answer {
-    pub json: Value,
+    /// The body, checked to be well-formed JSON. Decoded by the caller straight into the
+    /// type it needs (no generic JSON tree in between), then dropped.
+    pub body: Vec<u8>,
     /// The first bytes of the body, secret-free, for "unconfirmed" reports.
     pub snippet: String,
 }
@@ -127,13 +130,19 @@ pub async fn exchange(
         "api call"
     );
     let snippet = snippet(&bytes, ex.redactor);
-    let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
     if status.is_success() {
-        return match parsed {
-            Ok(json) => Ok(Answer { json, snippet }),
+        // A syntax check that allocates nothing: a garbled answer (proxy page, truncated
+        // JSON) is a transient protocol error here, and the typed decoders above only meet
+        // well-formed JSON, so anything they refuse is a permanent decode error.
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            Ok(_) => Ok(Answer {
+                body: bytes,
+                snippet,
+            }),
             Err(err) => Err(fail(protocol(status, &bytes, &err, snippet)).redacted(ex.redactor)),
         };
     }
+    let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
     // The server's own words may quote the request (a FastAPI validation error echoes
     // the headers it saw): redacted, on one line, and not endless.
     let detail = parsed
@@ -231,7 +240,10 @@ async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, Bo
     {
         return Err(BodyError::TooLarge(limit));
     }
-    let mut body = Vec::new();
+    // Sized once from Content-Length when the server sends one (both generations do), so
+    // a large answer is not copied through a series of doublings.
+    let expected = response.content_length().unwrap_or(0) as usize;
+    let mut body = Vec::with_capacity(expected.min(limit));
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
         if body.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge(limit));

@@ -7,6 +7,8 @@ mod error;
 mod http;
 pub mod lenient;
 mod model;
+mod pool;
+pub mod typed;
 pub mod vless;
 pub mod wire;
 pub mod xray;
@@ -15,5 +17,6 @@ pub use client::{ClientSettings, DEFAULT_KEY_LIST_TTL, DEFAULT_MAX_BODY_BYTES, S
 pub use error::{ApiError, ApiErrorKind, ApiResult};
 pub use http::RetryPolicy;
 pub use model::*;
+pub use pool::{CONNECT_TIMEOUT, HttpClients};
 pub use vless::VlessLink;
 pub use xray::{Health, KeyConfig, RealityFix, ServiceState, XrayInbound, XrayLayout};

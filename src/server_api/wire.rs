@@ -1,6 +1,9 @@
 //! Decoding of every answer the API gives into the typed models of `model.rs`.
 //!
-//! Decoding goes through `serde_json::Value` on purpose: the servers in the field disagree
+//! The answers that grow with the number of keys (key list, 1.x bulk traffic, 1.x traffic
+//! status) are decoded by `typed.rs` straight from the bytes; the functions here for them
+//! take the same route from a parsed value. The small answers go through
+//! `serde_json::Value` on purpose: the servers in the field disagree
 //! on nesting (`keys_stats` at two depths), field names (`total_bytes` / `total`,
 //! `uuid` / `key_uuid`) and encodings (numbers as strings, two timestamp formats). A
 //! missing field takes the integration's default (0, 0.0, "0 B", false, [],
@@ -12,8 +15,9 @@
 
 use serde_json::{Map, Value};
 
-use super::lenient::{LenientBool, LenientF64, LenientU64, Timestamp};
+use super::lenient::{LenientBool, LenientU64, Timestamp};
 use super::model::*;
+use super::typed;
 
 /// An answer that is JSON but not the shape we need.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,7 +27,6 @@ pub struct DecodeError(pub String);
 pub(super) type Decoded<T> = Result<T, DecodeError>;
 
 const DEFAULT_SOURCE: &str = "alternative_monitor";
-const DEFAULT_METHOD: &str = "network_distribution";
 
 pub(super) fn object<'a>(value: &'a Value, what: &str) -> Decoded<&'a Map<String, Value>> {
     value.as_object().ok_or_else(|| {
@@ -62,15 +65,6 @@ pub(super) fn u64_field(
         None => Ok(None),
         Some(value) => serde_json::from_value::<LenientU64>(value.clone())
             .map(|n| Some(n.0))
-            .map_err(|err| DecodeError(format!("{what}.{}: {err}", names[0]))),
-    }
-}
-
-fn f64_field(map: &Map<String, Value>, names: &[&str], what: &str) -> Decoded<f64> {
-    match field(map, names) {
-        None => Ok(0.0),
-        Some(value) => serde_json::from_value::<LenientF64>(value.clone())
-            .map(|n| n.0)
             .map_err(|err| DecodeError(format!("{what}.{}: {err}", names[0]))),
     }
 }
@@ -147,63 +141,18 @@ pub fn api_status(value: &Value) -> Decoded<ApiStatus> {
     })
 }
 
+/// One key (`GET /keys/{id}`, or the `key` of another answer).
 pub fn vpn_key(value: &Value, what: &str) -> Decoded<VpnKey> {
-    let map = object(value, what)?;
-    let uuid = text_field(map, &["uuid", "key_uuid"])
-        .ok_or_else(|| DecodeError(format!("{what}: no `uuid` field")))?;
-    // Some servers know a key only by its uuid; per-key calls then use the uuid.
-    let id = text_field(map, &["id", "key_id"]).unwrap_or_else(|| uuid.clone());
-    let port = u64_field(map, &["port"], what)?.and_then(|p| u16::try_from(p).ok());
-    Ok(VpnKey {
-        id,
-        uuid,
-        name: text_or(map, &["name", "key_name"], ""),
-        created_at: time_field(map, &["created_at"]),
-        // A key the server lists without saying otherwise is served by Xray.
-        is_active: match field(map, &["is_active", "active"]) {
-            None => true,
-            Some(_) => bool_field(map, &["is_active", "active"], what)?,
-        },
-        port,
-        short_id: text_field(map, &["short_id"]),
-    })
+    typed::vpn_key_from(value, what)
 }
 
+/// The key list (the client decodes it from bytes with [`typed::key_list`]).
 pub fn key_list(value: &Value) -> Decoded<Vec<VpnKey>> {
-    // Tolerate `{"keys": [...]}` wrappers seen in some clients.
-    let items = match value {
-        Value::Array(items) => items,
-        Value::Object(map) => match field(map, &["keys", "items", "data"]) {
-            Some(Value::Array(items)) => items,
-            _ => return Err(DecodeError("key list: expected a JSON array".into())),
-        },
-        other => {
-            return Err(DecodeError(format!(
-                "key list: expected a JSON array, got {}",
-                kind(other)
-            )));
-        }
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| vpn_key(item, &format!("keys[{index}]")))
-        .collect()
+    typed::key_list_from(value)
 }
 
 pub fn traffic_stats(value: &Value, what: &str) -> Decoded<TrafficStats> {
-    let map = object(value, what)?;
-    Ok(TrafficStats {
-        total_bytes: u64_field(map, &["total_bytes", "total"], what)?.unwrap_or(0),
-        total_formatted: text_or(map, &["total_formatted"], "0 B"),
-        total_mb: f64_field(map, &["total_mb"], what)?,
-        connections: u64_field(map, &["connections"], what)?.unwrap_or(0),
-        connection_ratio: f64_field(map, &["connection_ratio"], what)?,
-        connections_count: u64_field(map, &["connections_count"], what)?.unwrap_or(0),
-        source: text_or(map, &["source"], DEFAULT_SOURCE),
-        method: text_or(map, &["method"], DEFAULT_METHOD),
-        timestamp: time_field(map, &["timestamp"]),
-    })
+    typed::traffic_stats_from(value, what)
 }
 
 /// One key's traffic: 1.x `{key, traffic_bytes: TrafficStats, source}`, 2.x
@@ -265,100 +214,15 @@ pub fn key_traffic(value: &Value) -> Decoded<KeyTraffic> {
     })
 }
 
-/// GET /api/traffic/exact: `keys_stats` sits at `traffic_stats.keys_stats` (documented)
-/// or `traffic_stats.traffic_stats.keys_stats` (what the real server sends).
+/// GET /api/traffic/exact (the client decodes it from bytes with [`typed::bulk_traffic`]).
 pub fn bulk_traffic(value: &Value) -> Decoded<BulkTraffic> {
-    let what = "bulk traffic";
-    let map = object(value, what)?;
-    let inner = field(map, &["traffic_stats"]).and_then(Value::as_object);
-    let keys_stats = [
-        inner
-            .and_then(|i| field(i, &["traffic_stats"]))
-            .and_then(Value::as_object)
-            .and_then(|d| field(d, &["keys_stats"])),
-        inner.and_then(|i| field(i, &["keys_stats"])),
-        field(map, &["keys_stats"]),
-    ]
-    .into_iter()
-    .flatten()
-    .next();
-    let entries = match keys_stats {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| bulk_entry(item, &format!("keys_stats[{index}]")))
-            .collect::<Decoded<Vec<_>>>()?,
-        Some(other) => {
-            return Err(DecodeError(format!(
-                "bulk traffic: keys_stats is {}, not a list",
-                kind(other)
-            )));
-        }
-    };
-    Ok(BulkTraffic {
-        source: text_or(map, &["source"], DEFAULT_SOURCE),
-        total_keys: u64_field(map, &["total_keys"], what)?.unwrap_or(0),
-        active_keys: u64_field(map, &["active_keys"], what)?.unwrap_or(0),
-        entries,
-        timestamp: inner
-            .and_then(|i| time_field(i, &["timestamp"]))
-            .or_else(|| time_field(map, &["timestamp"])),
-    })
+    typed::bulk_traffic_from(value)
 }
 
-fn bulk_entry(value: &Value, what: &str) -> Decoded<BulkTrafficEntry> {
-    let map = object(value, what)?;
-    Ok(BulkTrafficEntry {
-        uuid: text_field(map, &["uuid", "key_uuid"])
-            .ok_or_else(|| DecodeError(format!("{what}: no `uuid` field")))?,
-        connections: u64_field(map, &["connections"], what)?.unwrap_or(0),
-        total_bytes: u64_field(map, &["total_bytes", "total"], what)?
-            .ok_or_else(|| DecodeError(format!("{what}: no `total_bytes` field")))?,
-        total_mb: f64_field(map, &["total_mb"], what)?,
-        connection_ratio: f64_field(map, &["connection_ratio"], what)?,
-    })
-}
-
+/// GET /api/traffic/status (the client decodes it from bytes with
+/// [`typed::monitor_status`]).
 pub fn monitor_status(value: &Value) -> Decoded<MonitorStatus> {
-    let what = "traffic status";
-    let map = object(value, what)?;
-    let keys = match field(map, &["traffic_stats"]) {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| monitor_key(item, &format!("traffic_stats[{index}]")))
-            .collect::<Decoded<Vec<_>>>()?,
-        Some(other) => {
-            return Err(DecodeError(format!(
-                "traffic status: traffic_stats is {}, not a list",
-                kind(other)
-            )));
-        }
-    };
-    Ok(MonitorStatus {
-        total_keys: u64_field(map, &["total_keys"], what)?.unwrap_or(0),
-        active_keys: u64_field(map, &["active_keys"], what)?.unwrap_or(0),
-        precise_monitor_available: bool_field(map, &["precise_monitor_available"], what)?,
-        keys,
-    })
-}
-
-fn monitor_key(value: &Value, what: &str) -> Decoded<MonitorKey> {
-    let map = object(value, what)?;
-    let traffic = match field(map, &["exact_traffic", "traffic_bytes"]) {
-        Some(stats) => traffic_stats(stats, &format!("{what}.exact_traffic"))?,
-        None => traffic_stats(&Value::Object(Map::new()), what)?,
-    };
-    Ok(MonitorKey {
-        key_id: text_or(map, &["key_id", "id"], ""),
-        key_name: text_or(map, &["key_name", "name"], ""),
-        uuid: text_field(map, &["uuid", "key_uuid"])
-            .ok_or_else(|| DecodeError(format!("{what}: no `uuid` field")))?,
-        traffic,
-        has_traffic_data: bool_field(map, &["has_traffic_data"], what)?,
-    })
+    typed::monitor_status_from(value)
 }
 
 pub fn config_status(value: &Value) -> Decoded<ConfigStatus> {

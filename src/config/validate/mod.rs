@@ -64,6 +64,15 @@ pub mod defaults {
     /// Mondays at 09:00 in the agent's time zone.
     pub const REPORT_SCHEDULE: &str = "0 0 9 * * Mon";
     pub const REPORT_TOP_KEYS: usize = 10;
+
+    /// Runs are mostly waiting on the network, so a few per core: 4 x the CPU cores the
+    /// process may use, at least 16 (what a small machine managed before it was an
+    /// option) and at most 128 (beyond that the store and the servers' rate limits are
+    /// the bottleneck, not the CPU).
+    pub fn max_concurrent_runs() -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.saturating_mul(4).clamp(16, 128)
+    }
 }
 
 /// A valid configuration with its warnings and the key paths of inline secrets.
@@ -165,6 +174,12 @@ fn agent(ctx: &mut Ctx<'_>, raw: Option<&RawAgent>) -> AgentConfig {
         listen,
         log_format,
         metrics_per_key: raw.and_then(|r| r.metrics_per_key).unwrap_or(false),
+        max_concurrent_runs: ctx.int_in(
+            raw.and_then(|r| r.max_concurrent_runs.as_ref()),
+            &at(p, "max_concurrent_runs"),
+            1..=4096,
+            defaults::max_concurrent_runs(),
+        ),
     }
 }
 

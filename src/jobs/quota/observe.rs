@@ -60,9 +60,9 @@ pub async fn observe(
     memory: ServerMemory,
 ) -> Result<Observed, ApiError> {
     let capabilities = ctx.api.capabilities().await?;
-    // Read fresh (capabilities are cached): `counter_resets = "auto"` tries resets again
-    // when the version changes.
-    let version = ctx.api.api_status().await?.version;
+    // `counter_resets = "auto"` tries resets again when the version changes: a status
+    // read within the last half minute (the health job reads it every run) is fresh enough.
+    let version = ctx.api.recent_api_status().await?.version;
     let keys = ctx.api.list_keys().await?;
     // Keys that share an id or a uuid are not read at all: a read "of" one may be the
     // other's (see `quota::identity`).
