@@ -17,6 +17,7 @@ mod error;
 mod findings;
 mod leases;
 mod lock;
+pub mod postgres;
 mod quota;
 mod reality;
 mod report;
