@@ -8,6 +8,7 @@ mod columns;
 mod connect;
 mod dataplane;
 mod findings;
+mod import;
 mod migrate;
 mod quota;
 mod report;
@@ -16,6 +17,7 @@ mod schema;
 mod store;
 
 pub use connect::{CONNECT_TIMEOUT, PgConnector, error_text};
+pub use import::{Copied, ImportError, import_sqlite};
 pub use migrate::{MIGRATION_LOCK_KEY, Migrated, migrate};
 pub use schema::{PG_ONLY_TABLES, current_version};
 pub use store::PgStore;
