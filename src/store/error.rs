@@ -31,16 +31,16 @@ pub enum StoreError {
         column: usize,
         detail: String,
     },
+    /// A PostgreSQL step failed. The detail went through the URL's redactor: it never
+    /// holds the connection URL or its password.
+    #[error("state store {location}: {detail}")]
+    Postgres { location: String, detail: String },
     /// The store's file was deleted or replaced while it was open: whatever is written
     /// through the open handle is lost at the next stop (see `Backend::check_intact`).
     #[error(
         "state store {path} {reason} while keywarden had it open; what is written from now on would be lost, so keywarden stops (a restart opens the store at that path again)"
     )]
     Lost { path: PathBuf, reason: String },
-    /// A PostgreSQL step failed. The detail went through the URL's redactor: it never
-    /// holds the connection URL or its password.
-    #[error("state store {location}: {detail}")]
-    Postgres { location: String, detail: String },
     /// The blocking task doing the work panicked or was cancelled.
     #[error("state store {path}: the store's worker failed: {error}")]
     Task {
