@@ -16,9 +16,9 @@ use keywarden::model::quota::{Action, ActionKind, Entry, Reason, ServerMemory};
 use keywarden::model::report::{AvailabilitySample, AvailabilitySeries, DailyUsage};
 use keywarden::model::{
     AttemptKind, AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, FindingKind, JobKind,
-    RunOutcome, RunRecord, ServerState, Severity,
+    Lease, RunOutcome, RunRecord, ServerState, Severity,
 };
-use keywarden::store::{DataplaneCommit, QuotaCommit, Store};
+use keywarden::store::{DataplaneCommit, LeaseGrant, QuotaCommit, Store};
 use support::pg::{PG_PASSWORD, skip_without_pg};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keywarden");
@@ -303,6 +303,20 @@ async fn a_sqlite_store_is_copied_into_an_empty_schema_and_reads_back_the_same()
     let sqlite = Store::open(&dir.path().join("state")).unwrap();
     fill(&sqlite).await;
     let expected = read_all(&sqlite).await;
+    // A lease of the SQLite daemon that stopped: process state, not copied.
+    let lease = |holder: &str, until: i64| Lease {
+        server: "fra-1".into(),
+        job: JobKind::Health,
+        holder: holder.into(),
+        acquired_at: at(0),
+        expires_at: at(until),
+    };
+    let granted = sqlite
+        .leases()
+        .acquire(&lease("sqlite daemon", 10_000))
+        .await
+        .unwrap();
+    assert!(matches!(granted, LeaseGrant::Granted));
     drop(sqlite);
 
     let database = pg.database().await;
@@ -333,6 +347,15 @@ async fn a_sqlite_store_is_copied_into_an_empty_schema_and_reads_back_the_same()
         read_all(&copied).await,
         expected,
         "PostgreSQL reads what SQLite held"
+    );
+    let granted = copied
+        .leases()
+        .acquire(&lease("postgres agent", 1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(granted, LeaseGrant::Granted),
+        "the SQLite daemon's lease stayed behind: {granted:?}"
     );
     // New rows continue after the copied ids.
     let id = copied

@@ -2,6 +2,7 @@
 //! empty PostgreSQL schema in one transaction, ids included (the sequences continue after
 //! them). Both sides are at this build's schema version first, so the tables and columns
 //! are the same (a test checks it); a schema that holds any row is refused, never merged.
+//! Leases and the health probe's row are not state: they stay behind.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,10 @@ use super::migrate::migrate;
 use super::schema::PG_ONLY_TABLES;
 use crate::config::PgConfig;
 use crate::store::{DB_FILE, Store, StoreError};
+
+/// Tables that belong to running processes, not to the state: leases of the agent that
+/// stopped (they would block jobs until they expire) and the health probe's row.
+const NOT_COPIED: &[&str] = &["job_leases", "store_probe"];
 
 /// Rows per INSERT (PostgreSQL takes at most 65535 parameters per statement).
 const BATCH_ROWS: usize = 500;
@@ -158,7 +163,10 @@ async fn pg_tables(
     let mut tables: Vec<(String, Vec<(String, Type)>)> = Vec::new();
     for row in rows {
         let (table, column, oid): (String, String, u32) = (row.get(0), row.get(1), row.get(2));
-        if PG_ONLY_TABLES.contains(&table.as_str()) || table == "schema_migrations" {
+        if PG_ONLY_TABLES.contains(&table.as_str())
+            || NOT_COPIED.contains(&table.as_str())
+            || table == "schema_migrations"
+        {
             continue;
         }
         let kind = Type::from_oid(oid).unwrap_or(Type::TEXT);
