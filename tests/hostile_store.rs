@@ -162,6 +162,8 @@ async fn healthz_says_503_when_no_commit_reaches_the_disk() {
         .arg(&config);
     let daemon = Daemon::spawn(command);
     let addr = daemon.addr().await;
+    // /healthz answers 503 until the scheduler runs.
+    daemon.said("keywarden running").await;
     // Each probe commits a page (4 KiB) into the WAL: it is full within 8 probes.
     let mut answers = Vec::new();
     for _ in 0..30 {
@@ -186,6 +188,8 @@ async fn healthz_commits_its_probe() {
     let config = write_config(dir.path(), &server.base_url(), never, "127.0.0.1:0");
     let daemon = Daemon::start(&config);
     let addr = daemon.addr().await;
+    // /healthz answers 503 until the scheduler runs.
+    daemon.said("keywarden running").await;
     for _ in 0..2 {
         let (status, body) = healthz(&addr).await;
         assert_eq!(status, 200, "{body}");
