@@ -717,3 +717,50 @@ async fn reality_broken_on_2x_is_found_after_a_sync_without_verify_reality() {
     );
     assert_eq!(rig.requests_to("POST", "/system/verify-reality"), 0);
 }
+
+/// kill -9 during a slow sync: the process dies with the attempt recorded (`started`,
+/// written before the POST) and the server never finished it. After the restart the drift
+/// is still there and the sync is made again (a repeat is safer than a missed sync;
+/// docs/state-store.md, "Crash windows"); the interrupted attempt still counts against
+/// the hourly budget.
+#[tokio::test]
+async fn a_sync_killed_in_flight_is_made_again_after_the_restart_within_the_budget() {
+    use keywarden::model::{AttemptKind, SyncAttemptOutcome};
+    let mut rig = Rig::new(Setup::new(ApiGeneration::V1)).await;
+    assert!(rig.run().await.findings.is_empty());
+    let missing = rig.handle().keys()[1].uuid.clone();
+    rig.handle().remove_config_client(&missing);
+    // What the killed run left in the store: its attempt, started, never finished.
+    rig.clock.advance(TimeDelta::minutes(5));
+    let killed_at = rig.clock.now();
+    rig.store()
+        .sync()
+        .record_attempt("fra-1", AttemptKind::Sync, killed_at)
+        .await
+        .unwrap();
+    rig.reopen_store();
+    let again = rig.run().await;
+    only(&again, FindingKind::ConfigDriftRepaired);
+    assert_eq!(rig.sync_posts(), 1, "the repeat");
+    let since = rig.clock.now() - TimeDelta::hours(1);
+    let outcomes: Vec<SyncAttemptOutcome> = rig
+        .store()
+        .sync()
+        .attempts_since("fra-1", since)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [SyncAttemptOutcome::Started, SyncAttemptOutcome::Completed],
+        "the interrupted attempt stays in the budget"
+    );
+    // 4 an hour: the interrupted attempt and the repeat leave 2.
+    assert!(
+        again.facts.contains(&Fact::SyncBudgetLeft(2)),
+        "{:?}",
+        again.facts
+    );
+}
