@@ -15,6 +15,7 @@ use crate::config::{Config, JobKind};
 use crate::http::HttpState;
 use crate::jobs::runner::{RunOptions, Runner};
 use crate::jobs::{AlertSink, FindingSink, RunMode};
+use crate::lead::Leadership;
 use crate::metrics::Metrics;
 use crate::report::job::ReportJob;
 use crate::scheduler::{ScheduledTask, Scheduler, ShutdownReport};
@@ -54,6 +55,8 @@ pub struct AgentOptions {
     pub report_delivery: crate::report::deliver::DeliveryOptions,
     pub dispatch: DispatchOptions,
     pub wrap_sink: Option<SinkWrapper>,
+    /// Who leads what; `None`: decided by `[agent] store` (solo with SQLite).
+    pub leadership: Option<Leadership>,
 }
 
 impl AgentOptions {
@@ -64,6 +67,7 @@ impl AgentOptions {
             report_delivery: Default::default(),
             dispatch: DispatchOptions::new(config.alerts.max_age),
             wrap_sink: None,
+            leadership: None,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct Agent {
     pub metrics: Arc<Metrics>,
     pub runner: Arc<Runner>,
     pub clock: Arc<dyn Clock>,
+    /// Which servers this agent acts on (all of them, unless the fleet is shared).
+    pub leadership: Leadership,
     /// The scheduled usage report (its tasks exist only when `[reports].sinks` is set).
     pub reports: Arc<ReportJob>,
     scheduler: Scheduler,
@@ -103,7 +109,14 @@ impl Agent {
         let pipeline = Pipeline::new(store.clone(), clock.clone(), &config.alerts)
             .with_metrics(metrics.clone());
         let pipeline = Arc::new(pipeline);
-        let dispatcher = Dispatcher::start(pipeline.clone(), sinks, options.dispatch);
+        let leadership = options.leadership.unwrap_or_else(Leadership::solo);
+        crate::lead::set_gauges(&metrics, &leadership.snapshot(), config.servers.len());
+        let dispatcher = Dispatcher::start_led(
+            pipeline.clone(),
+            sinks,
+            options.dispatch,
+            leadership.clone(),
+        );
         let mut sink: Arc<dyn FindingSink> = Arc::new(AlertSink(pipeline));
         if let Some(wrap) = options.wrap_sink {
             sink = wrap(sink);
@@ -114,7 +127,8 @@ impl Agent {
             sink,
             config.agent.max_concurrent_runs,
         )
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_leadership(leadership.clone());
         let runner = Arc::new(runner);
         let alive = Arc::new(AtomicBool::new(false));
         let stop_http = CancellationToken::new();
@@ -123,7 +137,8 @@ impl Agent {
             store: store.clone(),
             scheduler_alive: alive.clone(),
         };
-        let (http, http_addr) = start_http(&config, http_state, stop_http.clone()).await?;
+        let (http, http_addr) =
+            start_http(&config, http_state, leadership.clone(), stop_http.clone()).await?;
         let scheduler = Scheduler::start(
             config.agent.timezone,
             tasks(&config, &runner, &metrics, &reports)?,
@@ -137,6 +152,7 @@ impl Agent {
             metrics,
             runner,
             clock,
+            leadership,
             reports,
             scheduler,
             dispatcher,
@@ -153,6 +169,10 @@ impl Agent {
     pub async fn reload(&mut self, config: Arc<Config>) -> anyhow::Result<()> {
         let tasks = tasks(&config, &self.runner, &self.metrics, &self.reports)?;
         self.scheduler.replace(config.agent.timezone, tasks).await?;
+        if self.leadership.mode() == crate::lead::Mode::Solo {
+            let snapshot = self.leadership.snapshot();
+            crate::lead::set_gauges(&self.metrics, &snapshot, config.servers.len());
+        }
         self.config = config;
         Ok(())
     }
@@ -183,7 +203,8 @@ impl Agent {
 }
 
 /// One scheduled task per (server, job) the server runs, and the report's two tasks (its
-/// schedule, and the hourly retry / catch-up) when `[reports].sinks` is set.
+/// schedule, and the hourly retry / catch-up) when `[reports].sinks` is set. With a
+/// shared fleet the report is sent by the agent leading the alert dispatcher only.
 pub fn tasks(
     config: &Arc<Config>,
     runner: &Arc<Runner>,
@@ -199,9 +220,17 @@ pub fn tasks(
             ("reports/retry", retry),
         ] {
             let (reports, config) = (reports.clone(), config.clone());
+            let leadership = runner.leadership().clone();
             tasks.push(ScheduledTask::new(id, schedule, move |cancelled| {
                 let (reports, config) = (reports.clone(), config.clone());
+                let leads = leadership.leads_dispatcher();
                 async move {
+                    if !leads {
+                        tracing::debug!(
+                            "scheduled report skipped: another agent leads the alert dispatcher"
+                        );
+                        return;
+                    }
                     tokio::select! {
                         _ = cancelled.cancelled() => tracing::warn!("report cancelled at shutdown"),
                         _ = reports.run_due(&config) => {}
@@ -245,6 +274,7 @@ type HttpTask = (
 async fn start_http(
     config: &Config,
     state: HttpState,
+    leadership: Leadership,
     stop: CancellationToken,
 ) -> anyhow::Result<HttpTask> {
     let Some(addr) = config.agent.listen else {
@@ -257,7 +287,7 @@ async fn start_http(
     // Log the bound address: with port 0 (tests) that is the only way to find it.
     tracing::info!(addr = %bound.unwrap_or(addr), "serving /metrics and /healthz");
     let task = tokio::spawn(async move {
-        if let Err(error) = crate::http::serve(listener, state, stop).await {
+        if let Err(error) = crate::http::serve_led(listener, state, leadership, stop).await {
             tracing::error!(%error, "the metrics endpoint stopped");
         }
     });
@@ -279,14 +309,18 @@ async fn outbox_gauges(store: &Store, metrics: &Metrics, now: chrono::DateTime<c
     }
 }
 
-/// GET the heartbeat URL when every scheduled (server, job) ran since the last one.
+/// GET the heartbeat URL when every scheduled (server, job) ran since the last one. With
+/// a shared fleet: every (server, job) of the servers this agent leads; an agent leading
+/// nothing (a standby, or disconnected) vouches for nothing and sends none.
 async fn heartbeat(config: &Config, runner: &Runner, client: &reqwest::Client) {
     let Some(url) = &config.alerts.heartbeat_url else {
         return;
     };
+    let leadership = runner.leadership();
     let expected: Vec<(String, JobKind)> = config
         .servers
         .iter()
+        .filter(|server| leadership.leads(&server.name))
         .flat_map(|server| {
             JobKind::ALL
                 .into_iter()

@@ -2,7 +2,8 @@
 //! must not do themselves: the overlap guard, the global cap on concurrent runs,
 //! backoff after consecutive transport failures, timing, recording the outcome and
 //! findings in the store, handing findings on to the sink, and the run to the metrics
-//! observer. It knows no job's rules: what a run found and measured comes back in its
+//! observer. With a shared fleet (PostgreSQL store) it runs a job only on a server this
+//! agent leads, and stops a run whose server it stops leading. It knows no job's rules: what a run found and measured comes back in its
 //! `JobResult`.
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use super::sink::FindingSink;
 use super::{Backoff, JobContext, JobKind, JobResult, RunMode, run_job};
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig};
+use crate::lead::Leadership;
 use crate::metrics::Metrics;
 use crate::model::{Finding, FindingChanges, RunOutcome, RunRecord};
 use crate::server_api::ServerApi;
@@ -65,6 +67,10 @@ pub struct RunReport {
 pub struct RunnerStats {
     pub skipped_overlap: u64,
     pub skipped_backoff: u64,
+    /// Ticks not run because another agent leads the server (or none: disconnected).
+    pub skipped_not_leading: u64,
+    /// Runs stopped because this agent stopped leading their server mid-run.
+    pub stopped_not_leading: u64,
     pub runs: u64,
     pub panics: u64,
 }
@@ -83,6 +89,7 @@ pub struct Runner {
     stats: Mutex<RunnerStats>,
     observer: Option<MetricsObserver>,
     cycle: crate::heartbeat::Cycle,
+    leadership: Leadership,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -108,7 +115,19 @@ impl Runner {
             stats: Mutex::new(RunnerStats::default()),
             observer: None,
             cycle: crate::heartbeat::Cycle::default(),
+            leadership: Leadership::solo(),
         }
+    }
+
+    /// Run jobs only on the servers `leadership` says this agent leads (default: solo,
+    /// every server).
+    pub fn with_leadership(mut self, leadership: Leadership) -> Runner {
+        self.leadership = leadership;
+        self
+    }
+
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
     }
 
     /// Record runs, skips and what runs report in `metrics`.
@@ -159,10 +178,36 @@ impl Runner {
         report
     }
 
-    /// Run `job` on `target` once, unless it is already running there (skipped and
-    /// counted) or the server is backed off (scheduled runs only).
+    /// A tick on a server another agent leads: counted and logged at debug, nothing
+    /// written (the leader's runs are the record), no finding.
+    fn not_leading(&self, target: &Target, job: JobKind, why: &str) -> RunReport {
+        let name = target.server.name.clone();
+        tracing::debug!(server = %name, job = job.as_str(), reason = why, "run skipped: not leading this server");
+        if let Some(observer) = &self.observer {
+            observer.skipped(&name, job, "not_leading");
+        }
+        RunReport {
+            server: name,
+            job,
+            started_at: self.clock.now(),
+            duration_ms: 0,
+            outcome: RunOutcome::Skipped,
+            findings: Vec::new(),
+            plan: Vec::new(),
+            error: Some(why.to_string()),
+            facts: Vec::new(),
+        }
+    }
+
+    /// Run `job` on `target` once, unless this agent does not lead the server (skipped,
+    /// counted, nothing recorded), it is already running there (skipped and counted) or
+    /// the server is backed off (scheduled runs only).
     pub async fn run(&self, target: &Target, job: JobKind, options: RunOptions) -> RunReport {
         let name = target.server.name.clone();
+        if !self.leadership.leads(&name) {
+            lock(&self.stats).skipped_not_leading += 1;
+            return self.not_leading(target, job, "another agent leads this server");
+        }
         let Ok(_running) = self.guard(&name, job).try_lock_owned() else {
             lock(&self.stats).skipped_overlap += 1;
             let why = "the previous run is still going".to_string();
@@ -180,7 +225,11 @@ impl Runner {
         let _permit = self.permits.clone().acquire_owned().await.ok();
         let started_at = self.clock.now();
         let started = Instant::now();
-        let result = self.run_isolated(target, job, options).await;
+        let Some(result) = self.run_isolated(target, job, options).await else {
+            lock(&self.stats).stopped_not_leading += 1;
+            tracing::warn!(server = %name, job = job.as_str(), "run stopped: this agent no longer leads the server (the PostgreSQL connection or its lock was lost)");
+            return self.not_leading(target, job, "stopped: leadership lost mid-run");
+        };
         let duration_ms = started.elapsed().as_millis() as u64;
         let interval = target
             .config
@@ -220,12 +269,21 @@ impl Runner {
     }
 
     /// Run the job on its own task, so a panic becomes an error outcome instead of
-    /// taking the caller (the scheduler tick, `check`) down with it.
-    async fn run_isolated(&self, target: &Target, job: JobKind, options: RunOptions) -> JobResult {
+    /// taking the caller (the scheduler tick, `check`) down with it. `None`: this agent
+    /// stopped leading the server mid-run, and the job was aborted where it was (as if
+    /// the process had been killed there: intents are written before remote calls, so
+    /// the new leader settles them), so two agents never act on one server at once.
+    async fn run_isolated(
+        &self,
+        target: &Target,
+        job: JobKind,
+        options: RunOptions,
+    ) -> Option<JobResult> {
         let target = target.clone();
         let store = self.store.clone();
         let clock = self.clock.clone();
-        let task = tokio::spawn(async move {
+        let server = target.server.name.clone();
+        let mut task = tokio::spawn(async move {
             let ctx = JobContext {
                 config: &target.config,
                 server: &target.server,
@@ -238,7 +296,14 @@ impl Runner {
             };
             run_job(job, &ctx).await
         });
-        match task.await {
+        let joined = tokio::select! {
+            joined = &mut task => joined,
+            () = self.leadership.lost(&server) => {
+                task.abort();
+                return None;
+            }
+        };
+        Some(match joined {
             Ok(result) => result,
             Err(error) => {
                 lock(&self.stats).panics += 1;
@@ -248,7 +313,7 @@ impl Runner {
                     ..JobResult::default()
                 }
             }
-        }
+        })
     }
 
     /// Record the run and its findings; `None` when the findings were not recorded.
