@@ -230,6 +230,24 @@ fn runner_up<'a>(live: &'a [LiveAgent], item: &str, assignee: &str) -> Option<&'
         .find(|agent| *agent != assignee)
 }
 
+/// Which agent holds each configured server's lock, from the advisory locks granted in
+/// the database (`(key, holder's application_name)`): keys mapped back to the names
+/// that hash to them. Keys of servers not configured here are left out.
+pub fn leaders(
+    schema: &str,
+    servers: &[String],
+    granted: &[(i64, String)],
+) -> BTreeMap<String, String> {
+    let by_key: BTreeMap<i64, &String> = servers
+        .iter()
+        .map(|server| (server_lock_key(schema, server), server))
+        .collect();
+    granted
+        .iter()
+        .filter_map(|(key, holder)| Some(((*by_key.get(key)?).clone(), holder.clone())))
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;

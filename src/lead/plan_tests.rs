@@ -344,3 +344,26 @@ fn the_dispatcher_alone_goes_to_exactly_one_agent() {
     assert_eq!(world.locks.len(), 1);
     assert_ne!(world.locks.values().next().unwrap(), &holder);
 }
+
+#[test]
+fn lock_keys_map_back_to_configured_server_names() {
+    let servers = names("srv", 3);
+    let granted = vec![
+        (server_lock_key("kw", "srv-1"), "agent-a".to_string()),
+        (server_lock_key("kw", "srv-3"), "agent-b".to_string()),
+        (
+            server_lock_key("other_schema", "srv-2"),
+            "elsewhere".to_string(),
+        ),
+        (dispatcher_lock_key("kw"), "agent-a".to_string()),
+        (42, "someone else's lock".to_string()),
+    ];
+    let leaders = leaders("kw", &servers, &granted);
+    assert_eq!(
+        leaders.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("srv-1".to_string(), "agent-a".to_string()),
+            ("srv-3".to_string(), "agent-b".to_string())
+        ]
+    );
+}
