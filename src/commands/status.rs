@@ -29,6 +29,16 @@ pub struct ServerStatus {
     pub xray: Option<XrayMemory>,
     /// The last probe of each VLESS port (the dataplane job).
     pub vless_ports: Vec<PortRecord>,
+    /// With the PostgreSQL store: which agent leads this server (absent with SQLite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leadership: Option<ServerLeader>,
+}
+
+/// Who leads a server of a shared fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerLeader {
+    /// The agent holding its lock; `None`: nobody does right now.
+    pub leader: Option<String>,
 }
 
 /// Gather the status of `servers` (config order) from the store.
@@ -45,6 +55,7 @@ pub async fn gather(store: &Store, servers: &[String]) -> Result<Vec<ServerStatu
             recent_actions: store.audit().recent(Some(name), RECENT_ACTIONS).await?,
             xray: Some(store.servers().xray(name).await?).filter(|m| m.state.is_some()),
             vless_ports: store.dataplane().ports(name).await?,
+            leadership: None,
         });
     }
     Ok(out)
@@ -64,6 +75,13 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
     let mut out = String::new();
     for status in statuses {
         let _ = writeln!(out, "{}", status.name);
+        if let Some(led) = &status.leadership {
+            let leader = led
+                .leader
+                .as_deref()
+                .unwrap_or("NOBODY (no agent holds its lock)");
+            let _ = writeln!(out, "  led by          {}", Shown(leader));
+        }
         match &status.state {
             Some(state) => {
                 let _ = writeln!(

@@ -8,6 +8,7 @@
 //! [`Publisher`]. This module decides nothing about who should hold what (`plan` does,
 //! purely) and runs no job.
 
+pub mod fleet;
 pub mod plan;
 
 use std::collections::BTreeSet;
