@@ -24,6 +24,9 @@ use crate::store::Store;
 /// How long notification sends in flight may take to finish after the scheduler stopped.
 pub const DISPATCH_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long leaving the fleet (deleting our row, closing the lock connection) may take.
+pub const LEADER_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Upkeep ([`Agent::tick`]) follows completed runs; with no run for this long it happens
 /// anyway, so liveness and the outbox age gauge are never older than this while idle.
 pub const UPKEEP_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
@@ -85,6 +88,8 @@ pub struct Agent {
     pub reports: Arc<ReportJob>,
     scheduler: Scheduler,
     dispatcher: Dispatcher,
+    /// The leader task (PostgreSQL store only).
+    leader: Option<crate::lead::postgres::Leader>,
     alive: Arc<AtomicBool>,
     stop_http: CancellationToken,
     http: Option<tokio::task::JoinHandle<()>>,
@@ -109,7 +114,14 @@ impl Agent {
         let pipeline = Pipeline::new(store.clone(), clock.clone(), &config.alerts)
             .with_metrics(metrics.clone());
         let pipeline = Arc::new(pipeline);
-        let leadership = options.leadership.unwrap_or_else(Leadership::solo);
+        let (leadership, leader) = match (options.leadership, config.store.postgres()) {
+            (Some(given), _) => (given, None),
+            (None, None) => (Leadership::solo(), None),
+            (None, Some(pg)) => {
+                let (leadership, leader) = start_leader(&config, pg, &metrics)?;
+                (leadership, Some(leader))
+            }
+        };
         crate::lead::set_gauges(&metrics, &leadership.snapshot(), config.servers.len());
         let dispatcher = Dispatcher::start_led(
             pipeline.clone(),
@@ -156,6 +168,7 @@ impl Agent {
             reports,
             scheduler,
             dispatcher,
+            leader,
             alive,
             stop_http,
             http,
@@ -169,6 +182,9 @@ impl Agent {
     pub async fn reload(&mut self, config: Arc<Config>) -> anyhow::Result<()> {
         let tasks = tasks(&config, &self.runner, &self.metrics, &self.reports)?;
         self.scheduler.replace(config.agent.timezone, tasks).await?;
+        if let Some(leader) = &self.leader {
+            leader.set_servers(config.servers.iter().map(|s| s.name.clone()).collect());
+        }
         if self.leadership.mode() == crate::lead::Mode::Solo {
             let snapshot = self.leadership.snapshot();
             crate::lead::set_gauges(&self.metrics, &snapshot, config.servers.len());
@@ -193,6 +209,11 @@ impl Agent {
         // After the scheduler: the last runs' notices are queued by now.
         if self.dispatcher.shutdown(DISPATCH_SHUTDOWN_DEADLINE).await {
             tracing::info!("alert dispatcher stopped; undelivered notifications stay queued");
+        }
+        // Last: the runs and sends above were allowed to finish under our locks.
+        if let Some(leader) = self.leader {
+            leader.shutdown(LEADER_SHUTDOWN_DEADLINE).await;
+            tracing::info!("left the fleet: locks released for the other agents");
         }
         self.stop_http.cancel();
         if let Some(http) = self.http {
@@ -263,6 +284,25 @@ pub fn tasks(
         }
     }
     Ok(tasks)
+}
+
+/// With the PostgreSQL store: the leader task on its own dedicated connection.
+fn start_leader(
+    config: &Config,
+    pg: &crate::config::PgConfig,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Leadership, crate::lead::postgres::Leader)> {
+    use crate::lead::postgres::{Leader, LeaderOptions};
+    let connector = crate::store::postgres::PgConnector::from_config(pg)
+        .context("preparing the PostgreSQL leadership connection")?;
+    let servers = config.servers.iter().map(|s| s.name.clone()).collect();
+    tracing::info!(agent = %pg.agent_name, store = %connector.location(), "sharing the fleet: acting only on servers this agent leads");
+    Ok(Leader::start(
+        LeaderOptions::from_config(pg),
+        servers,
+        connector,
+        Some(metrics.clone()),
+    ))
 }
 
 type HttpTask = (

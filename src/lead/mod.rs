@@ -10,6 +10,7 @@
 
 pub mod fleet;
 pub mod plan;
+pub mod postgres;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
