@@ -9,6 +9,7 @@ mod probe_dataplane;
 mod report;
 mod run;
 mod status;
+mod store;
 pub mod usage;
 mod validate;
 
@@ -62,6 +63,9 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             send,
             out,
         } => report::run(&config.path, &report::ReportArgs { period, send, out }).await,
+        Command::Store {
+            action: crate::cli::StoreAction::Migrate { config, to },
+        } => store::migrate(&config.path, to).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             crate::cli::completions(shell, &mut script);

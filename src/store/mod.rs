@@ -113,6 +113,23 @@ impl Store {
         sqlite::SqliteStore::open_for_reading(state_dir).map(Store::with_backend)
     }
 
+    /// Connect to the PostgreSQL store of `[store.postgres]` and bring its schema to this
+    /// build's version (under the migration lock: agents starting together are safe).
+    pub async fn open_postgres(pg: &crate::config::PgConfig) -> Result<Store, StoreError> {
+        let (store, _) = postgres::PgStore::open(pg).await?;
+        Ok(Store::with_backend(store))
+    }
+
+    /// The PostgreSQL store only to look at it (`status`, `usage`): no migration; its
+    /// schema must be this build's version.
+    pub async fn open_postgres_for_reading(
+        pg: &crate::config::PgConfig,
+    ) -> Result<Store, StoreError> {
+        postgres::PgStore::open_for_reading(pg)
+            .await
+            .map(Store::with_backend)
+    }
+
     /// A store over any backend.
     pub fn with_backend(backend: impl Backend) -> Store {
         Store {
