@@ -68,11 +68,13 @@ impl LeaderOptions {
         LeaderOptions::new(&pg.agent_name, &pg.schema, pg.renew_interval)
     }
 
-    /// A round that takes longer than this counts as a lost connection: a third of the
-    /// renew interval (at least 1 s, at most 10 s), so an agent cut off from PostgreSQL
-    /// stops acting well before another may take its servers over (two rounds later).
+    /// A round that takes longer than this counts as a lost connection: the renew
+    /// interval, at least 2 s (a busy host or database is not a lost one; a slow round
+    /// holds its locks, so nobody else can act meanwhile), at most 10 s. An agent cut off
+    /// silently thus stops acting within two renew intervals of its last good round.
     fn round_timeout(&self) -> Duration {
-        (self.renew_interval / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
+        self.renew_interval
+            .clamp(Duration::from_secs(2), Duration::from_secs(10))
     }
 }
 
