@@ -139,6 +139,10 @@ impl Agent {
             sink,
             config.agent.max_concurrent_runs,
         )
+        .with_holder(&match config.store.postgres() {
+            Some(pg) => Runner::shared_daemon_role(&pg.agent_name),
+            None => "keywarden run".to_string(),
+        })
         .with_metrics(metrics.clone())
         .with_leadership(leadership.clone());
         let runner = Arc::new(runner);
@@ -193,8 +197,10 @@ impl Agent {
         Ok(())
     }
 
-    /// Periodic upkeep: liveness for /healthz, outbox gauges, the heartbeat.
+    /// Periodic upkeep: the store still the one opened (else `runner.store_lost()`
+    /// fires), liveness for /healthz, outbox gauges, the heartbeat.
     pub async fn tick(&self) {
+        let _ = self.runner.check_store().await;
         self.alive
             .store(self.scheduler.is_alive(), Ordering::Relaxed);
         outbox_gauges(&self.store, &self.metrics, self.clock.now()).await;

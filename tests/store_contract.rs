@@ -12,6 +12,8 @@ mod alerts;
 mod core;
 #[path = "store_contract/dataplane.rs"]
 mod dataplane;
+#[path = "store_contract/leases.rs"]
+mod leases;
 #[path = "store_contract/quota.rs"]
 mod quota;
 #[path = "store_contract/report.rs"]
@@ -141,4 +143,7 @@ contract!(
     report::deliveries_count_attempts,
     dataplane::a_run_round_trips_and_forgets_what_is_gone,
     dataplane::memories_round_trip_and_an_unknown_state_is_an_error,
+    leases::leases_keep_processes_apart_and_expire,
+    leases::concurrent_takers_get_one_lease,
+    leases::the_health_probe_commits_a_write,
 );

@@ -19,6 +19,9 @@ pub use check::run_all;
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the command ran and found problems (bad config, unreachable server).
 pub const EXIT_PROBLEMS: u8 = 2;
+/// Exit code of `run`: the state store was deleted or replaced while it ran; it stopped
+/// so that a restart (systemd's `Restart=on-failure`) opens the store at its path again.
+pub const EXIT_STORE_LOST: u8 = 3;
 
 /// Run one command to completion.
 pub async fn dispatch(command: Command) -> anyhow::Result<u8> {

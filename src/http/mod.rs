@@ -131,6 +131,11 @@ async fn healthz(State(Served { state, leadership }): State<Served>) -> Response
         )
             .into_response(),
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(error) if error.is_lost() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state store lost: {error}\n"),
+        )
+            .into_response(),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("state store is not writable: {error}\n"),

@@ -9,6 +9,7 @@ mod connect;
 mod dataplane;
 mod findings;
 mod import;
+mod leases;
 mod migrate;
 mod quota;
 mod report;

@@ -319,6 +319,24 @@ ALTER TABLE quota_intents ADD COLUMN error TEXT COLLATE "C";
 ALTER TABLE quota_intents ADD COLUMN period_start TEXT COLLATE "C" NOT NULL DEFAULT '';
 ALTER TABLE quota_intents ADD COLUMN allowance BIGINT NOT NULL DEFAULT 0;
 "#,
+    // v9: per-(server, job) leases, and the row the health probe rewrites (a committed
+    // write proves the store takes writes).
+    r#"
+CREATE TABLE job_leases (
+    server      TEXT COLLATE "C" NOT NULL,
+    job         TEXT COLLATE "C" NOT NULL,
+    holder      TEXT COLLATE "C" NOT NULL,
+    acquired_at TEXT COLLATE "C" NOT NULL,
+    expires_at  TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (server, job)
+);
+
+CREATE TABLE store_probe (
+    id     BIGINT PRIMARY KEY CHECK (id = 1),
+    at     TEXT COLLATE "C" NOT NULL,
+    writes BIGINT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes to PostgreSQL.

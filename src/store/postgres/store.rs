@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use chrono::Utc;
 use deadpool_postgres::Object;
 
 use super::columns::{PgFail, PgResult};
@@ -11,9 +12,10 @@ use super::connect::PgConnector;
 use super::migrate::{Migrated, migrate};
 use super::schema::current_version;
 use crate::config::PgConfig;
+use crate::model::stamp;
 use crate::store::{
-    AlertLog, AuditLog, Backend, DataplaneLog, FindingLog, QuotaLog, RealityLog, ReportLog, RunLog,
-    ServerLog, StoreError, StoreFuture, SyncLog,
+    AlertLog, AuditLog, Backend, DataplaneLog, FindingLog, LeaseLog, QuotaLog, RealityLog,
+    ReportLog, RunLog, ServerLog, StoreError, StoreFuture, SyncLog,
 };
 
 /// The PostgreSQL backend.
@@ -141,17 +143,22 @@ impl Backend for PgStore {
         self
     }
 
+    fn leases(&self) -> &dyn LeaseLog {
+        self
+    }
+
     fn check_writable(&self) -> StoreFuture<'_, ()> {
-        // A real write, rolled back: a read-only replica or a full disk fail here.
+        // A committed write (a rolled-back one proves nothing: it passed on a read-only
+        // replica's twin and a full disk alike).
         self.run(async move {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            tx.execute(
-                "INSERT INTO job_runs (server, job, started_at, duration_ms, outcome) VALUES ('', '', '', 0, 'ok')",
-                &[],
-            )
-            .await?;
-            tx.rollback().await?;
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO store_probe (id, at, writes) VALUES (1, $1, 1)
+                     ON CONFLICT (id) DO UPDATE SET at = excluded.at, writes = store_probe.writes + 1",
+                    &[&stamp(Utc::now())],
+                )
+                .await?;
             Ok(())
         })
     }
