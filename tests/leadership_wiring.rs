@@ -248,3 +248,50 @@ async fn healthz_tells_a_disconnected_agent_from_a_standby() {
     stop.cancel();
     within("the endpoint stops", task).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_leader_takes_over_a_lease_left_by_another_agent_but_not_a_check_s() {
+    let server = sim(ApiGeneration::V1, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server_block("fra-1", &server.base_url(), ""));
+    let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
+    let clock = clock();
+    let (leadership, publisher) = Leadership::shared("agent-a");
+    let runner = Runner::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        Arc::new(keywarden::jobs::LogSink),
+        4,
+    )
+    .with_holder(&Runner::shared_daemon_role("agent-a"))
+    .with_leadership(leadership);
+    let target = keywarden::app::targets(&config, None).unwrap().remove(0);
+    publisher.publish(holding(&["fra-1"], false));
+    let now = keywarden::clock::Clock::now(&clock);
+    let lease = |holder: &str| keywarden::model::Lease {
+        server: "fra-1".into(),
+        job: JobKind::Health,
+        holder: holder.into(),
+        acquired_at: now,
+        expires_at: now + chrono::Duration::seconds(90),
+    };
+    // A check beside the daemon holds it: respected.
+    let check = lease("keywarden check, pid 7, runner 1");
+    store.leases().acquire(&check).await.unwrap();
+    let report = runner.run(&target, JobKind::Health, OPTIONS).await;
+    assert_eq!(report.outcome, RunOutcome::Skipped);
+    assert!(report.error.unwrap().contains("keywarden check"));
+    store
+        .leases()
+        .release("fra-1", JobKind::Health, &check.holder)
+        .await
+        .unwrap();
+    // agent-b's daemon held it when it crashed; agent-a leads fra-1 now: taken over.
+    let crashed = lease(&format!(
+        "{}, pid 9, runner 1",
+        Runner::shared_daemon_role("agent-b")
+    ));
+    store.leases().acquire(&crashed).await.unwrap();
+    let report = runner.run(&target, JobKind::Health, OPTIONS).await;
+    assert_eq!(report.outcome, RunOutcome::Ok, "{report:?}");
+}
