@@ -23,7 +23,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{Datelike, Timelike, Utc};
+use chrono::{Timelike, Utc};
 use clap::Parser;
 use keywarden::clock::{Clock, SystemClock};
 use keywarden::config::{Config, JobKind, Schedule};
@@ -237,18 +237,11 @@ fn config(dir: &Path, args: &Args, servers: &[Served]) -> anyhow::Result<Arc<Con
     Ok(Arc::new(loaded.config))
 }
 
-/// A cron schedule that fires once, at `at` (UTC, to the second).
+/// A cron schedule due at `at` (UTC, to the second) and next a day later: the cycle
+/// is over long before.
 fn once_at(at: chrono::DateTime<Utc>) -> Schedule {
-    let expr = format!(
-        "{} {} {} {} {} * {}",
-        at.second(),
-        at.minute(),
-        at.hour(),
-        at.day(),
-        at.month(),
-        at.year()
-    );
-    Schedule::parse(&expr).expect("a one-off schedule")
+    let expr = format!("{} {} {} * * *", at.second(), at.minute(), at.hour());
+    Schedule::parse(&expr).expect("a daily schedule")
 }
 
 #[derive(Debug, Serialize)]
@@ -256,6 +249,8 @@ struct JobFigures {
     job: &'static str,
     /// From the first run's start to the last run's end.
     wall_s: f64,
+    /// CPU seconds (user + sys) of this process while the job ran.
+    cpu_s: f64,
     requests: u64,
     /// Runs that did not end OK (errors, warnings, criticals, skips).
     not_ok: usize,
@@ -344,6 +339,7 @@ async fn one_cycle(
     let mut total_wall = 0.0;
     for job in JobKind::ALL {
         let requests_before = fleet.requests()?;
+        let job_cpu_before = cpu_seconds();
         let ended: Ended = Arc::new(Mutex::new(Vec::new()));
         let done = Arc::new(tokio::sync::Notify::new());
         let due = once_at(Utc::now() + chrono::Duration::seconds(1));
@@ -383,6 +379,7 @@ async fn one_cycle(
         jobs.push(JobFigures {
             job: job.as_str(),
             wall_s: round(wall),
+            cpu_s: round(cpu_seconds() - job_cpu_before),
             requests: fleet.requests()? - requests_before,
             not_ok: problems.len(),
             first_problem: problems.first().map(|(_, _, r)| {
