@@ -12,6 +12,7 @@ pub mod raw;
 mod reports;
 mod schedule;
 mod shape;
+mod store;
 pub mod summary;
 mod types;
 pub mod units;
@@ -27,6 +28,7 @@ pub use error::{ConfigErrors, ConfigProblem};
 pub use quota::{AdoptMode, KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig};
 pub use reports::{ReportPeriodKind, ReportsConfig};
 pub use schedule::Schedule;
+pub use store::{PgConfig, SslMode, StoreChoice, check_url, default_agent_name};
 pub use types::{
     AgentConfig, Config, ConfigSyncJobConfig, CounterResets, DataplaneJobConfig, HealthJobConfig,
     JobKind, JobsConfig, QuotaJobConfig, RealityJobConfig, SecretSource, ServerConfig,

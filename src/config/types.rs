@@ -11,6 +11,7 @@ use super::alerts::AlertsConfig;
 use super::quota::QuotasConfig;
 use super::reports::ReportsConfig;
 use super::schedule::Schedule;
+use super::store::StoreChoice;
 use crate::logging::LogFormat;
 pub use crate::model::JobKind;
 use crate::secret::Secret;
@@ -30,6 +31,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// `[reports]`: the periodic usage report.
     pub reports: ReportsConfig,
+    /// `[agent] store` with `[store.postgres]`: where the state lives.
+    pub store: StoreChoice,
 }
 
 impl Config {

@@ -8,6 +8,7 @@ mod email;
 mod quotas;
 mod reports;
 mod servers;
+mod store;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -109,6 +110,11 @@ pub(crate) fn validate(
     );
     let alerts = alerts::alerts(&mut ctx, raw.alerts.as_ref().map(|a| a.get_ref()));
     let reports = reports::reports(&mut ctx, raw.reports.as_ref(), &alerts);
+    let store = store::store(
+        &mut ctx,
+        raw.agent.as_ref().and_then(|a| a.get_ref().store.as_ref()),
+        raw.store.as_ref(),
+    );
     if !ctx.problems.is_empty() {
         return Err(ctx.problems);
     }
@@ -120,6 +126,7 @@ pub(crate) fn validate(
             quotas,
             alerts,
             reports,
+            store,
         },
         warnings: ctx.warnings,
         inline_secrets: ctx.inline_secrets,
