@@ -104,6 +104,12 @@ impl Agent {
         let metrics = Arc::new(Metrics::new(config.agent.metrics_per_key));
         let clock = options.clock;
         let sinks = Sink::build_all(&config.alerts, config.agent.timezone, &options.sinks)?;
+        // The webhook sinks' client: one connection pool and root store for both.
+        let heartbeat_client = options
+            .sinks
+            .http
+            .notifications()
+            .map_err(|error| anyhow::anyhow!("heartbeat HTTP client: {error}"))?;
         let reports = Arc::new(ReportJob {
             store: store.clone(),
             clock: clock.clone(),
@@ -177,7 +183,7 @@ impl Agent {
             stop_http,
             http,
             http_addr,
-            heartbeat_client: reqwest::Client::new(),
+            heartbeat_client,
         })
     }
 
