@@ -15,6 +15,7 @@ use crate::config::{Config, JobKind};
 use crate::http::HttpState;
 use crate::jobs::runner::{RunOptions, Runner};
 use crate::jobs::{AlertSink, FindingSink, RunMode};
+use crate::lead::Leadership;
 use crate::metrics::Metrics;
 use crate::report::job::ReportJob;
 use crate::scheduler::{ScheduledTask, Scheduler, ShutdownReport};
@@ -22,6 +23,9 @@ use crate::store::Store;
 
 /// How long notification sends in flight may take to finish after the scheduler stopped.
 pub const DISPATCH_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long leaving the fleet (deleting our row, closing the lock connection) may take.
+pub const LEADER_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Upkeep ([`Agent::tick`]) follows completed runs; with no run for this long it happens
 /// anyway, so liveness and the outbox age gauge are never older than this while idle.
@@ -54,6 +58,8 @@ pub struct AgentOptions {
     pub report_delivery: crate::report::deliver::DeliveryOptions,
     pub dispatch: DispatchOptions,
     pub wrap_sink: Option<SinkWrapper>,
+    /// Who leads what; `None`: decided by `[agent] store` (solo with SQLite).
+    pub leadership: Option<Leadership>,
 }
 
 impl AgentOptions {
@@ -64,6 +70,7 @@ impl AgentOptions {
             report_delivery: Default::default(),
             dispatch: DispatchOptions::new(config.alerts.max_age),
             wrap_sink: None,
+            leadership: None,
         }
     }
 }
@@ -75,10 +82,14 @@ pub struct Agent {
     pub metrics: Arc<Metrics>,
     pub runner: Arc<Runner>,
     pub clock: Arc<dyn Clock>,
+    /// Which servers this agent acts on (all of them, unless the fleet is shared).
+    pub leadership: Leadership,
     /// The scheduled usage report (its tasks exist only when `[reports].sinks` is set).
     pub reports: Arc<ReportJob>,
     scheduler: Scheduler,
     dispatcher: Dispatcher,
+    /// The leader task (PostgreSQL store only).
+    leader: Option<crate::lead::postgres::Leader>,
     alive: Arc<AtomicBool>,
     stop_http: CancellationToken,
     http: Option<tokio::task::JoinHandle<()>>,
@@ -93,6 +104,12 @@ impl Agent {
         let metrics = Arc::new(Metrics::new(config.agent.metrics_per_key));
         let clock = options.clock;
         let sinks = Sink::build_all(&config.alerts, config.agent.timezone, &options.sinks)?;
+        // The webhook sinks' client: one connection pool and root store for both.
+        let heartbeat_client = options
+            .sinks
+            .http
+            .notifications()
+            .map_err(|error| anyhow::anyhow!("heartbeat HTTP client: {error}"))?;
         let reports = Arc::new(ReportJob {
             store: store.clone(),
             clock: clock.clone(),
@@ -103,7 +120,21 @@ impl Agent {
         let pipeline = Pipeline::new(store.clone(), clock.clone(), &config.alerts)
             .with_metrics(metrics.clone());
         let pipeline = Arc::new(pipeline);
-        let dispatcher = Dispatcher::start(pipeline.clone(), sinks, options.dispatch);
+        let (leadership, leader) = match (options.leadership, config.store.postgres()) {
+            (Some(given), _) => (given, None),
+            (None, None) => (Leadership::solo(), None),
+            (None, Some(pg)) => {
+                let (leadership, leader) = start_leader(&config, pg, &metrics)?;
+                (leadership, Some(leader))
+            }
+        };
+        crate::lead::set_gauges(&metrics, &leadership.snapshot(), config.servers.len());
+        let dispatcher = Dispatcher::start_led(
+            pipeline.clone(),
+            sinks,
+            options.dispatch,
+            leadership.clone(),
+        );
         let mut sink: Arc<dyn FindingSink> = Arc::new(AlertSink(pipeline));
         if let Some(wrap) = options.wrap_sink {
             sink = wrap(sink);
@@ -114,8 +145,12 @@ impl Agent {
             sink,
             config.agent.max_concurrent_runs,
         )
-        .with_holder("keywarden run")
-        .with_metrics(metrics.clone());
+        .with_holder(&match config.store.postgres() {
+            Some(pg) => Runner::shared_daemon_role(&pg.agent_name),
+            None => "keywarden run".to_string(),
+        })
+        .with_metrics(metrics.clone())
+        .with_leadership(leadership.clone());
         let runner = Arc::new(runner);
         let alive = Arc::new(AtomicBool::new(false));
         let stop_http = CancellationToken::new();
@@ -124,7 +159,8 @@ impl Agent {
             store: store.clone(),
             scheduler_alive: alive.clone(),
         };
-        let (http, http_addr) = start_http(&config, http_state, stop_http.clone()).await?;
+        let (http, http_addr) =
+            start_http(&config, http_state, leadership.clone(), stop_http.clone()).await?;
         let scheduler = Scheduler::start(
             config.agent.timezone,
             tasks(&config, &runner, &metrics, &reports)?,
@@ -138,14 +174,16 @@ impl Agent {
             metrics,
             runner,
             clock,
+            leadership,
             reports,
             scheduler,
             dispatcher,
+            leader,
             alive,
             stop_http,
             http,
             http_addr,
-            heartbeat_client: reqwest::Client::new(),
+            heartbeat_client,
         })
     }
 
@@ -154,6 +192,13 @@ impl Agent {
     pub async fn reload(&mut self, config: Arc<Config>) -> anyhow::Result<()> {
         let tasks = tasks(&config, &self.runner, &self.metrics, &self.reports)?;
         self.scheduler.replace(config.agent.timezone, tasks).await?;
+        if let Some(leader) = &self.leader {
+            leader.set_servers(config.servers.iter().map(|s| s.name.clone()).collect());
+        }
+        if self.leadership.mode() == crate::lead::Mode::Solo {
+            let snapshot = self.leadership.snapshot();
+            crate::lead::set_gauges(&self.metrics, &snapshot, config.servers.len());
+        }
         self.config = config;
         Ok(())
     }
@@ -177,6 +222,11 @@ impl Agent {
         if self.dispatcher.shutdown(DISPATCH_SHUTDOWN_DEADLINE).await {
             tracing::info!("alert dispatcher stopped; undelivered notifications stay queued");
         }
+        // Last: the runs and sends above were allowed to finish under our locks.
+        if let Some(leader) = self.leader {
+            leader.shutdown(LEADER_SHUTDOWN_DEADLINE).await;
+            tracing::info!("left the fleet: locks released for the other agents");
+        }
         self.stop_http.cancel();
         if let Some(http) = self.http {
             let _ = http.await;
@@ -186,7 +236,8 @@ impl Agent {
 }
 
 /// One scheduled task per (server, job) the server runs, and the report's two tasks (its
-/// schedule, and the hourly retry / catch-up) when `[reports].sinks` is set.
+/// schedule, and the hourly retry / catch-up) when `[reports].sinks` is set. With a
+/// shared fleet the report is sent by the agent leading the alert dispatcher only.
 pub fn tasks(
     config: &Arc<Config>,
     runner: &Arc<Runner>,
@@ -202,9 +253,17 @@ pub fn tasks(
             ("reports/retry", retry),
         ] {
             let (reports, config) = (reports.clone(), config.clone());
+            let leadership = runner.leadership().clone();
             tasks.push(ScheduledTask::new(id, schedule, move |cancelled| {
                 let (reports, config) = (reports.clone(), config.clone());
+                let leads = leadership.leads_dispatcher();
                 async move {
+                    if !leads {
+                        tracing::debug!(
+                            "scheduled report skipped: another agent leads the alert dispatcher"
+                        );
+                        return;
+                    }
                     tokio::select! {
                         _ = cancelled.cancelled() => tracing::warn!("report cancelled at shutdown"),
                         _ = reports.run_due(&config) => {}
@@ -239,6 +298,25 @@ pub fn tasks(
     Ok(tasks)
 }
 
+/// With the PostgreSQL store: the leader task on its own dedicated connection.
+fn start_leader(
+    config: &Config,
+    pg: &crate::config::PgConfig,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Leadership, crate::lead::postgres::Leader)> {
+    use crate::lead::postgres::{Leader, LeaderOptions};
+    let connector = crate::store::postgres::PgConnector::from_config(pg)
+        .context("preparing the PostgreSQL leadership connection")?;
+    let servers = config.servers.iter().map(|s| s.name.clone()).collect();
+    tracing::info!(agent = %pg.agent_name, store = %connector.location(), "sharing the fleet: acting only on servers this agent leads");
+    Ok(Leader::start(
+        LeaderOptions::from_config(pg),
+        servers,
+        connector,
+        Some(metrics.clone()),
+    ))
+}
+
 type HttpTask = (
     Option<tokio::task::JoinHandle<()>>,
     Option<std::net::SocketAddr>,
@@ -248,6 +326,7 @@ type HttpTask = (
 async fn start_http(
     config: &Config,
     state: HttpState,
+    leadership: Leadership,
     stop: CancellationToken,
 ) -> anyhow::Result<HttpTask> {
     let Some(addr) = config.agent.listen else {
@@ -260,7 +339,7 @@ async fn start_http(
     // Log the bound address: with port 0 (tests) that is the only way to find it.
     tracing::info!(addr = %bound.unwrap_or(addr), "serving /metrics and /healthz");
     let task = tokio::spawn(async move {
-        if let Err(error) = crate::http::serve(listener, state, stop).await {
+        if let Err(error) = crate::http::serve_led(listener, state, leadership, stop).await {
             tracing::error!(%error, "the metrics endpoint stopped");
         }
     });
@@ -282,14 +361,18 @@ async fn outbox_gauges(store: &Store, metrics: &Metrics, now: chrono::DateTime<c
     }
 }
 
-/// GET the heartbeat URL when every scheduled (server, job) ran since the last one.
+/// GET the heartbeat URL when every scheduled (server, job) ran since the last one. With
+/// a shared fleet: every (server, job) of the servers this agent leads; an agent leading
+/// nothing (a standby, or disconnected) vouches for nothing and sends none.
 async fn heartbeat(config: &Config, runner: &Runner, client: &reqwest::Client) {
     let Some(url) = &config.alerts.heartbeat_url else {
         return;
     };
+    let leadership = runner.leadership();
     let expected: Vec<(String, JobKind)> = config
         .servers
         .iter()
+        .filter(|server| leadership.leads(&server.name))
         .flat_map(|server| {
             JobKind::ALL
                 .into_iter()

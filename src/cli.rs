@@ -155,6 +155,10 @@ pub enum Command {
         /// `reality_ca_file`); default: a file in the temporary directory.
         #[arg(long)]
         ca_file: Option<PathBuf>,
+        /// Milliseconds every API request waits before it is answered (a far-away
+        /// server; benchmarks).
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
 }
 

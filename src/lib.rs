@@ -11,6 +11,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod http;
 pub mod jobs;
+pub mod lead;
 pub mod logging;
 pub mod metrics;
 pub mod model;

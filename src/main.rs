@@ -34,7 +34,11 @@ fn main() -> ExitCode {
                 keys,
                 api_key,
                 ca_file,
-            } => sim_command::run(listen, api, keys, api_key, ca_file).await,
+                latency_ms,
+            } => {
+                let latency = std::time::Duration::from_millis(latency_ms);
+                sim_command::run(listen, api, keys, api_key, ca_file, latency).await
+            }
             command => keywarden::commands::dispatch(command).await,
         }
     });

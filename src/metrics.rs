@@ -107,6 +107,8 @@ pub struct Metrics {
     pub vless_ports_probed: Family<ServerLabels, Gauge>,
     pub vless_ports_up: Family<ServerLabels, Gauge>,
     pub report_deliveries: Family<SinkResultLabels, Counter>,
+    pub leading_servers: Gauge,
+    pub agents_live: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -270,8 +272,22 @@ impl Metrics {
             "Scheduled usage report deliveries, by sink and result (delivered, failed)",
             report_deliveries.clone(),
         );
+        let leading_servers = Gauge::default();
+        registry.register(
+            "leading_servers",
+            "Servers this agent leads (holds the lock of, with the PostgreSQL store; all configured ones with SQLite)",
+            leading_servers.clone(),
+        );
+        let agents_live = Gauge::default();
+        registry.register(
+            "agents_live",
+            "Agents sharing the fleet whose row was renewed within the last 30 s (1 with SQLite; 0 while disconnected from PostgreSQL)",
+            agents_live.clone(),
+        );
         Metrics {
             registry,
+            leading_servers,
+            agents_live,
             xray_up,
             vless_handshake_duration,
             vless_ports_probed,

@@ -26,6 +26,7 @@ pub async fn run(
     keys: usize,
     api_key: String,
     ca_file: Option<std::path::PathBuf>,
+    latency: Duration,
 ) -> anyhow::Result<u8> {
     keywarden::logging::init(
         keywarden::logging::LogFormat::Auto,
@@ -38,7 +39,11 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("sim: cannot listen on {listen}"))?;
-    let server = SimServer::start(listener, SimOptions::new(generation, keys, api_key))
+    let options = SimOptions {
+        latency,
+        ..SimOptions::new(generation, keys, api_key)
+    };
+    let server = SimServer::start(listener, options)
         .await
         .context("sim: cannot start")?;
     let handle = server.handle();

@@ -29,6 +29,7 @@ fn email_sink(server: &SmtpServer, security: &str, auth: bool) -> String {
 fn trust_test_cert() -> SinkOptions {
     SinkOptions {
         smtp_root_pem: Some(CERT.to_vec()),
+        ..SinkOptions::default()
     }
 }
 

@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("alert", 4),
     ("heartbeat", 4),
     ("scheduler", 4),
+    ("lead", 4),
     ("jobs", 5),
     ("http", 5),
     ("report", 5),

@@ -27,6 +27,7 @@ schema = "keywarden"
 pool_size = 8
 ca_file = "/db-ca.pem"
 agent_name = "kw-a"
+renew_interval = "10s"
 
 [[servers]]
 name = "fra-1"

@@ -185,3 +185,87 @@ async fn a_quota_run_alone_does_not_call_validate_sync() {
         assert_eq!(count(&server, "GET", "/api/keys"), 1, "{generation:?}");
     }
 }
+
+/// The requests one run of `job` makes on a fresh client, in order.
+async fn requests_of(generation: ApiGeneration, job: JobKind) -> Vec<(String, String)> {
+    let server = one_cycle(generation, &[job]).await;
+    server
+        .handle()
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_health_check_asks_for_a_key_that_cannot_exist_instead_of_the_key_list() {
+    let get = |path: &str| ("GET".to_string(), path.to_string());
+    let login = format!("/api/keys/{}", keywarden::server_api::NO_SUCH_KEY);
+    assert_eq!(
+        requests_of(ApiGeneration::V1, JobKind::Health).await,
+        vec![get("/api/"), get(&login), get("/api/traffic/status")]
+    );
+    assert_eq!(
+        requests_of(ApiGeneration::V2, JobKind::Health).await,
+        vec![get("/api/"), get(&login), get("/health")]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_api_key_is_still_noticed_by_the_health_check() {
+    for generation in [ApiGeneration::V1, ApiGeneration::V2] {
+        let server = sim(generation, 3).await;
+        let dir = tempfile::tempdir().unwrap();
+        let block = server_block("fra-1", &server.base_url(), "")
+            .replace("api_key_env = \"TEST_KEY\"", "api_key = \"not-the-key\"");
+        let config = config(dir.path(), &block);
+        let clock = clock();
+        let runner = runner(&config, &clock);
+        let targets = support::agent::targets(&config);
+        let reports = within(
+            "health",
+            run_all(&runner, targets, &[JobKind::Health], DAEMON),
+        )
+        .await;
+        let kinds: Vec<_> = reports[0].findings.iter().map(|f| f.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![keywarden::model::FindingKind::AuthFailed],
+            "{generation:?}"
+        );
+        assert_eq!(count(&server, "GET", "/api/keys"), 0, "{generation:?}");
+    }
+}
+
+/// The simulator answers the check as the recorded servers did: 404 "Key not found"
+/// with the right key, 401 with a wrong one or none (same status, same JSON).
+#[tokio::test]
+async fn the_simulator_answers_the_key_check_like_the_recorded_servers() {
+    keywarden::tls::install_crypto_provider();
+    let http = reqwest::Client::new();
+    for (generation, prefix) in [(ApiGeneration::V1, "v1"), (ApiGeneration::V2, "v2")] {
+        let server = sim(generation, 2).await;
+        let url = format!(
+            "{}/keys/{}",
+            server.base_url(),
+            keywarden::server_api::NO_SUCH_KEY
+        );
+        let cases = [
+            (Some(support::TEST_API_KEY), 404, "err_get_unknown"),
+            (Some("not-the-key"), 401, "err_wrong_key"),
+            (None, 401, "err_no_key"),
+        ];
+        for (key, status, name) in cases {
+            let mut request = http.get(&url);
+            if let Some(key) = key {
+                request = request.header("X-API-Key", key);
+            }
+            let answer = within("GET", request.send()).await.expect("answer");
+            assert_eq!(answer.status().as_u16(), status, "{prefix} {name}");
+            let body: serde_json::Value = answer.json().await.expect("json");
+            let recorded: serde_json::Value =
+                serde_json::from_slice(&support::sample(&format!("{prefix}_{name}.json"))).unwrap();
+            assert_eq!(body, recorded, "{prefix} {name}");
+        }
+    }
+}

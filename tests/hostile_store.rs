@@ -162,13 +162,17 @@ async fn healthz_says_503_when_no_commit_reaches_the_disk() {
         .arg(&config);
     let daemon = Daemon::spawn(command);
     let addr = daemon.addr().await;
-    // /healthz answers 503 until the scheduler runs.
-    daemon.said("keywarden running").await;
     // Each probe commits a page (4 KiB) into the WAL: it is full within 8 probes.
     let mut answers = Vec::new();
-    for _ in 0..30 {
-        answers.push(healthz(&addr).await);
-        if answers.last().unwrap().0 == 503 {
+    for _ in 0..200 {
+        let answer = healthz(&addr).await;
+        // Before the scheduler has started the listener says so (503) without probing.
+        if answers.is_empty() && answer.1.contains("scheduler is not running") {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        }
+        answers.push(answer);
+        if answers.last().unwrap().0 == 503 || answers.len() == 30 {
             break;
         }
     }
@@ -188,18 +192,35 @@ async fn healthz_commits_its_probe() {
     let config = write_config(dir.path(), &server.base_url(), never, "127.0.0.1:0");
     let daemon = Daemon::start(&config);
     let addr = daemon.addr().await;
-    // /healthz answers 503 until the scheduler runs.
-    daemon.said("keywarden running").await;
+    // The listener may answer before the scheduler has started ("scheduler is not
+    // running", 503): wait for the first 200 under a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, body) = healthz(&addr).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never healthy: {status} {body}\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let db = dir.path().join("state").join(keywarden::store::DB_FILE);
+    let reader = rusqlite::Connection::open(&db).unwrap();
+    let writes = || -> i64 {
+        reader
+            .query_row("SELECT writes FROM store_probe", [], |row| row.get(0))
+            .unwrap()
+    };
+    let before = writes();
+    assert!(before >= 1, "the healthy probe committed its write");
     for _ in 0..2 {
         let (status, body) = healthz(&addr).await;
         assert_eq!(status, 200, "{body}");
     }
-    let db = dir.path().join("state").join(keywarden::store::DB_FILE);
-    let reader = rusqlite::Connection::open(&db).unwrap();
-    let writes: i64 = reader
-        .query_row("SELECT writes FROM store_probe", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(writes, 2, "each probe committed its write");
+    assert_eq!(writes(), before + 2, "each probe committed its write");
 }
 
 /// `state.db` deleted under a running daemon: it notices within a cycle, says so as a

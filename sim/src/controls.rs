@@ -145,7 +145,10 @@ impl State {
     }
 
     pub fn push_request(&mut self, record: super::RequestRecord) {
-        self.requests.push(record);
+        self.requests_total += 1;
+        if self.requests.len() < self.request_log_limit {
+            self.requests.push(record);
+        }
     }
 
     pub fn requests(&self) -> &[super::RequestRecord] {

@@ -128,8 +128,11 @@ impl State {
     }
 
     /// The host the keys' links name.
-    pub fn link_host(&self) -> &str {
-        self.dataplane.link_host.as_deref().unwrap_or("127.0.0.1")
+    pub fn link_host(&self) -> String {
+        match &self.dataplane.link_host {
+            Some(host) => host.clone(),
+            None => self.dataplane_ip.to_string(),
+        }
     }
 
     /// Close (or open again) the port of the inbound holding this client.
@@ -168,6 +171,8 @@ enum Slot {
 /// The running listeners of one simulated server.
 pub struct Listeners {
     ca: TestCa,
+    /// The loopback address every listener binds (127.0.0.1 unless told otherwise).
+    ip: Ipv4Addr,
     slots: Mutex<HashMap<String, (u16, Slot)>>,
     /// One apply at a time (two requests restarting "Xray" together).
     applying: tokio::sync::Mutex<()>,
@@ -182,17 +187,30 @@ impl std::fmt::Debug for Listeners {
 /// How long a connection may take to complete its handshake.
 const HANDSHAKE: Duration = Duration::from_secs(5);
 
-fn reserve(port: u16) -> std::io::Result<TcpSocket> {
+fn reserve(ip: Ipv4Addr, port: u16) -> std::io::Result<TcpSocket> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+    socket.bind(SocketAddr::from((ip, port)))?;
     Ok(socket)
 }
 
 impl Listeners {
     pub fn new() -> Listeners {
+        Listeners::on(Ipv4Addr::LOCALHOST)
+    }
+
+    /// Listeners bound to `ip` (another loopback address gives a large fleet in one
+    /// machine more ports than 127.0.0.1's ephemeral range holds).
+    pub fn on(ip: Ipv4Addr) -> Listeners {
         Listeners {
-            ca: TestCa::new("keywarden simulator CA").expect("sim: generating the test CA"),
+            // A name of its own: a bundle trusting many servers' CAs (a fleet) must not
+            // make a verifier try hundreds of same-named anchors for each certificate.
+            ca: TestCa::new(&format!(
+                "keywarden simulator CA {:016x}",
+                fastrand::u64(..)
+            ))
+            .expect("sim: generating the test CA"),
+            ip,
             slots: Mutex::new(HashMap::new()),
             applying: tokio::sync::Mutex::new(()),
         }
@@ -213,7 +231,7 @@ impl Listeners {
         if let Some((port, _)) = slots.get(tag) {
             return *port;
         }
-        match reserve(0).and_then(|s| Ok((s.local_addr()?.port(), s))) {
+        match reserve(self.ip, 0).and_then(|s| Ok((s.local_addr()?.port(), s))) {
             Ok((port, socket)) => {
                 slots.insert(tag.to_string(), (port, Slot::Reserved(socket)));
                 port
@@ -263,7 +281,7 @@ impl Listeners {
                         }
                     }
                     // The port could not be held after it last closed: try again now.
-                    Some((_, Slot::Empty)) => reserve(port).ok(),
+                    Some((_, Slot::Empty)) => reserve(self.ip, port).ok(),
                     _ => None,
                 }
             };
@@ -302,7 +320,7 @@ impl Listeners {
             return;
         };
         for _ in 0..100 {
-            if let Ok(socket) = reserve(port) {
+            if let Ok(socket) = reserve(self.ip, port) {
                 if let Some((_, slot)) = self.lock().get_mut(tag) {
                     *slot = Slot::Reserved(socket);
                 }

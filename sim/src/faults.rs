@@ -271,14 +271,17 @@ pub async fn front(State(handle): State<SimHandle>, request: Request, next: Next
             had_api_key: request.headers().contains_key("x-api-key"),
         }),
     };
-    let (down, fault) = handle.with_state(|s| {
+    let (down, fault, latency) = handle.with_state(|s| {
         let fault = if s.down {
             None
         } else {
             route.and_then(|r| s.faults.take(r))
         };
-        (s.down, fault)
+        (s.down, fault, s.latency)
     });
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let response = if down {
         html_page(StatusCode::SERVICE_UNAVAILABLE)
     } else {

@@ -62,6 +62,7 @@ fn expect_key<T>(result: Result<T, UnknownKey>) -> T {
 impl SimHandle {
     pub(super) fn new(state: State) -> SimHandle {
         let generation = state.generation;
+        let dataplane_ip = state.dataplane_ip;
         SimHandle {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
@@ -75,7 +76,7 @@ impl SimHandle {
                     open: false,
                     seq: 0,
                 }),
-                listeners: super::dataplane::Listeners::new(),
+                listeners: super::dataplane::Listeners::on(dataplane_ip),
             }),
         }
     }
@@ -299,6 +300,24 @@ impl SimHandle {
 
     pub fn clear_requests(&self) {
         self.lock().clear_requests();
+    }
+
+    /// API requests answered since start, whether the log kept them or not.
+    pub fn request_count(&self) -> u64 {
+        self.lock().requests_total
+    }
+
+    /// Keep at most `limit` records in the request log (0: count only).
+    pub fn set_request_log_limit(&self, limit: usize) {
+        let mut state = self.lock();
+        state.request_log_limit = limit;
+        let keep = state.requests.len().min(limit);
+        state.requests.truncate(keep);
+    }
+
+    /// Answer every API request `latency` later (admin routes stay immediate).
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
     }
 
     pub(super) fn push_request(&self, record: RequestRecord) {

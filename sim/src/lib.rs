@@ -94,6 +94,11 @@ pub struct SimOptions {
     pub api_key: String,
     /// Seed of every generated id, uuid, short_id and figure: same seed, same server.
     pub seed: u64,
+    /// How long every API request waits before it is answered (admin routes do not).
+    pub latency: Duration,
+    /// The loopback address the VLESS listeners bind and the links name (default
+    /// 127.0.0.1; a fleet of 2.x servers with 100 ports each needs more addresses).
+    pub dataplane_ip: std::net::Ipv4Addr,
 }
 
 impl SimOptions {
@@ -104,6 +109,8 @@ impl SimOptions {
             keys,
             api_key: api_key.into(),
             seed: 42,
+            latency: Duration::ZERO,
+            dataplane_ip: std::net::Ipv4Addr::LOCALHOST,
         }
     }
 }

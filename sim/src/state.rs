@@ -128,6 +128,15 @@ pub struct State {
     pub(super) keys_limit: RateLimit,
     pub faults: FaultQueue,
     pub(super) requests: Vec<RequestRecord>,
+    /// Requests answered since start (the log above may keep fewer).
+    pub(super) requests_total: u64,
+    /// The most records the request log keeps (later ones are only counted): a long
+    /// soak must not grow the log without bound.
+    pub(super) request_log_limit: usize,
+    /// Added to every API request before it is answered (a far-away server).
+    pub latency: Duration,
+    /// Where the VLESS listeners bind (and the keys' links point, unless told otherwise).
+    pub(super) dataplane_ip: std::net::Ipv4Addr,
     pub sync_count: usize,
     pub reset_count: usize,
     /// fix-reality-keys calls that ran.
@@ -223,6 +232,10 @@ impl State {
             keys_limit: RateLimit::new(30, Duration::from_secs(60)),
             faults: FaultQueue::default(),
             requests: Vec::new(),
+            requests_total: 0,
+            request_log_limit: usize::MAX,
+            latency: options.latency,
+            dataplane_ip: options.dataplane_ip,
             sync_count: 0,
             reset_count: 0,
             fix_count: 0,

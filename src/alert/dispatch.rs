@@ -2,7 +2,10 @@
 //! retries (exponential backoff with jitter, Retry-After), the per-sink rate limit,
 //! max_age expiry, permanent failures and sink health. A slow or broken sink only
 //! delays itself. Shutdown: cancel, let sends in flight finish within a deadline;
-//! whatever is undelivered stays in the outbox for the next start.
+//! whatever is undelivered stays in the outbox for the next start. With a shared fleet
+//! (PostgreSQL store) only the agent leading the dispatcher delivers; the others' tasks
+//! wait for that leadership, and a task that loses it mid-pass stops before its next
+//! send.
 //!
 //! Longer than 400 lines on purpose: the worker's pass, the daemon's loop and the one-shot
 //! `flush` and `send_test` share the worker's bookkeeping (outbox rows, sink health,
@@ -20,6 +23,7 @@ use super::batch::{self, earliest};
 use super::model::{AGENT, Alert, AlertStatus, Item, Message, Notice, OutboxRow, Reason};
 use super::pipeline::Pipeline;
 use super::sink::{SendError, Sink};
+use crate::lead::Leadership;
 use crate::metrics::{Metrics, SinkLabels};
 use crate::model::Severity;
 use crate::model::alert::SinkHealth;
@@ -85,6 +89,7 @@ struct Worker {
     sent: VecDeque<DateTime<Utc>>,
     stats: Arc<Mutex<DispatchStats>>,
     last_prune: Option<DateTime<Utc>>,
+    leadership: Leadership,
 }
 
 /// What a pass left behind.
@@ -164,6 +169,10 @@ impl Worker {
         }
         let mut sent_rows = 0;
         for indices in plan.messages {
+            if !self.leadership.leads_dispatcher() {
+                // Lost mid-pass: the new leader delivers the rest.
+                break;
+            }
             let group: Vec<&OutboxRow> = indices.iter().map(|&i| &rows[i]).collect();
             sent_rows += group.len();
             if let Some(retry_at) = self.send(&group, now).await? {
@@ -272,6 +281,7 @@ fn worker(
     sink: Arc<Sink>,
     options: DispatchOptions,
     stats: &Arc<Mutex<DispatchStats>>,
+    leadership: &Leadership,
 ) -> Worker {
     Worker {
         sink,
@@ -280,6 +290,7 @@ fn worker(
         sent: VecDeque::new(),
         stats: stats.clone(),
         last_prune: None,
+        leadership: leadership.clone(),
     }
 }
 
@@ -302,22 +313,42 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Start one task per sink.
+    /// Start one task per sink (the only agent: it always delivers).
     pub fn start(
         pipeline: Arc<Pipeline>,
         sinks: Vec<Sink>,
         options: DispatchOptions,
+    ) -> Dispatcher {
+        Dispatcher::start_led(pipeline, sinks, options, Leadership::solo())
+    }
+
+    /// Start one task per sink; they deliver only while `leadership` holds the
+    /// dispatcher.
+    pub fn start_led(
+        pipeline: Arc<Pipeline>,
+        sinks: Vec<Sink>,
+        options: DispatchOptions,
+        leadership: Leadership,
     ) -> Dispatcher {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let stats = Arc::new(Mutex::new(DispatchStats::default()));
         for sink in sinks {
             let waker = pipeline.waker(sink.name());
-            let mut worker = worker(&pipeline, Arc::new(sink), options, &stats);
+            let mut worker = worker(&pipeline, Arc::new(sink), options, &stats, &leadership);
             let cancel = cancel.clone();
             let pipeline = pipeline.clone();
+            let leadership = leadership.clone();
             tracker.spawn(async move {
                 loop {
+                    if !leadership.leads_dispatcher() {
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            () = leadership.changed() => {}
+                            _ = tokio::time::sleep(options.max_idle) => {}
+                        }
+                        continue;
+                    }
                     let next = match worker.pass().await {
                         Ok(outcome) => outcome.next_due,
                         Err(error) => {
@@ -389,8 +420,10 @@ pub async fn flush(
     let stats = Arc::new(Mutex::new(DispatchStats::default()));
     let tracker = TaskTracker::new();
     let mut handles = Vec::new();
+    // A one-shot flush (`check --notify`) is the operator's own act: no leadership.
+    let solo = Leadership::solo();
     for sink in sinks {
-        let mut worker = worker(&pipeline, Arc::new(sink), options, &stats);
+        let mut worker = worker(&pipeline, Arc::new(sink), options, &stats, &solo);
         let pipeline = pipeline.clone();
         handles.push(tracker.spawn(async move {
             let name = worker.sink.name().to_string();

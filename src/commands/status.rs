@@ -1,6 +1,8 @@
 //! `keywarden status`: what the state store knows, per server: last seen up/down, API
 //! version, the last run of each job, open findings, the last actions taken. It reads
-//! the store only; it never calls a server.
+//! the store only; it never calls a server. With the PostgreSQL store it also shows
+//! which agent leads which server (the advisory locks granted in the database, mapped
+//! back to server names, and the `agents` rows).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -29,6 +31,16 @@ pub struct ServerStatus {
     pub xray: Option<XrayMemory>,
     /// The last probe of each VLESS port (the dataplane job).
     pub vless_ports: Vec<PortRecord>,
+    /// With the PostgreSQL store: which agent leads this server (absent with SQLite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leadership: Option<ServerLeader>,
+}
+
+/// Who leads a server of a shared fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerLeader {
+    /// The agent holding its lock; `None`: nobody does right now.
+    pub leader: Option<String>,
 }
 
 /// Gather the status of `servers` (config order) from the store.
@@ -45,6 +57,7 @@ pub async fn gather(store: &Store, servers: &[String]) -> Result<Vec<ServerStatu
             recent_actions: store.audit().recent(Some(name), RECENT_ACTIONS).await?,
             xray: Some(store.servers().xray(name).await?).filter(|m| m.state.is_some()),
             vless_ports: store.dataplane().ports(name).await?,
+            leadership: None,
         });
     }
     Ok(out)
@@ -64,6 +77,13 @@ pub fn render_text(statuses: &[ServerStatus], tz: Tz) -> String {
     let mut out = String::new();
     for status in statuses {
         let _ = writeln!(out, "{}", status.name);
+        if let Some(led) = &status.leadership {
+            let leader = led
+                .leader
+                .as_deref()
+                .unwrap_or("NOBODY (no agent holds its lock)");
+            let _ = writeln!(out, "  led by          {}", Shown(leader));
+        }
         match &status.state {
             Some(state) => {
                 let _ = writeln!(
@@ -185,6 +205,25 @@ fn data_plane(out: &mut String, status: &ServerStatus, tz: Tz) {
     }
 }
 
+/// Who leads what, read from PostgreSQL on a pooled connection (it takes no lock).
+async fn fleet(
+    pg: &crate::config::PgConfig,
+    servers: &[String],
+) -> anyhow::Result<crate::lead::fleet::FleetView> {
+    let connector = crate::store::postgres::PgConnector::from_config(pg)?;
+    let client = connector.pooled().await?;
+    crate::lead::postgres::fleet_view(&client, &pg.schema, servers)
+        .await
+        .map_err(|error| {
+            let detail = crate::store::postgres::error_text(&error);
+            anyhow::anyhow!(
+                "reading leadership from {}: {}",
+                connector.location(),
+                connector.redact(&detail)
+            )
+        })
+}
+
 pub async fn run(path: &Path, json: bool) -> anyhow::Result<u8> {
     crate::logging::init(crate::logging::LogFormat::Auto, "warn");
     // status reads only the store: it needs state_dir, the server names and the time
@@ -204,11 +243,31 @@ pub async fn run(path: &Path, json: bool) -> anyhow::Result<u8> {
     };
     let store = crate::app::open_store_for_reading(&config).await?;
     let names: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
-    let statuses = gather(&store, &names).await?;
+    let mut statuses = gather(&store, &names).await?;
+    let fleet = match config.store.postgres() {
+        Some(pg) => Some(fleet(pg, &names).await?),
+        None => None,
+    };
+    if let Some(fleet) = &fleet {
+        for status in &mut statuses {
+            status.leadership = Some(ServerLeader {
+                leader: fleet.leaders.get(&status.name).cloned(),
+            });
+        }
+    }
     if json {
         crate::outln!("{}", serde_json::to_string_pretty(&statuses)?)?;
     } else {
-        crate::output::print(&render_text(&statuses, config.agent.timezone))?;
+        let mut text = String::new();
+        if let Some(fleet) = &fleet {
+            text.push_str(&crate::lead::fleet::render(
+                fleet,
+                &names,
+                config.agent.timezone,
+            ));
+        }
+        text.push_str(&render_text(&statuses, config.agent.timezone));
+        crate::output::print(&text)?;
     }
     Ok(EXIT_OK)
 }

@@ -134,6 +134,7 @@ pub const ALL_KEYS: &[&str] = &[
     "store.postgres.pool_size",
     "store.postgres.ca_file",
     "store.postgres.agent_name",
+    "store.postgres.renew_interval",
 ];
 
 /// Keys whose value is a free-form table (any key allowed inside).
@@ -219,6 +220,9 @@ pub struct RawPostgres {
     pub ca_file: Option<Spanned<String>>,
     /// This agent's name as other agents see it. Default: the host name.
     pub agent_name: Option<Spanned<String>>,
+    /// How often this agent renews its row and rebalances its leadership locks,
+    /// 100ms..=15s. Default "10s".
+    pub renew_interval: Option<Spanned<NumOrStr>>,
 }
 
 /// `[reports]`

@@ -61,6 +61,7 @@ pub(crate) const KEY_KINDS: &[(&str, Kind)] = &[
     ("store.postgres.pool_size", Kind::Int),
     ("store.postgres.ca_file", Kind::Str),
     ("store.postgres.agent_name", Kind::Str),
+    ("store.postgres.renew_interval", Kind::Str),
     ("servers", Kind::ArrayOfTables),
     ("servers[].name", Kind::Str),
     ("servers[].url", Kind::Str),

@@ -52,6 +52,9 @@ pub struct PgConfig {
     pub ca_file: Option<PathBuf>,
     /// This agent's name as other agents see it (`agents` table, `application_name`).
     pub agent_name: String,
+    /// How often the leader task renews this agent's row and rebalances its locks
+    /// (`renew_interval`, default 10 s; live = renewed within the last 30 s).
+    pub renew_interval: std::time::Duration,
     /// TLS with the chain and host name verified (`sslmode=verify-full` semantics);
     /// false only when the URL says `sslmode=disable`.
     pub tls: bool,

@@ -121,6 +121,11 @@ fn agent(out: &mut Out, config: &Config) {
         };
         out.kv(2, "tls", tls);
         out.kv(2, "agent_name", &pg.agent_name);
+        out.kv(
+            2,
+            "renew_interval",
+            crate::config::units::format_duration(pg.renew_interval),
+        );
     }
 }
 

@@ -2,6 +2,13 @@
 //! and `GET /healthz` (200 when the scheduler is alive and the store writable, 503 with
 //! the reason otherwise). It serves an already-bound listener, so tests bind port 0.
 //!
+//! With a shared fleet (PostgreSQL store), an agent that lost its PostgreSQL connection
+//! holds no lock and acts on nothing: /healthz answers 503 "not leading any server"
+//! until it has reconnected. A connected agent that simply leads nothing right now (a
+//! standby: the other agents hold every server) is healthy: 200 "ok: standby". It is
+//! ready to take over, which is its job; a 503 would have a load balancer or systemd
+//! watchdog restart a perfectly good standby.
+//!
 //! Clients cannot hold it hostage (3000 slowloris connections once kept it from ever
 //! answering /healthz and ate the daemon's file descriptors): request headers must
 //! arrive within `header_read_timeout`, a connection with no bytes moving for
@@ -21,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
+use crate::lead::{Leadership, Mode};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -35,12 +43,24 @@ pub struct HttpState {
     pub scheduler_alive: Arc<AtomicBool>,
 }
 
-/// The router (exposed for tests).
+/// The router (exposed for tests) of the only agent.
 pub fn router(state: HttpState) -> Router {
+    router_led(state, Leadership::solo())
+}
+
+/// The router of an agent whose health includes its `leadership`.
+pub fn router_led(state: HttpState, leadership: Leadership) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .with_state(state)
+        .with_state(Served { state, leadership })
+}
+
+/// What the handlers read: the state and the leadership.
+#[derive(Clone)]
+struct Served {
+    state: HttpState,
+    leadership: Leadership,
 }
 
 /// Serve until `stop` fires, with the default limits.
@@ -62,7 +82,24 @@ pub async fn serve_with(
     limits::serve(listener, router(state), stop, limits).await
 }
 
-async fn metrics(State(state): State<HttpState>) -> Response {
+/// Serve until `stop` fires, with the default limits, answering /healthz with
+/// `leadership` in mind.
+pub async fn serve_led(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    leadership: Leadership,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    limits::serve(
+        listener,
+        router_led(state, leadership),
+        stop,
+        Limits::default(),
+    )
+    .await
+}
+
+async fn metrics(State(Served { state, .. }): State<Served>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     (
         [(header::CONTENT_TYPE, content_type)],
@@ -71,7 +108,15 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
-async fn healthz(State(state): State<HttpState>) -> Response {
+async fn healthz(State(Served { state, leadership }): State<Served>) -> Response {
+    let snapshot = leadership.snapshot();
+    if snapshot.mode == Mode::Shared && !snapshot.connected {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not leading any server: the PostgreSQL connection is lost (reconnecting)\n",
+        )
+            .into_response();
+    }
     if !state.scheduler_alive.load(Ordering::Relaxed) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -80,6 +125,11 @@ async fn healthz(State(state): State<HttpState>) -> Response {
             .into_response();
     }
     match state.store.check_writable().await {
+        Ok(()) if snapshot.mode == Mode::Shared && snapshot.servers.is_empty() => (
+            StatusCode::OK,
+            "ok: standby (connected, leading no server)\n",
+        )
+            .into_response(),
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(error) if error.is_lost() => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -2,7 +2,8 @@
 //! must not do themselves: the overlap guard, the global cap on concurrent runs,
 //! backoff after consecutive transport failures, timing, recording the outcome and
 //! findings in the store, handing findings on to the sink, and the run to the metrics
-//! observer. It knows no job's rules: what a run found and measured comes back in its
+//! observer. With a shared fleet (PostgreSQL store) it runs a job only on a server this
+//! agent leads, and stops a run whose server it stops leading. It knows no job's rules: what a run found and measured comes back in its
 //! `JobResult`.
 //!
 //! Longer than 400 lines on purpose: every guard around a run (the in-memory overlap
@@ -25,6 +26,7 @@ use super::sink::FindingSink;
 use super::{Backoff, JobContext, JobKind, JobResult, RunMode, run_job};
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig};
+use crate::lead::{Leadership, Mode};
 use crate::metrics::Metrics;
 use crate::model::{Finding, FindingChanges, Lease, RunOutcome, RunRecord};
 use crate::server_api::ServerApi;
@@ -83,6 +85,10 @@ pub struct RunnerStats {
     pub skipped_backoff: u64,
     /// Not run: another process held the (server, job) lease.
     pub skipped_lease: u64,
+    /// Ticks not run because another agent leads the server (or none: disconnected).
+    pub skipped_not_leading: u64,
+    /// Runs stopped because this agent stopped leading their server mid-run.
+    pub stopped_not_leading: u64,
     pub runs: u64,
     pub panics: u64,
 }
@@ -105,7 +111,13 @@ pub struct Runner {
     holder: String,
     /// Cancelled once the store was found deleted or replaced: the daemon stops.
     store_lost: CancellationToken,
+    leadership: Leadership,
 }
+
+/// The lease holder name of a daemon sharing its fleet: its leases are taken over by
+/// the agent that leads the server now (the holder lost it: it crashed, or was cut off
+/// and stopped its runs).
+const SHARED_DAEMON: &str = "keywarden run (agent ";
 
 /// A lease holder's name: the role, this process and which of its runners.
 fn holder_name(role: &str) -> String {
@@ -136,9 +148,26 @@ impl Runner {
             stats: Mutex::new(RunnerStats::default()),
             observer: None,
             cycle: crate::heartbeat::Cycle::default(),
+            leadership: Leadership::solo(),
             holder: holder_name("keywarden"),
             store_lost: CancellationToken::new(),
         }
+    }
+
+    /// Run jobs only on the servers `leadership` says this agent leads (default: solo,
+    /// every server).
+    pub fn with_leadership(mut self, leadership: Leadership) -> Runner {
+        self.leadership = leadership;
+        self
+    }
+
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    /// The lease holder name of a daemon of agent `agent` sharing a fleet.
+    pub fn shared_daemon_role(agent: &str) -> String {
+        format!("{SHARED_DAEMON}{agent})")
     }
 
     /// Name the process in this runner's leases (`keywarden run`, `keywarden check`), so
@@ -220,11 +249,37 @@ impl Runner {
         report
     }
 
-    /// Run `job` on `target` once, unless it is already running there (skipped and
-    /// counted), in this process or (by its lease in the store) in another, or the
-    /// server is backed off (scheduled runs only). Nothing runs on a store that is gone.
+    /// A tick on a server another agent leads: counted and logged at debug, nothing
+    /// written (the leader's runs are the record), no finding.
+    fn not_leading(&self, target: &Target, job: JobKind, why: &str) -> RunReport {
+        let name = target.server.name.clone();
+        tracing::debug!(server = %name, job = job.as_str(), reason = why, "run skipped: not leading this server");
+        if let Some(observer) = &self.observer {
+            observer.skipped(&name, job, "not_leading");
+        }
+        RunReport {
+            server: name,
+            job,
+            started_at: self.clock.now(),
+            duration_ms: 0,
+            outcome: RunOutcome::Skipped,
+            findings: Vec::new(),
+            plan: Vec::new(),
+            error: Some(why.to_string()),
+            facts: Vec::new(),
+        }
+    }
+
+    /// Run `job` on `target` once, unless this agent does not lead the server (skipped,
+    /// counted, nothing recorded), it is already running there (skipped and counted), in
+    /// this process or (by its lease in the store) in another, or the server is backed
+    /// off (scheduled runs only). Nothing runs on a store that is gone.
     pub async fn run(&self, target: &Target, job: JobKind, options: RunOptions) -> RunReport {
         let name = target.server.name.clone();
+        if !self.leadership.leads(&name) {
+            lock(&self.stats).skipped_not_leading += 1;
+            return self.not_leading(target, job, "another agent leads this server");
+        }
         if let Err(error) = self.check_store().await
             && error.is_lost()
         {
@@ -245,7 +300,7 @@ impl Runner {
             }
         }
         let _permit = self.permits.clone().acquire_owned().await.ok();
-        match self.lease(&name, job).await {
+        match self.lease_as_leader(&name, job).await {
             Ok(LeaseGrant::Granted) => {}
             Ok(LeaseGrant::HeldBy(lease)) => {
                 lock(&self.stats).skipped_lease += 1;
@@ -263,7 +318,12 @@ impl Runner {
         }
         let started_at = self.clock.now();
         let started = Instant::now();
-        let result = self.run_renewing(target, job, options).await;
+        let Some(result) = self.run_renewing(target, job, options).await else {
+            self.release(&name, job).await;
+            lock(&self.stats).stopped_not_leading += 1;
+            tracing::warn!(server = %name, job = job.as_str(), "run stopped: this agent no longer leads the server (the PostgreSQL connection or its lock was lost)");
+            return self.not_leading(target, job, "stopped: leadership lost mid-run");
+        };
         self.release(&name, job).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let interval = target
@@ -336,6 +396,29 @@ impl Runner {
         self.store.leases().acquire(&self.wanted(server, job)).await
     }
 
+    /// The lease; with a shared fleet, one left by another agent's daemon is taken over
+    /// when this agent leads the server: holding its advisory lock means that agent's
+    /// session is gone, and with it that agent's runs there (a crash leaves its lease
+    /// behind for `LEASE_TTL`, which would hold the takeover up). A `check`'s lease is
+    /// respected.
+    async fn lease_as_leader(&self, server: &str, job: JobKind) -> Result<LeaseGrant, StoreError> {
+        let grant = self.lease(server, job).await?;
+        if let LeaseGrant::HeldBy(lease) = &grant
+            && self.leadership.mode() == Mode::Shared
+            && self.leadership.leads(server)
+            && lease.holder.starts_with(SHARED_DAEMON)
+            && lease.holder != self.holder
+        {
+            tracing::info!(server, job = job.as_str(), previous = %lease.holder, "taking over the run's lease from an agent that no longer leads this server");
+            self.store
+                .leases()
+                .release(server, job, &lease.holder)
+                .await?;
+            return self.lease(server, job).await;
+        }
+        Ok(grant)
+    }
+
     async fn release(&self, server: &str, job: JobKind) {
         let released = self.store.leases().release(server, job, &self.holder);
         if let Err(error) = released.await {
@@ -346,7 +429,12 @@ impl Runner {
 
     /// Run the job, renewing its lease every `LEASE_RENEW_EVERY` while it goes on (a job
     /// has no overall deadline: 10 000 keys take a while).
-    async fn run_renewing(&self, target: &Target, job: JobKind, options: RunOptions) -> JobResult {
+    async fn run_renewing(
+        &self,
+        target: &Target,
+        job: JobKind,
+        options: RunOptions,
+    ) -> Option<JobResult> {
         let name = target.server.name.as_str();
         let run = self.run_isolated(target, job, options);
         tokio::pin!(run);
@@ -365,12 +453,21 @@ impl Runner {
     }
 
     /// Run the job on its own task, so a panic becomes an error outcome instead of
-    /// taking the caller (the scheduler tick, `check`) down with it.
-    async fn run_isolated(&self, target: &Target, job: JobKind, options: RunOptions) -> JobResult {
+    /// taking the caller (the scheduler tick, `check`) down with it. `None`: this agent
+    /// stopped leading the server mid-run, and the job was aborted where it was (as if
+    /// the process had been killed there: intents are written before remote calls, so
+    /// the new leader settles them), so two agents never act on one server at once.
+    async fn run_isolated(
+        &self,
+        target: &Target,
+        job: JobKind,
+        options: RunOptions,
+    ) -> Option<JobResult> {
+        let server = target.server.name.clone();
         let target = target.clone();
         let store = self.store.clone();
         let clock = self.clock.clone();
-        let task = tokio::spawn(async move {
+        let mut task = tokio::spawn(async move {
             let ctx = JobContext {
                 config: &target.config,
                 server: &target.server,
@@ -383,7 +480,14 @@ impl Runner {
             };
             run_job(job, &ctx).await
         });
-        match task.await {
+        let joined = tokio::select! {
+            joined = &mut task => joined,
+            () = self.leadership.lost(&server) => {
+                task.abort();
+                return None;
+            }
+        };
+        Some(match joined {
             Ok(result) => result,
             Err(error) => {
                 lock(&self.stats).panics += 1;
@@ -393,7 +497,7 @@ impl Runner {
                     ..JobResult::default()
                 }
             }
-        }
+        })
     }
 
     /// Record the run and its findings; `None` when the findings were not recorded.

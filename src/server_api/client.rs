@@ -133,6 +133,10 @@ struct CachedStatus {
     status: ApiStatus,
 }
 
+/// The id the API-key check asks for: the recorded samples' unknown key. No server
+/// makes it (keys get random v4 uuids and ids), so the answer is 404 or 401.
+pub const NO_SUCH_KEY: &str = "00000000-0000-4000-8000-000000000000";
+
 /// Routes that answered FastAPI's "Not Found" although the detected generation has them.
 const BULK_TRAFFIC_ROUTE: &str = "/traffic/exact";
 const VALIDATE_SYNC_ROUTE: &str = "/system/xray/validate-sync";
@@ -479,6 +483,20 @@ impl ServerApi {
         }
         cache.current = None;
         *self.status_cache() = None;
+    }
+
+    /// Whether the server accepts our API key, without downloading anything: GET
+    /// /api/keys/<an id no key has> answers 404 "Key not found" when the key is accepted
+    /// and 401 when it is not (recorded: `v*_err_get_unknown.json`,
+    /// `v*_err_wrong_key.json`). A 200 (someone made such a key) also means accepted.
+    /// FastAPI's route-level "Not Found" does not: that is not this API.
+    pub async fn check_api_key(&self) -> ApiResult<()> {
+        let path = format!("/keys/{NO_SUCH_KEY}");
+        match self.request(Method::GET, &path, CallKind::Read, None).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_not_found() && !is_missing_route(&error) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     /// The key list, shared by every caller for `key_list_ttl` (2.x rate-limits it).

@@ -13,7 +13,9 @@ pub mod vless;
 pub mod wire;
 pub mod xray;
 
-pub use client::{ClientSettings, DEFAULT_KEY_LIST_TTL, DEFAULT_MAX_BODY_BYTES, ServerApi};
+pub use client::{
+    ClientSettings, DEFAULT_KEY_LIST_TTL, DEFAULT_MAX_BODY_BYTES, NO_SUCH_KEY, ServerApi,
+};
 pub use error::{ApiError, ApiErrorKind, ApiResult};
 pub use http::RetryPolicy;
 pub use model::*;

@@ -3,8 +3,10 @@
 //! `ca_file`. Building a client loads the whole system root store (about 150 files); one
 //! per server made a 500-server cycle spend a third of its CPU there. A cache lives as
 //! long as one configuration: `app::targets` makes one per load, so a reload with a new
-//! `ca_file` gets a client that trusts it.
-//! It must not hold anything per server: timeouts and the API key go on each request.
+//! `ca_file` gets a client that trusts it. The agent's webhook sinks (Slack, Telegram,
+//! json) and its heartbeat share one more, `notifications` (it honours the environment's
+//! proxy, the API client does not), built once per agent.
+//! It must not hold anything per server or sink: timeouts and keys go on each request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,10 +27,24 @@ pub(super) struct SharedHttp {
     pub id: usize,
 }
 
-/// Clients by TLS setting (the extra CA's PEM, or none). Cheap to share by reference.
+/// What a client is for: its settings differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Purpose {
+    /// The VPN Key Management API: never through a proxy (the API key would pass it).
+    Api,
+    /// Webhooks, Telegram, Slack and the heartbeat: outbound to the internet, through
+    /// the proxy the environment names (`HTTPS_PROXY`), if any.
+    Notifications,
+}
+
+/// What tells clients apart: their purpose and the extra CA's PEM (or none).
+type ClientKey = (Purpose, Option<Vec<u8>>);
+
+/// Clients by purpose and TLS setting (the extra CA's PEM, or none). Cheap to share by
+/// reference.
 #[derive(Default)]
 pub struct HttpClients {
-    built: Mutex<HashMap<Option<Vec<u8>>, SharedHttp>>,
+    built: Mutex<HashMap<ClientKey, SharedHttp>>,
     builds: AtomicUsize,
 }
 
@@ -53,13 +69,26 @@ impl HttpClients {
     /// The client for servers trusting `ca_pem` on top of the system roots (or nothing
     /// more), built on first use. Fails only on a bad CA bundle or TLS setup.
     pub(super) fn client_for(&self, ca_pem: Option<&[u8]>) -> ApiResult<SharedHttp> {
-        let key = ca_pem.map(<[u8]>::to_vec);
+        self.built_for(Purpose::Api, ca_pem)
+    }
+
+    /// The client of every webhook sink and the heartbeat (system roots, the
+    /// environment's proxy, no redirects). It has no timeout of its own: each request
+    /// sets its sink's.
+    pub fn notifications(&self) -> Result<reqwest::Client, String> {
+        self.built_for(Purpose::Notifications, None)
+            .map(|shared| shared.client)
+            .map_err(|error| error.to_string())
+    }
+
+    fn built_for(&self, purpose: Purpose, ca_pem: Option<&[u8]>) -> ApiResult<SharedHttp> {
+        let key = (purpose, ca_pem.map(<[u8]>::to_vec));
         // Held while building: two servers with a new setting must not build it twice.
         let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(shared) = built.get(&key) {
             return Ok(shared.clone());
         }
-        let client = build(ca_pem)?;
+        let client = build(purpose, ca_pem)?;
         let id = self.builds.fetch_add(1, Ordering::Relaxed) + 1;
         let shared = SharedHttp { client, id };
         built.insert(key, shared.clone());
@@ -67,15 +96,17 @@ impl HttpClients {
     }
 }
 
-fn build(ca_pem: Option<&[u8]>) -> ApiResult<reqwest::Client> {
+fn build(purpose: Purpose, ca_pem: Option<&[u8]>) -> ApiResult<reqwest::Client> {
     crate::tls::install_crypto_provider();
     let setup = |reason: String| ApiError::new("client setup", ApiErrorKind::Setup { reason });
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("keywarden/", env!("CARGO_PKG_VERSION")))
         // A redirect would carry X-API-Key to wherever it points.
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy();
+        .redirect(reqwest::redirect::Policy::none());
+    if purpose == Purpose::Api {
+        builder = builder.no_proxy();
+    }
     if let Some(pem) = ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
             .map_err(|err| setup(format!("ca_file is not a PEM bundle: {err}")))?;
@@ -111,5 +142,8 @@ mod tests {
             "a broken bundle is refused"
         );
         assert_eq!(clients.builds(), 2, "a refused bundle builds nothing");
+        let notify = clients.notifications().expect("notifications");
+        drop((notify, clients.notifications().expect("again")));
+        assert_eq!(clients.builds(), 3, "one client for every notification");
     }
 }

@@ -294,6 +294,7 @@ impl PgServer {
             pool_size: 4,
             ca_file: None,
             agent_name: agent_name.to_owned(),
+            renew_interval: std::time::Duration::from_secs(10),
             tls: false,
         }
     }

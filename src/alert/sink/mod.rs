@@ -6,6 +6,7 @@
 pub mod email;
 pub mod webhook;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -13,6 +14,7 @@ use chrono_tz::Tz;
 
 use super::model::Message;
 use crate::config::AlertsConfig;
+use crate::server_api::HttpClients;
 
 /// Why a delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +59,9 @@ pub struct SinkError {
 pub struct SinkOptions {
     /// An extra trusted root (PEM) for SMTP TLS; with it, only this root is trusted.
     pub smtp_root_pem: Option<Vec<u8>>,
+    /// Where webhook sinks (and the daemon's heartbeat) take their HTTP client: one for
+    /// all of them.
+    pub http: Arc<HttpClients>,
 }
 
 /// One configured sink.
@@ -78,7 +83,8 @@ impl Sink {
             sinks.push(Sink::Email(email::EmailSink::new(sink, tz, options)?));
         }
         for sink in &config.webhook {
-            sinks.push(Sink::Webhook(webhook::WebhookSink::new(sink, tz)?));
+            let built = webhook::WebhookSink::new(sink, tz, &options.http)?;
+            sinks.push(Sink::Webhook(built));
         }
         Ok(sinks)
     }

@@ -18,6 +18,7 @@ use crate::alert::model::Message;
 use crate::alert::render::{chat, json};
 use crate::config::{WebhookFormat, WebhookSinkConfig};
 use crate::redact::Redactor;
+use crate::server_api::HttpClients;
 
 /// The most a Retry-After is honoured for (a receiver asking for a day is broken).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -34,7 +35,13 @@ pub struct WebhookSink {
 }
 
 impl WebhookSink {
-    pub fn new(config: &WebhookSinkConfig, tz: Tz) -> Result<WebhookSink, SinkError> {
+    /// A sink posting through `clients`' notification client (shared by every webhook
+    /// sink and the heartbeat: one root store, one connection pool).
+    pub fn new(
+        config: &WebhookSinkConfig,
+        tz: Tz,
+        clients: &HttpClients,
+    ) -> Result<WebhookSink, SinkError> {
         let fail = |reason: String| SinkError {
             sink: config.name.clone(),
             reason,
@@ -71,13 +78,9 @@ impl WebhookSink {
                 .map(|u| u.token.expose().to_string()),
         );
         let redactor = Redactor::new(secrets.iter().map(String::as_str));
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("keywarden/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| fail(format!("HTTP client: {}", error.without_url())))?;
+        let client = clients
+            .notifications()
+            .map_err(|error| fail(format!("HTTP client: {error}")))?;
         Ok(WebhookSink {
             config: config.clone(),
             client,
@@ -133,6 +136,11 @@ impl WebhookSink {
         }
     }
 
+    /// A POST bounded by the sink's timeout (the shared client has none of its own).
+    fn post_to(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        self.client.post(url).timeout(self.config.timeout)
+    }
+
     pub async fn send(&self, message: &Message, sent_at: DateTime<Utc>) -> Result<(), SendError> {
         for (body, extra) in self.bodies(message, sent_at) {
             self.post(body, extra).await?;
@@ -142,8 +150,7 @@ impl WebhookSink {
 
     async fn post(&self, body: Vec<u8>, extra: HeaderMap) -> Result<(), SendError> {
         let response = self
-            .client
-            .post(self.config.url.expose().clone())
+            .post_to(self.config.url.expose().clone())
             .header(CONTENT_TYPE, "application/json")
             .headers(self.headers.clone())
             .headers(extra)
@@ -228,8 +235,7 @@ impl WebhookSink {
             .text("caption", caption.to_string())
             .part("photo", photo);
         let response = self
-            .client
-            .post(url)
+            .post_to(url)
             .headers(self.headers.clone())
             .multipart(form)
             .send()
@@ -267,8 +273,7 @@ impl WebhookSink {
             .append_pair("filename", file_name)
             .append_pair("length", &bytes.len().to_string());
         let response = self
-            .client
-            .post(get_url)
+            .post_to(get_url)
             .header(reqwest::header::AUTHORIZATION, auth.clone())
             .send()
             .await
@@ -282,8 +287,7 @@ impl WebhookSink {
             ));
         };
         let response = self
-            .client
-            .post(upload_url)
+            .post_to(upload_url)
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(bytes)
             .send()
@@ -296,8 +300,7 @@ impl WebhookSink {
             "initial_comment": comment,
         });
         let response = self
-            .client
-            .post(endpoint("files.completeUploadExternal")?)
+            .post_to(endpoint("files.completeUploadExternal")?)
             .header(reqwest::header::AUTHORIZATION, auth)
             .json(&complete)
             .send()

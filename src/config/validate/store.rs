@@ -14,6 +14,13 @@ use crate::config::store::{PgConfig, SslMode, StoreChoice, check_url, default_ag
 /// Defaults of `[store.postgres]`.
 pub const DEFAULT_SCHEMA: &str = "keywarden";
 pub const DEFAULT_POOL_SIZE: usize = 8;
+/// Default of `renew_interval`: three renewals per 30 s live window.
+pub const DEFAULT_RENEW_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// At most two renewals per 30 s live window, or a slow agent looks dead.
+const MAX_RENEW_INTERVAL: super::ctx::MaxDuration = super::ctx::MaxDuration {
+    max: std::time::Duration::from_secs(15),
+    shown: "15s",
+};
 
 pub(super) fn store(
     ctx: &mut Ctx<'_>,
@@ -79,6 +86,23 @@ fn postgres(ctx: &mut Ctx<'_>, section: &Spanned<RawPostgres>) -> Option<PgConfi
         Some(field) => agent_name(ctx, field),
         None => default_agent_name(),
     };
+    let renew_interval = ctx.duration(
+        raw.renew_interval.as_ref(),
+        &at(p, "renew_interval"),
+        DEFAULT_RENEW_INTERVAL,
+        true,
+        MAX_RENEW_INTERVAL,
+    );
+    let renew_interval = if renew_interval < std::time::Duration::from_millis(100) {
+        ctx.error(
+            raw.renew_interval.as_ref().and_then(span_of),
+            at(p, "renew_interval"),
+            "too short (at least 100ms; default \"10s\")",
+        );
+        DEFAULT_RENEW_INTERVAL
+    } else {
+        renew_interval
+    };
     let (url, url_source, mode) = url?;
     if mode == SslMode::Disabled && ca_file.is_some() {
         ctx.warn(
@@ -94,6 +118,7 @@ fn postgres(ctx: &mut Ctx<'_>, section: &Spanned<RawPostgres>) -> Option<PgConfi
         pool_size,
         ca_file,
         agent_name,
+        renew_interval,
         tls: mode == SslMode::Verified,
     })
 }
