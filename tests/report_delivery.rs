@@ -72,6 +72,7 @@ async fn fill(store: &Store) {
                 memory: ServerMemory::default(),
                 api_version: "1.0.0".into(),
                 now: utc(d, 12),
+                read_at: Some(utc(d, 12)),
                 daily,
             };
             store.quota().commit(server, commit).await.unwrap();

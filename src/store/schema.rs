@@ -88,7 +88,15 @@ CREATE TABLE server_state (
     SYNC_ATTEMPT_OUTCOMES,
     // v8: quota intents: a typed outcome, the call's error, the period they belong to.
     QUOTA_INTENT_OUTCOMES,
+    // v9: the ledger's reading time once per server (a steady run rewrites no row).
+    LEDGER_READ_STAMP,
 ];
+
+/// The time of a server's last quota reading, kept once: a ledger row whose `read_at` is
+/// NULL was read then (see `store/sqlite/quota.rs`). Rows written before keep their own.
+pub const LEDGER_READ_STAMP: &str = r#"
+ALTER TABLE quota_servers ADD COLUMN ledger_read_at TEXT;
+"#;
 
 /// The data-plane tables (health's Xray memory, reality's 2.x streak, the dataplane job's
 /// links, ports and rotation) and the kind/outcome of each sync-budget attempt.
