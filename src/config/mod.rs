@@ -10,6 +10,7 @@ mod error;
 mod quota;
 pub mod raw;
 mod reports;
+mod retention;
 mod schedule;
 mod shape;
 pub mod summary;
@@ -26,6 +27,7 @@ pub use alerts::{
 pub use error::{ConfigErrors, ConfigProblem};
 pub use quota::{AdoptMode, KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig};
 pub use reports::{ReportPeriodKind, ReportsConfig};
+pub use retention::RetentionConfig;
 pub use schedule::Schedule;
 pub use types::{
     AgentConfig, Config, ConfigSyncJobConfig, CounterResets, DataplaneJobConfig, HealthJobConfig,

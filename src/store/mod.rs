@@ -19,6 +19,7 @@ mod lock;
 mod quota;
 mod reality;
 mod report;
+mod retention;
 mod runs;
 mod schema;
 mod servers;
@@ -39,7 +40,8 @@ pub use lock::{LOCK_FILE, LockError, StateDirLock};
 pub use quota::{QuotaCommit, QuotaLog};
 pub use reality::RealityLog;
 pub use report::{DAILY_KEPT_DAYS, ReportLog};
-pub use runs::{RUNS_KEPT_PER_JOB, RunLog};
+pub use retention::{Horizons, RetentionLog, Trimmed};
+pub use runs::{PRUNE_BATCH, RUNS_KEPT_PER_JOB, RunLog};
 pub use servers::ServerLog;
 pub use sqlite::DB_FILE;
 pub use sync::SyncLog;
@@ -64,6 +66,7 @@ pub trait Backend: Send + Sync + 'static {
     fn report(&self) -> &dyn ReportLog;
     fn reality(&self) -> &dyn RealityLog;
     fn dataplane(&self) -> &dyn DataplaneLog;
+    fn retention(&self) -> &dyn RetentionLog;
     /// Whether a write goes through now (for /healthz): a real write, rolled back.
     fn check_writable(&self) -> StoreFuture<'_, ()>;
     /// The schema version of the data.
@@ -157,6 +160,10 @@ impl Store {
 
     pub fn dataplane(&self) -> &dyn DataplaneLog {
         self.backend.dataplane()
+    }
+
+    pub fn retention(&self) -> &dyn RetentionLog {
+        self.backend.retention()
     }
 
     /// Whether a write goes through now (for /healthz).
