@@ -100,6 +100,9 @@ impl Redactor {
         if let Some(url) = &alerts.heartbeat_url {
             secrets.extend(url_tokens(url.expose()));
         }
+        if let Some(pg) = config.store.postgres() {
+            secrets.extend(pg.secrets());
+        }
         Redactor::new(secrets.iter().map(String::as_str))
     }
 

@@ -18,6 +18,15 @@ listen = "127.0.0.1:9477"
 log_format = "auto"
 metrics_per_key = false
 max_concurrent_runs = 16
+store = "postgres"
+
+[store.postgres]
+url_env = "KEYWARDEN_DATABASE_URL"
+url_file = "/db-url"
+schema = "keywarden"
+pool_size = 8
+ca_file = "/db-ca.pem"
+agent_name = "kw-a"
 
 [[servers]]
 name = "fra-1"

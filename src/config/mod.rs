@@ -13,6 +13,7 @@ mod reports;
 mod retention;
 mod schedule;
 mod shape;
+mod store;
 pub mod summary;
 mod types;
 pub mod units;
@@ -29,6 +30,7 @@ pub use quota::{AdoptMode, KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule,
 pub use reports::{ReportPeriodKind, ReportsConfig};
 pub use retention::RetentionConfig;
 pub use schedule::Schedule;
+pub use store::{PgConfig, SslMode, StoreChoice, check_url, default_agent_name};
 pub use types::{
     AgentConfig, Config, ConfigSyncJobConfig, CounterResets, DataplaneJobConfig, HealthJobConfig,
     JobKind, JobsConfig, QuotaJobConfig, RealityJobConfig, SecretSource, ServerConfig,

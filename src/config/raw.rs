@@ -25,6 +25,7 @@ pub const ALL_KEYS: &[&str] = &[
     "agent.log_format",
     "agent.metrics_per_key",
     "agent.max_concurrent_runs",
+    "agent.store",
     "servers",
     "servers[].name",
     "servers[].url",
@@ -131,6 +132,14 @@ pub const ALL_KEYS: &[&str] = &[
     "retention.findings",
     "retention.quota_history",
     "retention.schedule",
+    "store",
+    "store.postgres",
+    "store.postgres.url_env",
+    "store.postgres.url_file",
+    "store.postgres.schema",
+    "store.postgres.pool_size",
+    "store.postgres.ca_file",
+    "store.postgres.agent_name",
 ];
 
 /// Keys whose value is a free-form table (any key allowed inside).
@@ -190,6 +199,8 @@ pub struct RawConfig {
     pub reports: Option<Spanned<RawReports>>,
     /// `[retention]`: how long the state store keeps its history.
     pub retention: Option<Spanned<RawRetention>>,
+    /// `[store]`: settings of the state store's backends.
+    pub store: Option<Spanned<RawStore>>,
 }
 
 /// `[retention]`
@@ -206,6 +217,32 @@ pub struct RawRetention {
     pub quota_history: Option<Spanned<NumOrStr>>,
     /// Cron with seconds: when the maintenance runs. Default "0 17 4 * * *".
     pub schedule: Option<Spanned<String>>,
+}
+
+/// `[store]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `[store.postgres]`: required with `[agent] store = "postgres"`.
+    pub postgres: Option<Spanned<RawPostgres>>,
+}
+
+/// `[store.postgres]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    /// Environment variable holding the connection URL (a secret).
+    pub url_env: Option<Spanned<String>>,
+    /// File holding the connection URL (a secret; trailing newline trimmed).
+    pub url_file: Option<Spanned<String>>,
+    /// Schema of keywarden's tables, a plain identifier. Default "keywarden".
+    pub schema: Option<Spanned<String>>,
+    /// Pooled connections at most, 1..=64. Default 8.
+    pub pool_size: Option<Spanned<i64>>,
+    /// Extra root CA (PEM) trusted for the server's certificate. Default none.
+    pub ca_file: Option<Spanned<String>>,
+    /// This agent's name as other agents see it. Default: the host name.
+    pub agent_name: Option<Spanned<String>>,
 }
 
 /// `[reports]`
@@ -243,6 +280,8 @@ pub struct RawAgent {
     /// Job runs in flight across all servers at most, 1..=4096. Default 4 x CPU cores,
     /// at least 16 and at most 128.
     pub max_concurrent_runs: Option<Spanned<i64>>,
+    /// sqlite | postgres: where the state lives. Default "sqlite".
+    pub store: Option<Spanned<String>>,
 }
 
 /// `[[servers]]`

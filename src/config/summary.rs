@@ -127,6 +127,21 @@ fn agent(out: &mut Out, config: &Config) {
     );
     out.kv(2, "metrics_per_key", agent.metrics_per_key);
     out.kv(2, "max_concurrent_runs", agent.max_concurrent_runs);
+    out.kv(2, "store", config.store.name());
+    if let Some(pg) = config.store.postgres() {
+        // The URL is a secret: only where it comes from.
+        out.line(0, "[store.postgres]");
+        out.kv(2, "url", secret_line(&pg.url_source));
+        out.kv(2, "schema", &pg.schema);
+        out.kv(2, "pool_size", pg.pool_size);
+        let tls = match (&pg.tls, &pg.ca_file) {
+            (false, _) => "disabled (sslmode=disable)".to_owned(),
+            (true, None) => "verify-full (system roots)".to_owned(),
+            (true, Some(ca)) => format!("verify-full (system roots + {})", ca.display()),
+        };
+        out.kv(2, "tls", tls);
+        out.kv(2, "agent_name", &pg.agent_name);
+    }
 }
 
 fn secret_line(source: &SecretSource) -> String {

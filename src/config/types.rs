@@ -12,6 +12,7 @@ use super::quota::QuotasConfig;
 use super::reports::ReportsConfig;
 use super::retention::RetentionConfig;
 use super::schedule::Schedule;
+use super::store::StoreChoice;
 use crate::logging::LogFormat;
 pub use crate::model::JobKind;
 use crate::secret::Secret;
@@ -33,6 +34,8 @@ pub struct Config {
     pub reports: ReportsConfig,
     /// `[retention]`: how long the state store keeps its history.
     pub retention: RetentionConfig,
+    /// `[agent] store` with `[store.postgres]`: where the state lives.
+    pub store: StoreChoice,
 }
 
 impl Config {

@@ -31,6 +31,10 @@ pub enum StoreError {
         column: usize,
         detail: String,
     },
+    /// A PostgreSQL step failed. The detail went through the URL's redactor: it never
+    /// holds the connection URL or its password.
+    #[error("state store {location}: {detail}")]
+    Postgres { location: String, detail: String },
     /// The blocking task doing the work panicked or was cancelled.
     #[error("state store {path}: the store's worker failed: {error}")]
     Task {

@@ -16,6 +16,7 @@ mod dataplane;
 mod error;
 mod findings;
 mod lock;
+pub mod postgres;
 mod quota;
 mod reality;
 mod report;

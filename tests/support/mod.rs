@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod dump;
 pub mod hooks;
 pub mod hostile;
+pub mod pg;
 pub mod quota;
 pub mod replay;
 pub mod smtp;

@@ -9,6 +9,7 @@ mod quotas;
 mod reports;
 mod retention;
 mod servers;
+mod store;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -119,6 +120,11 @@ pub(crate) fn validate(
     let alerts = alerts::alerts(&mut ctx, raw.alerts.as_ref().map(|a| a.get_ref()));
     let reports = reports::reports(&mut ctx, raw.reports.as_ref(), &alerts);
     let retention = retention::retention(&mut ctx, raw.retention.as_ref());
+    let store = store::store(
+        &mut ctx,
+        raw.agent.as_ref().and_then(|a| a.get_ref().store.as_ref()),
+        raw.store.as_ref(),
+    );
     if !ctx.problems.is_empty() {
         return Err(ctx.problems);
     }
@@ -131,6 +137,7 @@ pub(crate) fn validate(
             alerts,
             reports,
             retention,
+            store,
         },
         warnings: ctx.warnings,
         inline_secrets: ctx.inline_secrets,

@@ -321,7 +321,7 @@ fn skip_jobs(ctx: &mut Ctx<'_>, raw: Option<&[Spanned<String>]>, prefix: &str) -
     jobs
 }
 
-fn pem_file(
+pub(super) fn pem_file(
     ctx: &mut Ctx<'_>,
     field: &Spanned<String>,
     prefix: &str,
