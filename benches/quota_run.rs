@@ -1,4 +1,4 @@
-//! Quota runs against 1.x simulators (in-process, loopback HTTP): fetch (key list + bulk
+//! Quota runs against 1.x simulators (loopback HTTP): fetch (key list + bulk
 //! traffic), parse, ledger update, evaluate, commit. Prints one table: wall time, peak
 //! memory and bytes the store wrote, per run. Run with `cargo bench --bench quota_run`
 //! (release); not part of `cargo test`. Figures and the machine: docs/performance.md.
@@ -12,11 +12,13 @@
 //! - 100 000 keys (issue 11's target: <= 1 s and <= 100 MiB for the first run and for
 //!   later runs), with the real refresh, busy and then idle.
 //!
-//! Memory: VmHWM is reset before each run (`/proc/self/clear_refs`), so "peak" is the
-//! process's peak during that run, the in-process simulator's share (its key list and
-//! the answers it serialises) included; "RSS before" is the resident size when the run
-//! started. Bytes written: `write_bytes` of `/proc/self/io` (what the store's files sent
-//! to the block layer: WAL, checkpoints, database), page-granular.
+//! The simulator runs in a child process (this executable again), so the figures are
+//! keywarden's alone. Memory: VmHWM is reset before each run (`/proc/self/clear_refs`), so
+//! "peak" is the process's peak during that run; "RSS before" is the resident size when
+//! the run started. CPU time: user + system of this process during the run (on a loaded
+//! machine wall time mostly measures the wait for a core). Bytes written: `write_bytes`
+//! of `/proc/self/io` (what the store's files sent to the block layer: WAL, checkpoints,
+//! database), page-granular. `QUOTA_BENCH_SMALL=1` skips the 100 000-key scenario.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +28,7 @@ use keywarden::clock::ManualClock;
 use keywarden::jobs::{JobContext, RunMode, quota};
 use keywarden::server_api::{ClientSettings, ServerApi};
 use keywarden::store::Store;
-use keywarden_sim::{ApiGeneration, SimHandle, SimOptions, SimServer};
+use keywarden_sim::{ApiGeneration, SimOptions, SimServer};
 
 const API_KEY: &str = "bench-api-key";
 
@@ -96,9 +98,91 @@ struct Figure {
     written: u64,
 }
 
+/// The simulator, in a child process of this benchmark (the same executable, started
+/// with `SIM_CHILD_KEYS` set), so that memory and CPU time measured here are
+/// keywarden's alone. It answers one command on stdin: `busy` (add 64 KiB to every
+/// key's counter), then `ok` on stdout.
+struct SimChild {
+    child: std::process::Child,
+    io: std::sync::Mutex<(
+        std::process::ChildStdin,
+        std::io::BufReader<std::process::ChildStdout>,
+    )>,
+    url: String,
+}
+
+const SIM_CHILD_KEYS: &str = "QUOTA_BENCH_SIM_CHILD_KEYS";
+
+impl SimChild {
+    fn start(keys: usize) -> SimChild {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .env(SIM_CHILD_KEYS, keys.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("simulator child");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut url = String::new();
+        stdout.read_line(&mut url).expect("the simulator's URL");
+        SimChild {
+            child,
+            io: std::sync::Mutex::new((stdin, stdout)),
+            url: url.trim().to_string(),
+        }
+    }
+
+    fn busy(&self) {
+        use std::io::{BufRead, Write};
+        let mut io = self.io.lock().expect("sim io");
+        writeln!(io.0, "busy").expect("command");
+        io.0.flush().expect("flush");
+        let mut answer = String::new();
+        io.1.read_line(&mut answer).expect("answer");
+        assert_eq!(answer.trim(), "ok");
+    }
+}
+
+impl Drop for SimChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child's side: serve `keys` keys until stdin closes.
+fn sim_child(keys: usize) {
+    use std::io::{BufRead, Write};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sim = runtime.block_on(async {
+        SimServer::start_local(SimOptions::new(ApiGeneration::V1, keys, API_KEY))
+            .await
+            .expect("sim")
+    });
+    let handle = sim.handle();
+    // Every key busy: each one is in the bulk answer and its counter moves every run.
+    handle.set_traffic_all(|i, _, _| (1_000_000 + i as u64 * 1_000, 1 + (i % 4) as u32));
+    let mut out = std::io::stdout();
+    writeln!(out, "{}", sim.base_url()).expect("url");
+    out.flush().expect("flush");
+    for line in std::io::stdin().lock().lines() {
+        match line.as_deref() {
+            Ok("busy") => {
+                handle.set_traffic_all(|_, bytes, connections| (bytes + 65_536, connections));
+                writeln!(out, "ok").expect("ok");
+                out.flush().expect("flush");
+            }
+            _ => break,
+        }
+    }
+}
+
 struct Bench {
-    _sim: SimServer,
-    handle: SimHandle,
+    sim: SimChild,
     keys: usize,
     _dir: tempfile::TempDir,
     config: Arc<keywarden::config::Config>,
@@ -110,15 +194,9 @@ struct Bench {
 
 impl Bench {
     async fn new(keys: usize, refresh_key_list: bool) -> Bench {
-        let sim = SimServer::start_local(SimOptions::new(ApiGeneration::V1, keys, API_KEY))
-            .await
-            .expect("sim");
-        let handle = sim.handle();
-        let keys = handle.keys().len();
-        // Every key busy: each one is in the bulk answer and its counter moves every run.
-        handle.set_traffic_all(|i, _, _| (1_000_000 + i as u64 * 1_000, 1 + (i % 4) as u32));
+        let sim = SimChild::start(keys);
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Arc::new(config(dir.path(), &sim.base_url()));
+        let config = Arc::new(config(dir.path(), &sim.url));
         let store = Store::open(dir.path()).expect("store");
         let mut settings = ClientSettings::from_config(&config.servers[0]).expect("settings");
         if refresh_key_list {
@@ -129,8 +207,7 @@ impl Bench {
         let api = ServerApi::new(settings).expect("client");
         let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap());
         Bench {
-            _sim: sim,
-            handle,
+            sim,
             keys,
             _dir: dir,
             config,
@@ -142,8 +219,7 @@ impl Bench {
     }
 
     fn busy(&self) {
-        self.handle
-            .set_traffic_all(|_, bytes, connections| (bytes + 65_536, connections));
+        self.sim.busy();
     }
 
     /// One quota run, ten minutes after the last.
@@ -247,6 +323,13 @@ async fn refreshed(keys: usize, busy_runs: usize, figures: &mut Vec<Figure>) {
 }
 
 fn main() {
+    if let Some(keys) = std::env::var(SIM_CHILD_KEYS)
+        .ok()
+        .and_then(|k| k.parse().ok())
+    {
+        sim_child(keys);
+        return;
+    }
     keywarden::tls::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -271,7 +354,9 @@ fn main() {
         b => format!("{:.0} KiB", b as f64 / 1024.0),
     };
     println!();
-    println!("quota run, 1 server (API 1.x bulk, simulated in-process), every key connected");
+    println!(
+        "quota run, 1 server (API 1.x bulk, simulator in a child process), every key connected"
+    );
     println!(
         "| scenario | run | wall time | CPU time | peak RSS | RSS before | store bytes written |"
     );
