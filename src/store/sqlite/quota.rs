@@ -1,5 +1,7 @@
 //! The quota tables: the usage ledger, finished periods, per-server memory and
-//! once-per-period notices (intents are in `quota_intents.rs`).
+//! once-per-period notices (intents are in `quota_intents.rs`). Longer than 400 lines
+//! on purpose: how a ledger row is written (only when it changed, its reading time kept
+//! once per server) reads best next to how it is read back.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
