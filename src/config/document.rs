@@ -202,7 +202,7 @@ mod tests {
         assert!(
             issues[2]
                 .message
-                .contains("(allowed: agent, servers, jobs, quotas, alerts, reports, store)")
+                .contains("(allowed: agent, servers, jobs, quotas, alerts, reports, retention, store)")
         );
     }
 
