@@ -114,6 +114,7 @@ impl Agent {
             sink,
             config.agent.max_concurrent_runs,
         )
+        .with_holder("keywarden run")
         .with_metrics(metrics.clone());
         let runner = Arc::new(runner);
         let alive = Arc::new(AtomicBool::new(false));
@@ -157,8 +158,10 @@ impl Agent {
         Ok(())
     }
 
-    /// Periodic upkeep: liveness for /healthz, outbox gauges, the heartbeat.
+    /// Periodic upkeep: the store still the one opened (else `runner.store_lost()`
+    /// fires), liveness for /healthz, outbox gauges, the heartbeat.
     pub async fn tick(&self) {
+        let _ = self.runner.check_store().await;
         self.alive
             .store(self.scheduler.is_alive(), Ordering::Relaxed);
         outbox_gauges(&self.store, &self.metrics, self.clock.now()).await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::config::{Config, ConfigErrors, Loaded};
+use crate::config::{Config, ConfigErrors, Loaded, StoreChoice};
 use crate::jobs::dataplane::Prober;
 use crate::jobs::runner::Target;
 use crate::metrics::Metrics;
@@ -18,8 +18,15 @@ pub fn load_config(path: &Path) -> Result<Loaded, String> {
     crate::config::load(path).map_err(|errors: ConfigErrors| errors.report(path))
 }
 
-/// Open the state store in `[agent].state_dir` (migrating it, on a blocking thread).
+/// Open the state store `[agent] store` names, migrating it: the SQLite file in
+/// `[agent].state_dir` (on a blocking thread) or the PostgreSQL schema.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+    if let StoreChoice::Postgres(pg) = &config.store {
+        let store = Store::open_postgres(pg)
+            .await
+            .context("opening the state store")?;
+        return Ok(Arc::new(store));
+    }
     let dir = config.agent.state_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&dir))
         .await
@@ -31,6 +38,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
 /// Open the state store only to read it (`status`, `usage`): no write, no migration,
 /// so it works beside the daemon and on a read-only state directory.
 pub async fn open_store_for_reading(config: &Config) -> anyhow::Result<Arc<Store>> {
+    if let StoreChoice::Postgres(pg) = &config.store {
+        let store = Store::open_postgres_for_reading(pg)
+            .await
+            .context("opening the state store (read-only)")?;
+        return Ok(Arc::new(store));
+    }
     let dir = config.agent.state_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open_for_reading(&dir))
         .await

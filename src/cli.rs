@@ -119,6 +119,12 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// The state store itself: `store migrate --to postgres` copies the SQLite store into
+    /// an empty PostgreSQL schema.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete in.
@@ -150,6 +156,28 @@ pub enum Command {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+}
+
+/// `keywarden store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Copy the SQLite store of [agent].state_dir, every table, into the empty PostgreSQL
+    /// schema of [store.postgres] in one transaction, and print the rows per table. Stop
+    /// the SQLite agent first. Exit 2 when the schema already holds data.
+    Migrate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The backend to copy into.
+        #[arg(long, value_enum)]
+        to: MigrateTarget,
+    },
+}
+
+/// Where `store migrate` copies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MigrateTarget {
+    /// The schema of [store.postgres] (with [agent] store = "postgres").
+    Postgres,
 }
 
 fn parse_period(text: &str) -> Result<crate::report::PeriodSpec, String> {

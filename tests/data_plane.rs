@@ -112,6 +112,20 @@ impl Rig {
         within(job.as_str(), self.runner.run(&self.target, job, options)).await
     }
 
+    /// Make fra-1's sync budget unreadable (a store failing under the job): an attempt
+    /// of a kind this build does not know, within the hour. Writes still work.
+    pub fn corrupt_the_budget(&self) {
+        let db = self.config.agent.state_dir.join(keywarden::store::DB_FILE);
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let now = keywarden::clock::Clock::now(&self.clock);
+        let at = keywarden::model::stamp(now - chrono::Duration::minutes(5));
+        conn.execute(
+            "INSERT INTO sync_attempts (server, at, kind, outcome) VALUES ('fra-1', ?1, 'bogus', 'completed')",
+            [at],
+        )
+        .unwrap();
+    }
+
     /// Requests the simulator answered with this method and path ending.
     pub fn requests_to(&self, method: &str, path_end: &str) -> usize {
         self.sim()

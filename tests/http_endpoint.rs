@@ -159,6 +159,32 @@ async fn healthz_follows_the_scheduler_and_the_store() {
     endpoint.stop().await;
 }
 
+/// The store file deleted, or replaced by another, under a running endpoint: 503 and why.
+#[tokio::test]
+async fn healthz_says_503_when_the_store_file_is_deleted_or_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let endpoint = serve_state(HttpState {
+        metrics: Arc::new(Metrics::new(false)),
+        store: store.clone(),
+        scheduler_alive: Arc::new(AtomicBool::new(true)),
+    })
+    .await;
+    assert_eq!(endpoint.get("/healthz").await.0, 200);
+    let db = dir.path().join(keywarden::store::DB_FILE);
+    std::fs::remove_file(&db).unwrap();
+    let (status, _, body) = endpoint.get("/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("state store lost"), "{body}");
+    assert!(body.contains("was deleted"), "{body}");
+    // Another file in its place (a restore over a running daemon) is no better.
+    std::fs::write(&db, b"").unwrap();
+    let (status, _, body) = endpoint.get("/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("was replaced by another file"), "{body}");
+    endpoint.stop().await;
+}
+
 #[tokio::test]
 async fn quota_runs_export_per_key_usage_and_reset_outcomes() {
     let server = sim(ApiGeneration::V1, 2).await;

@@ -298,3 +298,63 @@ async fn a_failing_server_is_backed_off_and_others_keep_running() {
     assert_eq!(retried.outcome, RunOutcome::Error);
     assert_eq!(runner.stats().skipped_backoff, 1);
 }
+
+/// Two runners over two handles of one store file (two processes, as `check` beside the
+/// daemon): while one runs health on fra-1 the other skips it, naming the holder; once
+/// the run ends and gives its lease back, the other runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_run_one_job_on_one_server_at_once() {
+    use keywarden::clock::Clock;
+    use keywarden::model::Lease;
+    use keywarden::store::LeaseGrant;
+    let server = sim(ApiGeneration::V1, 2).await;
+    server
+        .handle()
+        .fail_next(Route::Root, 1, Fault::Delay(Duration::from_millis(1500)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server_block("fra-1", &server.base_url(), ""));
+    let clock = clock();
+    let (first, second) = (runner(&config, &clock), runner(&config, &clock));
+    let target = targets(&config).remove(0);
+    let slow = {
+        let (first, target) = (first.clone(), target.clone());
+        tokio::spawn(async move { first.run(&target, JobKind::Health, DAEMON).await })
+    };
+    // Wait until the first holds the lease (a probe of ours is refused).
+    let probe = |now| Lease {
+        server: "fra-1".into(),
+        job: JobKind::Health,
+        holder: "probe".into(),
+        acquired_at: now,
+        expires_at: now,
+    };
+    let store = second.store().clone();
+    within("the first run takes its lease", async {
+        while store.leases().acquire(&probe(clock.now())).await.unwrap() == LeaseGrant::Granted {
+            store
+                .leases()
+                .release("fra-1", JobKind::Health, "probe")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let skipped = within("skipped", second.run(&target, JobKind::Health, DAEMON)).await;
+    assert_eq!(skipped.outcome, RunOutcome::Skipped, "{skipped:#?}");
+    let why = skipped.error.clone().unwrap_or_default();
+    assert!(
+        why.contains("fra-1 health is running in another process"),
+        "{why}"
+    );
+    assert!(why.contains(first.holder()), "{why}");
+    assert_eq!(second.stats().skipped_lease, 1);
+    let ran = within("the first run", slow).await.unwrap();
+    assert_eq!(ran.outcome, RunOutcome::Ok, "{ran:#?}");
+    let after = within("after", second.run(&target, JobKind::Health, DAEMON)).await;
+    assert_eq!(
+        after.outcome,
+        RunOutcome::Ok,
+        "the lease was given back: {after:#?}"
+    );
+}

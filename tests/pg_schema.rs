@@ -233,3 +233,70 @@ async fn a_dedicated_connection_carries_the_agent_name_and_ends_when_cut() {
     within("the connection task ends", task).await.unwrap();
     assert!(client.is_closed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_against_the_ca_file_and_the_host_name() {
+    let ca = keywarden_sim::TestCa::new("keywarden test PostgreSQL CA").unwrap();
+    let (cert, key) = ca.server_pem(&["localhost".to_owned()]).unwrap();
+    let Some(pg) = support::pg::PgServer::start_tls(&cert, &key) else {
+        eprintln!(
+            "SKIPPED tls_is_verified_against_the_ca_file_and_the_host_name: no PostgreSQL server binaries"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("db-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let url = |host: &str| {
+        keywarden::secret::Secret::new(format!(
+            "postgres://{}:{PG_PASSWORD}@{host}:{}/postgres",
+            support::pg::PG_USER,
+            pg.port
+        ))
+    };
+    let mut config = pg.config("postgres", "tls-agent");
+    config.tls = true;
+
+    // The private CA and the certificate's name: connected, and encrypted.
+    config.url = url("localhost");
+    config.ca_file = Some(ca_file.clone());
+    let connector = PgConnector::from_config(&config).unwrap();
+    let (client, _task) = within("TLS connect", connector.dedicated())
+        .await
+        .expect("verified TLS connects");
+    let encrypted: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the session is TLS");
+
+    // Without the private CA: the chain does not verify.
+    config.ca_file = None;
+    let connector = PgConnector::from_config(&config).unwrap();
+    let error = within("unknown issuer", connector.dedicated())
+        .await
+        .expect_err("an unknown issuer is refused")
+        .to_string();
+    assert!(
+        error.contains("TLS") && error.contains("UnknownIssuer"),
+        "{error}"
+    );
+
+    // The CA, but a host name the certificate does not carry.
+    config.ca_file = Some(ca_file);
+    config.url = url("127.0.0.1");
+    let connector = PgConnector::from_config(&config).unwrap();
+    let error = within("wrong name", connector.dedicated())
+        .await
+        .expect_err("a certificate for another name is refused")
+        .to_string();
+    assert!(
+        error.contains("TLS") && error.contains("not valid for name"),
+        "{error}"
+    );
+    assert!(!error.contains(PG_PASSWORD), "{error}");
+}

@@ -61,6 +61,7 @@ pub use faults::{Fault, RequestRecord, Route};
 pub use handle::SimHandle;
 pub use server::SimServer;
 pub use state::{SimKey, Switches};
+pub use tls::TestCa;
 pub use xray::ClientPlacement;
 
 /// Which generation of the API the simulator speaks.

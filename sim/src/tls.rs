@@ -39,6 +39,25 @@ impl TestCa {
         self.issuer.pem()
     }
 
+    /// A certificate for `names` signed by this CA, as PEM (the certificate, then this CA)
+    /// and its private key as PEM: for servers configured by files (a PostgreSQL with
+    /// `ssl_cert_file`/`ssl_key_file` in keywarden's tests).
+    pub fn server_pem(&self, names: &[String]) -> Result<(String, String), String> {
+        let key = KeyPair::generate().map_err(|e| e.to_string())?;
+        let mut params = CertificateParams::new(names.to_vec()).map_err(|e| e.to_string())?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().map(String::as_str).unwrap_or("sim"),
+        );
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| e.to_string())?;
+        Ok((
+            format!("{}{}", cert.pem(), self.issuer.pem()),
+            key.serialize_pem(),
+        ))
+    }
+
     /// A TLS server configuration with a certificate for `names`, signed by this CA.
     pub fn server_config(&self, names: &[String]) -> Result<Arc<ServerConfig>, String> {
         // ring as rustls' process-wide provider (idempotent; Err: one is installed).

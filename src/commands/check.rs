@@ -117,12 +117,9 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
         Some((pipeline, _)) => Arc::new(AlertSink(pipeline.clone())),
         None => Arc::new(LogSink),
     };
-    let runner = Arc::new(Runner::new(
-        store,
-        clock,
-        sink,
-        config.agent.max_concurrent_runs,
-    ));
+    let runner = Runner::new(store, clock, sink, config.agent.max_concurrent_runs)
+        .with_holder("keywarden check");
+    let runner = Arc::new(runner);
     let options = RunOptions {
         dry_run: args.dry_run,
         mode: RunMode::Check {
@@ -220,7 +217,11 @@ pub fn render_text(report: &CheckReport) -> String {
             let _ = writeln!(out, "  - {}", Shown(line));
         }
         if let Some(error) = &run.error {
-            let _ = writeln!(out, "  error: {}", Shown(error));
+            let label = match run.outcome {
+                RunOutcome::Skipped => "skipped",
+                _ => "error",
+            };
+            let _ = writeln!(out, "  {label}: {}", Shown(error));
         }
         for finding in &run.findings {
             let severity = match finding.severity {

@@ -9,6 +9,7 @@ mod probe_dataplane;
 mod report;
 mod run;
 mod status;
+mod store;
 pub mod usage;
 mod validate;
 
@@ -18,6 +19,9 @@ pub use check::run_all;
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the command ran and found problems (bad config, unreachable server).
 pub const EXIT_PROBLEMS: u8 = 2;
+/// Exit code of `run`: the state store was deleted or replaced while it ran; it stopped
+/// so that a restart (systemd's `Restart=on-failure`) opens the store at its path again.
+pub const EXIT_STORE_LOST: u8 = 3;
 
 /// Run one command to completion.
 pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
@@ -62,6 +66,9 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             send,
             out,
         } => report::run(&config.path, &report::ReportArgs { period, send, out }).await,
+        Command::Store {
+            action: crate::cli::StoreAction::Migrate { config, to },
+        } => store::migrate(&config.path, to).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             crate::cli::completions(shell, &mut script);

@@ -2,7 +2,8 @@
 //! problem) and starts the agent, then waits for signals: SIGHUP re-reads the
 //! configuration (a broken one is logged and the old one kept), SIGTERM/SIGINT stop
 //! scheduling, let in-flight runs finish within the deadline, cancel the rest, and
-//! exit 0. A second `run` on the same state directory exits 2 (see `store::lock`).
+//! exit 0. A second `run` on the same state directory exits 2 (see `store::lock`). A
+//! state store deleted or replaced while it runs stops it the same way, with exit 3.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -57,9 +58,15 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
     // Liveness, gauges and the heartbeat after runs complete (and at least once a minute),
     // not on a short timer: an idle daemon sleeps.
     let runner = agent.runner.clone();
+    let mut code = super::EXIT_OK;
     loop {
         tokio::select! {
             () = crate::agent::upkeep_due(&runner) => agent.tick().await,
+            () = runner.store_lost().cancelled() => {
+                tracing::error!(severity = "critical", "the state store was deleted or replaced: stopping (exit 3) so that a restart opens a store at its path");
+                code = super::EXIT_STORE_LOST;
+                break;
+            }
             _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = hangup.recv() => reload(path, &mut agent).await,
@@ -79,7 +86,7 @@ pub async fn run(path: &Path) -> anyhow::Result<u8> {
             "stopped after the deadline; unfinished runs were cancelled"
         );
     }
-    Ok(super::EXIT_OK)
+    Ok(code)
 }
 
 /// SIGHUP: swap in a valid new configuration, or keep the old one and say why.

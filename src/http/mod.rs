@@ -81,6 +81,11 @@ async fn healthz(State(state): State<HttpState>) -> Response {
     }
     match state.store.check_writable().await {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(error) if error.is_lost() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state store lost: {error}\n"),
+        )
+            .into_response(),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("state store is not writable: {error}\n"),

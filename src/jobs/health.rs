@@ -245,6 +245,9 @@ pub async fn run(ctx: &JobContext<'_>) -> JobResult {
                     {
                         result.findings.extend(xray.findings);
                         result.plan.extend(xray.plan);
+                        if xray.error.is_some() {
+                            result.transport_failure = xray.error;
+                        }
                         if let Some(state) = xray.state {
                             result.facts.push(Fact::XrayUp(state == XrayState::Running));
                         }

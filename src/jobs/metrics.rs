@@ -22,7 +22,7 @@ impl MetricsObserver {
         MetricsObserver { metrics }
     }
 
-    /// A tick that did not run (`reason`: overlap, backoff).
+    /// A tick that did not run (`reason`: overlap, lease, backoff).
     pub fn skipped(&self, server: &str, job: JobKind, reason: &str) {
         self.metrics.job_skipped(server, job.as_str(), reason);
     }

@@ -17,7 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::restart;
-use super::{JobContext, JobResult, RunMode};
+use super::{JobContext, JobResult, ObserveError, RunMode};
 use crate::config::RealityJobConfig;
 use crate::model::dataplane::RealityMemory;
 use crate::model::{AttemptKind, AuditResult, Finding, FindingKind, JobKind, Severity};
@@ -289,8 +289,9 @@ async fn verify_too(ctx: &JobContext<'_>, job: JobKind, result: &mut JobResult) 
     result.findings.extend(finding);
 }
 
-/// Observe (read-only, but for verify-reality on layouts where it works).
-pub async fn observe(ctx: &JobContext<'_>, also_verify: bool) -> Result<Observed, ApiError> {
+/// Observe (read-only, but for verify-reality on layouts where it works). A sync budget
+/// the store cannot read is an error: no fix (it restarts Xray) on an unknown budget.
+pub async fn observe(ctx: &JobContext<'_>, also_verify: bool) -> Result<Observed, ObserveError> {
     let server = ctx.server.name.as_str();
     let mut reads = vec![read(ctx).await?];
     if let RunMode::Check { reread_interval } = ctx.mode {
@@ -309,7 +310,7 @@ pub async fn observe(ctx: &JobContext<'_>, also_verify: bool) -> Result<Observed
             tracing::error!(server, %error, "cannot read the Reality streak; starting a new one");
             RealityMemory::default()
         });
-    let sync_attempts = restart::budget(ctx).await;
+    let sync_attempts = restart::budget(ctx).await?;
     Ok(Observed {
         reads,
         memory,
@@ -322,7 +323,14 @@ pub async fn observe(ctx: &JobContext<'_>, also_verify: bool) -> Result<Observed
 pub async fn run(ctx: &JobContext<'_>, also_verify: bool) -> JobResult {
     let observed = match observe(ctx, also_verify).await {
         Ok(observed) => observed,
-        Err(error) => return observe_failed(ctx, &error),
+        Err(ObserveError::Api(error)) => return observe_failed(ctx, &error),
+        // The store is local; without the budget no fix may be made.
+        Err(ObserveError::Store(error)) => {
+            return JobResult {
+                transport_failure: Some(format!("reality not run: {error}")),
+                ..JobResult::default()
+            };
+        }
     };
     let now = ctx.clock.now();
     let max = ctx.config.jobs.config_sync.max_syncs_per_hour;

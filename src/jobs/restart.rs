@@ -12,6 +12,7 @@ use super::JobContext;
 use super::config_sync::{self, SYNC_WINDOW, counted_attempts};
 use super::quota::{self, PreRead};
 use crate::model::{AttemptKind, AuditAction, AuditEntry, AuditResult, SyncAttemptOutcome};
+use crate::store::StoreError;
 
 /// Consecutive bad reads up to this run's last one: this run's trailing bad reads, plus
 /// the `remembered` streak when every read of this run was bad.
@@ -25,9 +26,10 @@ pub fn streak<T>(reads: &[T], remembered: u32, bad: impl Fn(&T) -> bool) -> u32 
     }
 }
 
-/// The attempts of the server's hourly budget that count now (for observe). Empty, with
-/// the error logged, when they cannot be read.
-pub async fn budget(ctx: &JobContext<'_>) -> Vec<DateTime<Utc>> {
+/// The attempts of the server's hourly budget that count now (for observe). A store that
+/// cannot say is an error of the run: read as "no attempts" it once let a restart or a
+/// fix through on a budget nobody knew (the error is logged here).
+pub async fn budget(ctx: &JobContext<'_>) -> Result<Vec<DateTime<Utc>>, StoreError> {
     let (server, now) = (ctx.server.name.as_str(), ctx.clock.now());
     match ctx
         .store
@@ -35,10 +37,10 @@ pub async fn budget(ctx: &JobContext<'_>) -> Vec<DateTime<Utc>> {
         .attempts_since(server, now - SYNC_WINDOW)
         .await
     {
-        Ok(attempts) => counted_attempts(&attempts, now),
+        Ok(attempts) => Ok(counted_attempts(&attempts, now)),
         Err(error) => {
-            tracing::error!(server, %error, "cannot read the sync budget");
-            Vec::new()
+            tracing::error!(server, %error, "cannot read the sync budget; not acting");
+            Err(error)
         }
     }
 }

@@ -4,14 +4,20 @@
 //! findings in the store, handing findings on to the sink, and the run to the metrics
 //! observer. It knows no job's rules: what a run found and measured comes back in its
 //! `JobResult`.
+//!
+//! Longer than 400 lines on purpose: every guard around a run (the in-memory overlap
+//! guard, the store's lease across processes, the lost-store check, backoff) sits in the
+//! one place that decides whether a run happens.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::facts::Fact;
 use super::metrics::MetricsObserver;
@@ -20,9 +26,19 @@ use super::{Backoff, JobContext, JobKind, JobResult, RunMode, run_job};
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
-use crate::model::{Finding, FindingChanges, RunOutcome, RunRecord};
+use crate::model::{Finding, FindingChanges, Lease, RunOutcome, RunRecord};
 use crate::server_api::ServerApi;
-use crate::store::Store;
+use crate::store::{LeaseGrant, Store, StoreError};
+
+/// How long a run's lease holds unless renewed. A process killed mid-run leaves its
+/// lease behind: others may take the job over this long after its last renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(90);
+
+/// How often a run in progress renews its lease (well within `LEASE_TTL`).
+pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(30);
+
+/// Runners made in this process, to tell their leases apart.
+static RUNNERS: AtomicU64 = AtomicU64::new(0);
 
 /// One server as the runner sees it: its config and its client.
 #[derive(Clone, Debug)]
@@ -65,6 +81,8 @@ pub struct RunReport {
 pub struct RunnerStats {
     pub skipped_overlap: u64,
     pub skipped_backoff: u64,
+    /// Not run: another process held the (server, job) lease.
+    pub skipped_lease: u64,
     pub runs: u64,
     pub panics: u64,
 }
@@ -83,6 +101,16 @@ pub struct Runner {
     stats: Mutex<RunnerStats>,
     observer: Option<MetricsObserver>,
     cycle: crate::heartbeat::Cycle,
+    /// Who holds this runner's leases ("keywarden run, pid 4242, runner 1").
+    holder: String,
+    /// Cancelled once the store was found deleted or replaced: the daemon stops.
+    store_lost: CancellationToken,
+}
+
+/// A lease holder's name: the role, this process and which of its runners.
+fn holder_name(role: &str) -> String {
+    let n = RUNNERS.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("{role}, pid {}, runner {n}", std::process::id())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -108,7 +136,40 @@ impl Runner {
             stats: Mutex::new(RunnerStats::default()),
             observer: None,
             cycle: crate::heartbeat::Cycle::default(),
+            holder: holder_name("keywarden"),
+            store_lost: CancellationToken::new(),
         }
+    }
+
+    /// Name the process in this runner's leases (`keywarden run`, `keywarden check`), so
+    /// a run skipped for a lease says who holds it.
+    pub fn with_holder(mut self, role: &str) -> Runner {
+        self.holder = holder_name(role);
+        self
+    }
+
+    /// Who holds this runner's leases.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Cancelled when the store was found deleted or replaced (see `check_store`).
+    pub fn store_lost(&self) -> &CancellationToken {
+        &self.store_lost
+    }
+
+    /// Whether the store is still the one opened; when not, say so (critical) once and
+    /// cancel `store_lost`. Checked before every run and by the daemon's upkeep.
+    pub async fn check_store(&self) -> Result<(), StoreError> {
+        let checked = self.store.check_intact().await;
+        if let Err(error) = &checked
+            && error.is_lost()
+            && !self.store_lost.is_cancelled()
+        {
+            tracing::error!(severity = "critical", %error, "CRITICAL: the state store is gone");
+            self.store_lost.cancel();
+        }
+        checked
     }
 
     /// Record runs, skips and what runs report in `metrics`.
@@ -160,9 +221,15 @@ impl Runner {
     }
 
     /// Run `job` on `target` once, unless it is already running there (skipped and
-    /// counted) or the server is backed off (scheduled runs only).
+    /// counted), in this process or (by its lease in the store) in another, or the
+    /// server is backed off (scheduled runs only). Nothing runs on a store that is gone.
     pub async fn run(&self, target: &Target, job: JobKind, options: RunOptions) -> RunReport {
         let name = target.server.name.clone();
+        if let Err(error) = self.check_store().await
+            && error.is_lost()
+        {
+            return self.not_run(target, job, error.to_string());
+        }
         let Ok(_running) = self.guard(&name, job).try_lock_owned() else {
             lock(&self.stats).skipped_overlap += 1;
             let why = "the previous run is still going".to_string();
@@ -178,9 +245,26 @@ impl Runner {
             }
         }
         let _permit = self.permits.clone().acquire_owned().await.ok();
+        match self.lease(&name, job).await {
+            Ok(LeaseGrant::Granted) => {}
+            Ok(LeaseGrant::HeldBy(lease)) => {
+                lock(&self.stats).skipped_lease += 1;
+                let why = format!(
+                    "{name} {job} is running in another process ({}, lease until {})",
+                    lease.holder,
+                    crate::model::stamp(lease.expires_at)
+                );
+                return self.skipped(target, job, "lease", why).await;
+            }
+            Err(error) => {
+                tracing::error!(server = %name, job = job.as_str(), %error, "cannot take the run's lease; not running");
+                return self.not_run(target, job, format!("cannot take the run's lease: {error}"));
+            }
+        }
         let started_at = self.clock.now();
         let started = Instant::now();
-        let result = self.run_isolated(target, job, options).await;
+        let result = self.run_renewing(target, job, options).await;
+        self.release(&name, job).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let interval = target
             .config
@@ -217,6 +301,67 @@ impl Runner {
             .deliver(&report, &changes.unwrap_or_default())
             .await;
         report
+    }
+
+    /// A run that did not start (the store is gone, or it would not give the lease): an
+    /// error, recorded nowhere (the store is what failed), and not counted as a run.
+    fn not_run(&self, target: &Target, job: JobKind, why: String) -> RunReport {
+        RunReport {
+            server: target.server.name.clone(),
+            job,
+            started_at: self.clock.now(),
+            duration_ms: 0,
+            outcome: RunOutcome::Error,
+            findings: Vec::new(),
+            plan: Vec::new(),
+            error: Some(why),
+            facts: Vec::new(),
+        }
+    }
+
+    /// The lease this runner wants on (server, job) from now.
+    fn wanted(&self, server: &str, job: JobKind) -> Lease {
+        let now = self.clock.now();
+        let ttl = chrono::Duration::from_std(LEASE_TTL).unwrap_or(chrono::Duration::MAX);
+        Lease {
+            server: server.to_string(),
+            job,
+            holder: self.holder.clone(),
+            acquired_at: now,
+            expires_at: now.checked_add_signed(ttl).unwrap_or(now),
+        }
+    }
+
+    async fn lease(&self, server: &str, job: JobKind) -> Result<LeaseGrant, StoreError> {
+        self.store.leases().acquire(&self.wanted(server, job)).await
+    }
+
+    async fn release(&self, server: &str, job: JobKind) {
+        let released = self.store.leases().release(server, job, &self.holder);
+        if let Err(error) = released.await {
+            // It expires by itself within LEASE_TTL.
+            tracing::warn!(server, job = job.as_str(), %error, "cannot give the run's lease back");
+        }
+    }
+
+    /// Run the job, renewing its lease every `LEASE_RENEW_EVERY` while it goes on (a job
+    /// has no overall deadline: 10 000 keys take a while).
+    async fn run_renewing(&self, target: &Target, job: JobKind, options: RunOptions) -> JobResult {
+        let name = target.server.name.as_str();
+        let run = self.run_isolated(target, job, options);
+        tokio::pin!(run);
+        let first = tokio::time::Instant::now() + LEASE_RENEW_EVERY;
+        let mut renew = tokio::time::interval_at(first, LEASE_RENEW_EVERY);
+        loop {
+            tokio::select! {
+                result = &mut run => return result,
+                _ = renew.tick() => match self.lease(name, job).await {
+                    Ok(LeaseGrant::Granted) => {}
+                    Ok(LeaseGrant::HeldBy(lease)) => tracing::error!(server = name, job = job.as_str(), holder = %lease.holder, "the run's lease was taken over"),
+                    Err(error) => tracing::warn!(server = name, job = job.as_str(), %error, "cannot renew the run's lease"),
+                },
+            }
+        }
     }
 
     /// Run the job on its own task, so a panic becomes an error outcome instead of

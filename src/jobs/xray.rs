@@ -21,6 +21,7 @@ use crate::model::dataplane::{XrayMemory, XrayState};
 use crate::model::report::{AvailabilitySample, AvailabilitySeries};
 use crate::model::{AttemptKind, AuditResult, Finding, FindingKind, JobKind, Severity};
 use crate::server_api::{ApiError, ApiErrorKind, ServiceState};
+use crate::store::StoreError;
 
 /// The subject of every Xray finding.
 pub const SUBJECT: &str = "xray";
@@ -140,13 +141,14 @@ async fn read(ctx: &JobContext<'_>) -> XrayRead {
     XrayRead::from_answer(ctx.api.health().await.map(|h| h.xray))
 }
 
-/// Observe (read-only). `None` when the server has no `/health` (1.x, or a 404).
-pub async fn observe(ctx: &JobContext<'_>) -> Option<Observed> {
+/// Observe (read-only). `Ok(None)` when the server has no `/health` (1.x, or a 404);
+/// `Err` when the sync budget cannot be read (nothing may be restarted on it).
+pub async fn observe(ctx: &JobContext<'_>) -> Result<Option<Observed>, StoreError> {
     let first = ctx.api.health().await;
     if let Err(error) = &first
         && error.is_not_found()
     {
-        return None;
+        return Ok(None);
     }
     let mut reads = vec![XrayRead::from_answer(first.map(|h| h.xray))];
     if let RunMode::Check { reread_interval } = ctx.mode {
@@ -167,12 +169,12 @@ pub async fn observe(ctx: &JobContext<'_>) -> Option<Observed> {
             tracing::error!(server, %error, "cannot read Xray's memory; starting a new streak");
             XrayMemory::default()
         });
-    let sync_attempts = restart::budget(ctx).await;
-    Some(Observed {
+    let sync_attempts = restart::budget(ctx).await?;
+    Ok(Some(Observed {
         reads,
         memory,
         sync_attempts,
-    })
+    }))
 }
 
 /// What the check came to.
@@ -182,6 +184,8 @@ pub struct Outcome {
     pub plan: Vec<String>,
     /// Xray's state at the end of the run, when known.
     pub state: Option<XrayState>,
+    /// Why the check could not be made (the store failed): the health run is an error.
+    pub error: Option<String>,
 }
 
 /// The streak after a stopped read.
@@ -380,7 +384,19 @@ fn add_loss_note(findings: &mut [Finding], attempt: &Attempt) {
 
 /// Run the check and act on it.
 pub async fn run(ctx: &JobContext<'_>) -> Option<Outcome> {
-    let observed = observe(ctx).await?;
+    let observed = match observe(ctx).await {
+        Ok(observed) => observed?,
+        Err(error) => {
+            let server = ctx.server.name.as_str();
+            return Some(Outcome {
+                plan: vec![format!(
+                    "{server}: Xray's state not acted on: the sync budget cannot be read"
+                )],
+                error: Some(format!("Xray check not run: {error}")),
+                ..Outcome::default()
+            });
+        }
+    };
     let now = ctx.clock.now();
     let settings = &ctx.config.jobs.health;
     let max = ctx.config.jobs.config_sync.max_syncs_per_hour;

@@ -80,6 +80,9 @@ pub enum AuditResult {
     NothingToReset,
     /// A reset whose counter could not be read back.
     Unverified,
+    /// A reset interrupted by a crash whose counter grew since: whether it happened
+    /// cannot be told; the growth was counted and it was not sent again.
+    Uncertain,
     /// The key was gone when its reset was made.
     KeyGone,
     Deleted,
@@ -88,7 +91,7 @@ pub enum AuditResult {
 }
 
 impl AuditResult {
-    pub const ALL: [AuditResult; 16] = [
+    pub const ALL: [AuditResult; 17] = [
         AuditResult::Started,
         AuditResult::Ok,
         AuditResult::Failed,
@@ -102,6 +105,7 @@ impl AuditResult {
         AuditResult::NotApplied,
         AuditResult::NothingToReset,
         AuditResult::Unverified,
+        AuditResult::Uncertain,
         AuditResult::KeyGone,
         AuditResult::Deleted,
         AuditResult::AlreadyGone,
@@ -122,6 +126,7 @@ impl AuditResult {
             AuditResult::NotApplied => "not_applied",
             AuditResult::NothingToReset => "nothing_to_reset",
             AuditResult::Unverified => "unverified",
+            AuditResult::Uncertain => "uncertain",
             AuditResult::KeyGone => "key_gone",
             AuditResult::Deleted => "deleted",
             AuditResult::AlreadyGone => "already_gone",

@@ -76,6 +76,10 @@ pub enum FindingKind {
     KeyIdentityAmbiguous,
     /// quota: counter readings beyond what a key can do were not counted.
     TrafficReadingImplausible,
+    /// quota (warning): resets interrupted by a crash whose outcome cannot be told from
+    /// the next reading: the provable growth was counted, the reset not repeated; up to
+    /// the reading before each reset may be uncounted.
+    UsageUncertain,
 }
 
 impl FindingKind {
@@ -109,6 +113,7 @@ impl FindingKind {
             FindingKind::RealityCamouflageBroken => "reality_camouflage_broken",
             FindingKind::KeyIdentityAmbiguous => "key_identity_ambiguous",
             FindingKind::TrafficReadingImplausible => "traffic_reading_implausible",
+            FindingKind::UsageUncertain => "usage_uncertain",
         }
     }
 
@@ -123,6 +128,7 @@ impl FindingKind {
                 | FindingKind::QuotaExceeded
                 | FindingKind::KeyDeleted
                 | FindingKind::ResetNotApplied
+                | FindingKind::UsageUncertain
         )
     }
 
@@ -133,7 +139,7 @@ impl FindingKind {
             .find(|kind| kind.as_str() == name)
     }
 
-    pub const ALL: [FindingKind; 28] = [
+    pub const ALL: [FindingKind; 29] = [
         FindingKind::ServerUnreachable,
         FindingKind::AuthFailed,
         FindingKind::TrafficMonitorUnavailable,
@@ -162,6 +168,7 @@ impl FindingKind {
         FindingKind::RealityCamouflageBroken,
         FindingKind::KeyIdentityAmbiguous,
         FindingKind::TrafficReadingImplausible,
+        FindingKind::UsageUncertain,
     ];
 
     /// Kinds that name one outage of a server's data plane (Xray not serving): while one
@@ -293,7 +300,8 @@ mod tests {
                 "quota_warning",
                 "quota_exceeded",
                 "key_deleted",
-                "reset_not_applied"
+                "reset_not_applied",
+                "usage_uncertain"
             ]
         );
     }

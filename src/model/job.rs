@@ -101,6 +101,20 @@ pub struct RunRecord {
     pub detail: String,
 }
 
+/// Who runs a job on a server now, across processes: the store's lease on (server,
+/// job). The runner takes it before a run and gives it back after; one that was not
+/// given back (the process died) may be taken over once it expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    pub server: String,
+    pub job: JobKind,
+    /// Which process and runner holds it ("keywarden run, pid 4242, runner 1").
+    pub holder: String,
+    pub acquired_at: DateTime<Utc>,
+    /// Until when it holds unless renewed; after this anyone may take it over.
+    pub expires_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

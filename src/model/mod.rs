@@ -19,7 +19,7 @@ pub mod time;
 
 pub use audit::{AuditAction, AuditEntry, AuditResult};
 pub use finding::{Finding, FindingChanges, FindingKind, OpenFindings, StoredFinding};
-pub use job::{JobKind, RunOutcome, RunRecord};
+pub use job::{JobKind, Lease, RunOutcome, RunRecord};
 pub use server::ServerState;
 pub use severity::Severity;
 pub use sync::{AttemptKind, DriftMemory, SyncAttempt, SyncAttemptOutcome};

@@ -208,6 +208,10 @@ pub enum IntentOutcome {
     NothingToReset,
     /// A reset whose counter could not be read back (the next reading settles it).
     Unverified,
+    /// A reset found `sending` after a crash whose counter grew past the reading before
+    /// it: whether it happened cannot be told. The growth was counted, the reset not
+    /// sent again (see docs/quotas.md, "A reset interrupted by a crash").
+    Uncertain,
     /// The call failed (a reset's counter did not drop; a delete is tried again).
     Failed,
     /// The key was gone when its reset was made.
@@ -218,11 +222,12 @@ pub enum IntentOutcome {
 }
 
 impl IntentOutcome {
-    pub const ALL: [IntentOutcome; 8] = [
+    pub const ALL: [IntentOutcome; 9] = [
         IntentOutcome::Applied,
         IntentOutcome::NotApplied,
         IntentOutcome::NothingToReset,
         IntentOutcome::Unverified,
+        IntentOutcome::Uncertain,
         IntentOutcome::Failed,
         IntentOutcome::KeyGone,
         IntentOutcome::Deleted,
@@ -236,6 +241,7 @@ impl IntentOutcome {
             IntentOutcome::NotApplied => "not_applied",
             IntentOutcome::NothingToReset => "nothing_to_reset",
             IntentOutcome::Unverified => "unverified",
+            IntentOutcome::Uncertain => "uncertain",
             IntentOutcome::Failed => "failed",
             IntentOutcome::KeyGone => "key_gone",
             IntentOutcome::Deleted => "deleted",
@@ -255,6 +261,7 @@ impl From<IntentOutcome> for AuditResult {
             IntentOutcome::NotApplied => AuditResult::NotApplied,
             IntentOutcome::NothingToReset => AuditResult::NothingToReset,
             IntentOutcome::Unverified => AuditResult::Unverified,
+            IntentOutcome::Uncertain => AuditResult::Uncertain,
             IntentOutcome::Failed => AuditResult::Failed,
             IntentOutcome::KeyGone => AuditResult::KeyGone,
             IntentOutcome::Deleted => AuditResult::Deleted,

@@ -35,6 +35,12 @@ pub enum StoreError {
     /// holds the connection URL or its password.
     #[error("state store {location}: {detail}")]
     Postgres { location: String, detail: String },
+    /// The store's file was deleted or replaced while it was open: whatever is written
+    /// through the open handle is lost at the next stop (see `Backend::check_intact`).
+    #[error(
+        "state store {path} {reason} while keywarden had it open; what is written from now on would be lost, so keywarden stops (a restart opens the store at that path again)"
+    )]
+    Lost { path: PathBuf, reason: String },
     /// The blocking task doing the work panicked or was cancelled.
     #[error("state store {path}: the store's worker failed: {error}")]
     Task {
@@ -44,6 +50,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The store is gone from under the process (deleted or replaced): stop, restart.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, StoreError::Lost { .. })
+    }
+
     /// A SQLite error; a value that would not convert is `Corrupt`.
     pub(super) fn from_sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
         match source {

@@ -15,6 +15,7 @@ mod audit;
 mod dataplane;
 mod error;
 mod findings;
+mod leases;
 mod lock;
 pub mod postgres;
 mod quota;
@@ -37,6 +38,7 @@ pub use audit::AuditLog;
 pub use dataplane::{DataplaneCommit, DataplaneLog};
 pub use error::StoreError;
 pub use findings::FindingLog;
+pub use leases::{LeaseGrant, LeaseLog};
 pub use lock::{LOCK_FILE, LockError, StateDirLock};
 pub use quota::{QuotaCommit, QuotaLog};
 pub use reality::RealityLog;
@@ -68,8 +70,16 @@ pub trait Backend: Send + Sync + 'static {
     fn reality(&self) -> &dyn RealityLog;
     fn dataplane(&self) -> &dyn DataplaneLog;
     fn retention(&self) -> &dyn RetentionLog;
-    /// Whether a write goes through now (for /healthz): a real write, rolled back.
+    fn leases(&self) -> &dyn LeaseLog;
+    /// Whether a write goes through now (for /healthz): a real write, committed (one
+    /// rolled back never reached the disk and proved nothing), after `check_intact`.
     fn check_writable(&self) -> StoreFuture<'_, ()>;
+    /// Whether the data is still where it was opened: SQLite's file at its path must be
+    /// the one open (not deleted, not replaced); `StoreError::Lost` otherwise. A backend
+    /// without such a file has nothing to check.
+    fn check_intact(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
     /// The schema version of the data.
     fn schema_version(&self) -> StoreFuture<'_, i64>;
     /// Where the data lives, for messages ("/var/lib/keywarden/state.db").
@@ -114,6 +124,23 @@ impl Store {
     /// empty store when there is none yet.
     pub fn open_for_reading(state_dir: &Path) -> Result<Store, StoreError> {
         sqlite::SqliteStore::open_for_reading(state_dir).map(Store::with_backend)
+    }
+
+    /// Connect to the PostgreSQL store of `[store.postgres]` and bring its schema to this
+    /// build's version (under the migration lock: agents starting together are safe).
+    pub async fn open_postgres(pg: &crate::config::PgConfig) -> Result<Store, StoreError> {
+        let (store, _) = postgres::PgStore::open(pg).await?;
+        Ok(Store::with_backend(store))
+    }
+
+    /// The PostgreSQL store only to look at it (`status`, `usage`): no migration; its
+    /// schema must be this build's version.
+    pub async fn open_postgres_for_reading(
+        pg: &crate::config::PgConfig,
+    ) -> Result<Store, StoreError> {
+        postgres::PgStore::open_for_reading(pg)
+            .await
+            .map(Store::with_backend)
     }
 
     /// A store over any backend.
@@ -167,7 +194,16 @@ impl Store {
         self.backend.retention()
     }
 
-    /// Whether a write goes through now (for /healthz).
+    pub fn leases(&self) -> &dyn LeaseLog {
+        self.backend.leases()
+    }
+
+    /// Whether the data is still where it was opened (see `Backend::check_intact`).
+    pub async fn check_intact(&self) -> Result<(), StoreError> {
+        self.backend.check_intact().await
+    }
+
+    /// Whether a write goes through now and is committed (for /healthz).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         self.backend.check_writable().await
     }

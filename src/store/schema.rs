@@ -89,11 +89,33 @@ CREATE TABLE server_state (
     SYNC_ATTEMPT_OUTCOMES,
     // v8: quota intents: a typed outcome, the call's error, the period they belong to.
     QUOTA_INTENT_OUTCOMES,
-    // v9: the ledger's reading time once per server (a steady run rewrites no row).
+    // v9: per-(server, job) leases across processes, and the row /healthz writes.
+    LEASES_AND_PROBE,
+    // v10: the ledger's reading time once per server (a steady run rewrites no row).
     LEDGER_READ_STAMP,
-    // v10: retention: the audit log may lose entries older than a recorded horizon.
+    // v11: retention: the audit log may lose entries older than a recorded horizon.
     AUDIT_RETENTION,
 ];
+
+/// Leases: which process runs a job on a server now (the daemon and a `check` beside it
+/// never run the same one at once); and the one row the health probe rewrites, so that
+/// /healthz proves a committed write rather than one rolled back.
+pub const LEASES_AND_PROBE: &str = r#"
+CREATE TABLE job_leases (
+    server      TEXT NOT NULL,
+    job         TEXT NOT NULL,
+    holder      TEXT NOT NULL,            -- "keywarden run, pid 4242, runner 1"
+    acquired_at TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,            -- renewed while the run goes on; after it, free to take
+    PRIMARY KEY (server, job)
+);
+
+CREATE TABLE store_probe (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    at     TEXT NOT NULL,                 -- the last probe's commit
+    writes INTEGER NOT NULL               -- probes committed so far
+);
+"#;
 
 /// Retention (see `store/retention.rs`): settings of the store itself, and the audit
 /// log's delete guard. The audit log stays append-only (no update, ever); a delete goes

@@ -161,3 +161,23 @@ async fn a_layout_without_the_api_inbound_also_uses_verify_reality() {
     );
     assert!(!report.findings[0].details.contains("skip_jobs"));
 }
+
+/// The same for fix-reality-keys (it restarts Xray): no fix on an unknown budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_fix_on_a_budget_the_store_cannot_read() {
+    let rig = Rig::new(ApiGeneration::V2, 3, "", "").await;
+    let key = rig.sim().keys()[1].clone();
+    rig.sim().corrupt_short_id(&key.uuid);
+    let found = rig.run(JobKind::Reality).await;
+    assert_eq!(
+        kinds(&found),
+        [(FindingKind::RealityInvalid, Severity::Warning)]
+    );
+    rig.corrupt_the_budget();
+    let second = rig.run(JobKind::Reality).await;
+    assert_eq!(second.outcome, RunOutcome::Error, "{second:#?}");
+    let error = second.error.clone().unwrap_or_default();
+    assert!(error.contains("reality not run"), "{error}");
+    assert!(error.contains("unreadable value"), "{error}");
+    assert_eq!(rig.sim().fix_count(), 0, "no fix on an unknown budget");
+}

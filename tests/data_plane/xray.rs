@@ -236,3 +236,27 @@ async fn a_1x_server_has_no_xray_state_to_read() {
     assert_eq!(rig.requests_to("GET", "/health"), 0, "1.x has no /health");
     assert_eq!(rig.requests_to("POST", "/sync-config"), 0);
 }
+
+/// A sync budget the store cannot read once made a restart on "no attempts": an unknown
+/// budget is an error of the run, and Xray is not restarted on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_restart_on_a_budget_the_store_cannot_read() {
+    let rig = Rig::new(ApiGeneration::V2, 3, "", "").await;
+    let sim = rig.sim();
+    rig.run(JobKind::Health).await;
+    sim.stop_xray().await;
+    let first = rig.run(JobKind::Health).await;
+    assert!(
+        first.plan.iter().any(|l| l.contains("1 of 2")),
+        "{:?}",
+        first.plan
+    );
+    rig.corrupt_the_budget();
+    let second = rig.run(JobKind::Health).await;
+    assert_eq!(second.outcome, RunOutcome::Error, "{second:#?}");
+    let error = second.error.clone().unwrap_or_default();
+    assert!(error.contains("Xray check not run"), "{error}");
+    assert!(error.contains("unreadable value"), "{error}");
+    assert_eq!(sim.sync_count(), 0, "no restart on an unknown budget");
+    assert!(!sim.xray_running());
+}

@@ -93,6 +93,8 @@ pub struct PgServer {
     /// Dropping removes the directory (private servers only; the shared one is never
     /// dropped).
     owned: bool,
+    /// More `-c name=value` settings of the server (TLS).
+    settings: Vec<String>,
 }
 
 impl PgServer {
@@ -101,6 +103,31 @@ impl PgServer {
         let bin = bin_dir()?;
         let mut server = PgServer::start_with(bin).expect("start a PostgreSQL test server");
         server.owned = true;
+        Some(server)
+    }
+
+    /// A private server that also speaks TLS with this certificate chain and key (PEM),
+    /// or `None` without binaries.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Option<PgServer> {
+        let bin = bin_dir()?;
+        let mut server = PgServer::start_with(bin).expect("start a PostgreSQL test server");
+        server.owned = true;
+        server.stop();
+        let user = server_user().expect("the server user");
+        for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = server.root.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if let Some((uid, gid)) = user {
+                chown(&path, uid, gid).unwrap();
+            }
+        }
+        server.settings = vec![
+            "ssl=on".to_owned(),
+            format!("ssl_cert_file={}", server.root.join("server.crt").display()),
+            format!("ssl_key_file={}", server.root.join("server.key").display()),
+        ];
+        server.run().expect("restart PostgreSQL with TLS");
         Some(server)
     }
 
@@ -141,6 +168,7 @@ impl PgServer {
             port: 0,
             child: Mutex::new(None),
             owned: false,
+            settings: Vec::new(),
         };
         // An ephemeral port may be taken between asking and binding: try a few.
         let mut last = String::new();
@@ -172,6 +200,7 @@ impl PgServer {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200", "-c", "shared_buffers=16MB"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);

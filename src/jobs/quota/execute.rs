@@ -2,7 +2,11 @@
 //! the ledger. An intent is already in the store (pending) when this runs; it is marked
 //! `sending` right before its call and `done` after verification, in batches. A `sending`
 //! intent found on start may or may not have reached the server: its counter is read
-//! first, and only a counter that did not drop is reset (so each key is reset once).
+//! first and settles it (see `settle_interrupted`), so that each key is reset once and
+//! no traffic since is lost.
+//!
+//! Longer than 400 lines on purpose (about 25 of them tests): making a call, judging its
+//! verdict and what it does to the ledger are one sequence.
 
 use std::collections::HashMap;
 
@@ -33,6 +37,9 @@ pub struct Finished {
     pub nothing_to_reset: usize,
     /// The counter could not be read back; the next reading settles it.
     pub unverified: usize,
+    /// Interrupted resets whose counter grew since: whether they happened cannot be told
+    /// (the growth was counted; they were not sent again).
+    pub uncertain: Vec<NotApplied>,
     /// Left open for the next run (the server could not be asked).
     pub unfinished: usize,
     pub failed_deletes: Vec<(Action, String)>,
@@ -46,7 +53,11 @@ pub struct Finished {
 
 impl Finished {
     pub fn resets(&self) -> usize {
-        self.applied + self.not_applied.len() + self.nothing_to_reset + self.unverified
+        self.applied
+            + self.not_applied.len()
+            + self.nothing_to_reset
+            + self.unverified
+            + self.uncertain.len()
     }
 }
 
@@ -57,6 +68,8 @@ enum Verdict {
     NotApplied,
     NothingToReset,
     Unverified(String),
+    /// An interrupted reset whose counter grew since: it may or may not have happened.
+    Uncertain,
     /// The reset call failed and the counter did not drop.
     Failed(String),
     /// 404 "Key not found": the key is gone.
@@ -78,6 +91,7 @@ impl Verdict {
             Verdict::Unverified(error) => {
                 (IntentState::Done, IntentOutcome::Unverified, Some(error))
             }
+            Verdict::Uncertain => (IntentState::Done, IntentOutcome::Uncertain, None),
             Verdict::Failed(error) => (IntentState::Done, IntentOutcome::Failed, Some(error)),
             Verdict::KeyGone => (IntentState::Done, IntentOutcome::KeyGone, None),
             Verdict::Deleted => (IntentState::Done, IntentOutcome::Deleted, None),
@@ -197,8 +211,37 @@ fn nothing_to_reset(error: &ApiError) -> bool {
             .is_some_and(|d| d.contains("Traffic history not found"))
 }
 
+/// What the counter read after a crash says about a reset that was `sending` (it may or
+/// may not have reached the server), `before`: the reading before the reset. Pure; the
+/// rule that loses the least (docs/quotas.md, "A reset interrupted by a crash"):
+/// - dropped below `before` (or to the reset slack): it happened; the reading is traffic
+///   since the reset and is counted whole;
+/// - exactly `before`: nothing moved; it did not take effect (yet): send it (again),
+///   which cannot lose anything counted;
+/// - above `before`: cannot be told (a reset followed by more traffic than `before`, or
+///   no reset and some traffic). The growth over `before` is what can be proven: it is
+///   counted, and the reset is not sent again (a second reset without proof that the
+///   first failed would wipe traffic nobody counted); up to `before` may be uncounted.
+pub fn settle_interrupted(before: Option<u64>, now: u64) -> Interrupted {
+    if dropped(before, now) {
+        Interrupted::Happened
+    } else if before == Some(now) {
+        Interrupted::SendAgain
+    } else {
+        Interrupted::Uncertain
+    }
+}
+
+/// How `settle_interrupted` settled an interrupted reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupted {
+    Happened,
+    SendAgain,
+    Uncertain,
+}
+
 /// Reset one key's counter and read it back. `sent_before`: a previous run may already
-/// have sent this reset, so a counter that dropped means it did.
+/// have sent this reset; the counter read first settles it (`settle_interrupted`).
 async fn reset(
     api: &ServerApi,
     action: &Action,
@@ -207,8 +250,11 @@ async fn reset(
 ) -> (Verdict, Option<u64>) {
     if sent_before {
         match read_counter(api, &action.key_id, &action.uuid).await {
-            Ok(now) if dropped(baseline, now) => return (Verdict::Applied, Some(now)),
-            Ok(_) => {}
+            Ok(now) => match settle_interrupted(baseline, now) {
+                Interrupted::Happened => return (Verdict::Applied, Some(now)),
+                Interrupted::Uncertain => return (Verdict::Uncertain, Some(now)),
+                Interrupted::SendAgain => {}
+            },
             Err(error) if error.is_not_found() => return (Verdict::KeyGone, None),
             Err(error) => return (Verdict::Unfinished(error.to_string()), None),
         }
@@ -286,7 +332,8 @@ fn apply(entry: &mut Entry, outcome: &Outcome, now: DateTime<Utc>) {
         Verdict::KeyGone | Verdict::Deleted | Verdict::AlreadyGone => entry.gone_at = Some(now),
         _ => {
             if let Some(after) = outcome.read_back {
-                // A reset was sent: the read-back is a reading across it.
+                // A reset was sent: the read-back is a reading across it (an uncertain
+                // one grew: only its growth counts, as for any reading).
                 entry.expect_drop = true;
                 let action = &outcome.intent.action;
                 let key = KeyInfo {
@@ -318,6 +365,7 @@ fn count(outcome: &Outcome, finished: &mut Finished) {
         Verdict::Failed(error) => finished.not_applied.push(not_applied(Some(error.clone()))),
         Verdict::NothingToReset => finished.nothing_to_reset += 1,
         Verdict::Unverified(_) => finished.unverified += 1,
+        Verdict::Uncertain => finished.uncertain.push(not_applied(None)),
         Verdict::Deleted => finished.deleted.push((action, false)),
         Verdict::AlreadyGone => finished.deleted.push((action, true)),
         Verdict::DeleteFailed(error) => finished.failed_deletes.push((action, error.clone())),
@@ -352,5 +400,31 @@ async fn audit(ctx: &JobContext<'_>, outcome: &Outcome, done: &FinishedIntent, n
     };
     if let Err(error) = ctx.store.audit().append(&entry).await {
         tracing::error!(server = %ctx.server.name, %error, "quota: cannot write the audit log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn an_interrupted_reset_is_settled_by_the_next_reading() {
+        use Interrupted::{Happened, SendAgain, Uncertain};
+        #[rustfmt::skip]
+        let table = [
+            ("dropped below the reading before", Some(11 * MIB), 2 * MIB, Happened),
+            ("dropped to zero", Some(11 * MIB), 0, Happened),
+            ("within the reset slack", Some(500 * MIB), 4 * MIB, Happened),
+            ("did not move: send it again", Some(11 * MIB), 11 * MIB, SendAgain),
+            ("grew: cannot tell", Some(11 * MIB), 15 * MIB, Uncertain),
+            ("grew by a byte: cannot tell", Some(11 * MIB), 11 * MIB + 1, Uncertain),
+            ("no reading before, small now", None, MIB / 2, Happened),
+            ("no reading before, large now", None, 40 * MIB, Uncertain),
+        ];
+        for (name, before, now, expected) in table {
+            assert_eq!(settle_interrupted(before, now), expected, "{name}");
+        }
     }
 }

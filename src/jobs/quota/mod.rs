@@ -267,6 +267,7 @@ fn merge(into: &mut Finished, more: Finished) {
     into.applied += more.applied;
     into.nothing_to_reset += more.nothing_to_reset;
     into.unverified += more.unverified;
+    into.uncertain.extend(more.uncertain);
     into.unfinished += more.unfinished;
     into.outcomes.extend(more.outcomes);
     into.changed.extend(more.changed);

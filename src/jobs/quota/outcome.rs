@@ -35,9 +35,14 @@ pub fn report(ctx: &JobContext<'_>, seen: &Seen<'_>) -> JobResult {
     result
 }
 
+/// Findings about intents finished from a run that died (and deletes): raised even when
+/// the rest of this run fails.
 pub fn deleted_findings(server: &str, finished: &Finished, out: &mut Vec<Finding>) {
     for (action, already_gone) in &finished.deleted {
         out.push(report::deleted(server, action, *already_gone));
+    }
+    if !finished.uncertain.is_empty() {
+        out.push(report::uncertain(server, &finished.uncertain));
     }
 }
 
@@ -66,6 +71,7 @@ fn summarize(ctx: &JobContext<'_>, seen: &Seen<'_>, result: &mut JobResult) {
     extra(finished.resets(), "counter resets");
     extra(finished.applied, "verified");
     extra(finished.not_applied.len(), "not applied");
+    extra(finished.uncertain.len(), "uncertain after a crash");
     extra(finished.unfinished, "left for the next run");
     extra(accounting.failed_readings, "readings failed");
     extra(accounting.ambiguous, "left alone (shared id or uuid)");

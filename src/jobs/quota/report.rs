@@ -268,6 +268,41 @@ pub fn not_applied(
     )
 }
 
+/// Resets interrupted by a crash whose outcome the next reading cannot tell: the growth
+/// was counted, the reset not repeated; up to the reading before each may be uncounted.
+pub fn uncertain(server: &str, resets: &[NotApplied]) -> Finding {
+    let line = |r: &NotApplied| {
+        let label = key_label(&r.action.name, &r.action.uuid);
+        match (r.before, r.after) {
+            (Some(before), Some(after)) => format!(
+                "{label}: {} before the reset, {} now; counted {}, up to {} more may be uncounted",
+                human_bytes(before),
+                human_bytes(after),
+                human_bytes(after - before.min(after)),
+                human_bytes(before)
+            ),
+            (_, Some(after)) => format!("{label}: {} now, counted as traffic", human_bytes(after)),
+            _ => label,
+        }
+    };
+    let uncounted: u64 = resets.iter().filter_map(|r| r.before).sum();
+    finding(
+        server,
+        FindingKind::UsageUncertain,
+        "resets".into(),
+        Severity::Warning,
+        format!(
+            "{server}: usage of {} key(s) is uncertain by up to {} after a reset interrupted by a crash",
+            resets.len(),
+            human_bytes(uncounted)
+        ),
+        format!(
+            "Seen: keywarden stopped (killed, or the machine went down) after sending these resets and before reading them back; their counters now read above the reading before the reset, so whether the reset happened cannot be told (a reset followed by that much traffic, or no reset and some traffic):\n{}\nDone: counted what can be proven, the growth since the reading before the reset; did not reset again (a second reset without proof that the first failed could wipe traffic nobody counted). If the reset did happen, up to the reading before it is uncounted for this period.\nNext: nothing is required; the next period boundary resets the counters. Where exact figures matter, compare `keywarden usage` with the server's own records.\n{ONE_SHOT}",
+            listing(resets, line)
+        ),
+    )
+}
+
 /// The guard held back resets or deletes (critical, kept open while it holds).
 pub fn blocked(server: &str, blocked: &[Action], total_keys: usize) -> Finding {
     finding(

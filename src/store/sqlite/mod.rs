@@ -8,6 +8,7 @@ mod audit;
 mod columns;
 mod dataplane;
 mod findings;
+mod leases;
 mod quota;
 mod quota_intents;
 mod reader;
@@ -24,20 +25,63 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::{
-    AlertLog, AuditLog, Backend, DataplaneLog, FindingLog, QuotaLog, RealityLog, ReportLog,
-    RetentionLog, RunLog, ServerLog, StoreError, StoreFuture, SyncLog, schema,
+    AlertLog, AuditLog, Backend, DataplaneLog, FindingLog, LeaseLog, QuotaLog, RealityLog,
+    ReportLog, RetentionLog, RunLog, ServerLog, StoreError, StoreFuture, SyncLog, schema,
 };
 
 /// The file name inside `state_dir`.
 pub const DB_FILE: &str = "state.db";
 
-/// The open database: its path (for messages) and the one connection.
+/// The open database: its path (for messages), the one connection, and which file it
+/// opened (`None` in memory).
 struct Db {
     path: PathBuf,
     conn: Mutex<Connection>,
+    opened: Option<FileId>,
+}
+
+/// A file's identity: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 impl Db {
+    /// Whether the file at `path` is still the one opened. Deleting `state.db` while the
+    /// daemon ran went unnoticed: it wrote on into the unlinked file, and at the stop the
+    /// ledger, intents, audit log and alert state were gone. An unlinked file (nlink 0)
+    /// is no longer at its path, and a replaced one has another inode; SQLite's own
+    /// handle keeps the old inode alive, so its number cannot be reused meanwhile. (The
+    /// path, not a second descriptor of our own: closing any descriptor of the file
+    /// would drop SQLite's POSIX locks on it.)
+    fn check_intact(&self) -> Result<(), StoreError> {
+        let Some(opened) = self.opened else {
+            return Ok(());
+        };
+        let reason = match FileId::of(&self.path) {
+            Ok(now) if now == opened => return Ok(()),
+            Ok(_) => "was replaced by another file".to_string(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => "was deleted".to_string(),
+            Err(error) => format!("can no longer be found ({error})"),
+        };
+        Err(StoreError::Lost {
+            path: self.path.clone(),
+            reason,
+        })
+    }
+
     /// Run `f` on the connection (blocking).
     fn with<T>(
         &self,
@@ -165,6 +209,7 @@ impl SqliteStore {
             db: Arc::new(Db {
                 path: path.to_path_buf(),
                 conn: Mutex::new(conn),
+                opened: FileId::of(path).ok(),
             }),
             cache: Arc::default(),
         }
@@ -231,16 +276,41 @@ impl Backend for SqliteStore {
         self
     }
 
+    fn leases(&self) -> &dyn LeaseLog {
+        self
+    }
+
     fn check_writable(&self) -> StoreFuture<'_, ()> {
-        // A real write, rolled back when the transaction drops: taking the lock alone
-        // succeeds on a read-only database and says nothing about a full disk.
-        self.call(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO job_runs (server, job, started_at, duration_ms, outcome) VALUES ('', '', '', 0, 'ok')",
-                [],
-            )?;
-            Ok(())
+        // A committed write: a write rolled back before the commit never reaches the WAL,
+        // so it passed on a full disk and in an immutable directory (/healthz said 200
+        // while every write failed).
+        let db = self.db.clone();
+        Box::pin(async move {
+            let path = db.path.clone();
+            tokio::task::spawn_blocking(move || {
+                db.check_intact()?;
+                let now = crate::model::stamp(chrono::Utc::now());
+                db.with(|conn| {
+                    conn.execute(
+                        "INSERT INTO store_probe (id, at, writes) VALUES (1, ?1, 1)
+                         ON CONFLICT (id) DO UPDATE SET at = excluded.at, writes = writes + 1",
+                        [now],
+                    )
+                    .map(|_| ())
+                })
+            })
+            .await
+            .unwrap_or_else(|error| Err(StoreError::Task { path, error }))
+        })
+    }
+
+    fn check_intact(&self) -> StoreFuture<'_, ()> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let path = db.path.clone();
+            tokio::task::spawn_blocking(move || db.check_intact())
+                .await
+                .unwrap_or_else(|error| Err(StoreError::Task { path, error }))
         })
     }
 

@@ -427,3 +427,75 @@ async fn unknown_stored_names_are_errors_not_defaults() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn leases_keep_processes_apart_and_expire() {
+    use crate::model::Lease;
+    use crate::store::LeaseGrant;
+    let (dir, first) = store();
+    // A second handle on the same file: another process.
+    let second = Store::open(&dir.path().join("state")).unwrap();
+    let lease = |holder: &str, minute: u32, until: u32| Lease {
+        server: "fra-1".into(),
+        job: JobKind::Quota,
+        holder: holder.into(),
+        acquired_at: at(minute),
+        expires_at: at(until),
+    };
+    let grant = |store: &Store, wanted: Lease| {
+        let store = store.clone();
+        async move { store.leases().acquire(&wanted).await.unwrap() }
+    };
+    assert_eq!(grant(&first, lease("a", 0, 2)).await, LeaseGrant::Granted);
+    let LeaseGrant::HeldBy(held) = grant(&second, lease("b", 1, 3)).await else {
+        panic!("b must not get a's lease");
+    };
+    assert_eq!((held.holder.as_str(), held.expires_at), ("a", at(2)));
+    // Other jobs and servers are free.
+    let other = Lease {
+        job: JobKind::Health,
+        ..lease("b", 1, 3)
+    };
+    assert_eq!(grant(&second, other).await, LeaseGrant::Granted);
+    // The holder renews it; its first taking stays.
+    assert_eq!(grant(&first, lease("a", 1, 4)).await, LeaseGrant::Granted);
+    let LeaseGrant::HeldBy(held) = grant(&second, lease("b", 3, 5)).await else {
+        panic!("renewed until minute 4");
+    };
+    assert_eq!((held.acquired_at, held.expires_at), (at(0), at(4)));
+    // Expired (the holder died): taken over; the old holder's release leaves it alone.
+    assert_eq!(grant(&second, lease("b", 4, 6)).await, LeaseGrant::Granted);
+    first
+        .leases()
+        .release("fra-1", JobKind::Quota, "a")
+        .await
+        .unwrap();
+    assert!(matches!(
+        grant(&first, lease("a", 5, 7)).await,
+        LeaseGrant::HeldBy(Lease { ref holder, .. }) if holder == "b"
+    ));
+    second
+        .leases()
+        .release("fra-1", JobKind::Quota, "b")
+        .await
+        .unwrap();
+    assert_eq!(grant(&first, lease("a", 5, 7)).await, LeaseGrant::Granted);
+}
+
+#[tokio::test]
+async fn a_deleted_or_replaced_file_is_lost() {
+    let (dir, store) = store();
+    store.check_intact().await.unwrap();
+    store.check_writable().await.unwrap();
+    let path = dir.path().join("state").join(DB_FILE);
+    std::fs::rename(&path, dir.path().join("moved.db")).unwrap();
+    let error = store.check_intact().await.unwrap_err();
+    assert!(error.is_lost(), "{error}");
+    assert!(error.to_string().contains("was deleted"), "{error}");
+    std::fs::write(&path, b"").unwrap();
+    let error = store.check_writable().await.unwrap_err();
+    assert!(error.to_string().contains("was replaced"), "{error}");
+    // A store in memory has no file to lose.
+    let memory = Store::open_file(std::path::Path::new(":memory:")).unwrap();
+    memory.check_intact().await.unwrap();
+}
