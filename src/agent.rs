@@ -272,6 +272,7 @@ pub fn tasks(
             }));
         }
     }
+    tasks.push(maintenance_task(config, reports));
     for target in crate::app::targets_with_metrics(config, None, Some(metrics.clone()))? {
         for job in JobKind::ALL
             .into_iter()
@@ -315,6 +316,29 @@ fn start_leader(
         connector,
         Some(metrics.clone()),
     ))
+}
+
+/// The daily store maintenance (`[retention]`), on the report job's store and clock.
+fn maintenance_task(config: &Arc<Config>, reports: &Arc<ReportJob>) -> ScheduledTask {
+    let (store, clock) = (reports.store.clone(), reports.clock.clone());
+    let retention = config.retention.clone();
+    let schedule = retention.schedule.clone();
+    ScheduledTask::new(
+        crate::jobs::maintenance::TASK_ID,
+        schedule,
+        move |cancelled| {
+            let (store, clock, retention) = (store.clone(), clock.clone(), retention.clone());
+            async move {
+                let run = crate::jobs::maintenance::run(&store, &retention, clock.now());
+                tokio::select! {
+                    _ = cancelled.cancelled() => tracing::warn!("store maintenance cancelled at shutdown"),
+                    result = run => if let Err(error) = result {
+                        tracing::error!(%error, "store maintenance failed; it runs again tomorrow");
+                    }
+                }
+            }
+        },
+    )
 }
 
 type HttpTask = (

@@ -135,6 +135,13 @@ schedule = "0 0 9 * * Mon"
 period = "last-week"
 sinks = ["w"]
 top_keys = 10
+
+[retention]
+audit = "400d"
+job_runs = "30d"
+findings = "90d"
+quota_history = "800d"
+schedule = "0 17 4 * * *"
 "#;
 
 fn join(prefix: &str, key: &str) -> String {

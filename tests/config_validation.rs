@@ -1006,3 +1006,49 @@ fn max_concurrent_runs_defaults_to_the_machine_and_is_bounded() {
         assert_hint(&problem, &["out of range", "1 to 4096"]);
     }
 }
+
+#[test]
+fn retention_durations_have_defaults_floors_and_clear_errors() {
+    let loaded = load(BASE).unwrap();
+    let retention = &loaded.config.retention;
+    assert_eq!(retention.audit, Duration::from_secs(400 * 86_400));
+    assert_eq!(retention.job_runs, Duration::from_secs(30 * 86_400));
+    assert_eq!(retention.findings, Duration::from_secs(90 * 86_400));
+    assert_eq!(retention.quota_history, Duration::from_secs(800 * 86_400));
+    assert_eq!(retention.schedule.expr, "0 17 4 * * *");
+
+    let set = format!(
+        "{BASE}\n[retention]\naudit = \"730d\"\njob_runs = \"7d\"\nschedule = \"0 0 3 * * Sun\"\n"
+    );
+    let retention = load(&set).unwrap().config.retention;
+    assert_eq!(retention.audit, Duration::from_secs(730 * 86_400));
+    assert_eq!(retention.job_runs, Duration::from_secs(7 * 86_400));
+    assert_eq!(retention.schedule.expr, "0 0 3 * * Sun");
+
+    let short = problem_at(
+        &format!("{BASE}\n[retention]\naudit = \"7d\"\n"),
+        "retention.audit",
+    );
+    assert!(short.message.contains("at least 30d"), "{short:?}");
+    assert_eq!(short.line, Some(8));
+    let bare = problem_at(
+        &format!("{BASE}\n[retention]\nfindings = 90\n"),
+        "retention.findings",
+    );
+    assert!(bare.message.contains("needs a unit"), "{bare:?}");
+    let zero = problem_at(
+        &format!("{BASE}\n[retention]\njob_runs = \"0s\"\n"),
+        "retention.job_runs",
+    );
+    assert!(zero.message.contains("more than zero"), "{zero:?}");
+    let cron = problem_at(
+        &format!("{BASE}\n[retention]\nschedule = \"daily\"\n"),
+        "retention.schedule",
+    );
+    assert!(!cron.message.is_empty());
+    let unknown = problems(&format!("{BASE}\n[retention]\nforever = true\n"));
+    assert!(
+        unknown.iter().any(|p| p.path.contains("retention.forever")),
+        "{unknown:?}"
+    );
+}

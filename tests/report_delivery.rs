@@ -72,6 +72,7 @@ async fn fill(store: &Store) {
                 memory: ServerMemory::default(),
                 api_version: "1.0.0".into(),
                 now: utc(d, 12),
+                read_at: Some(utc(d, 12)),
                 daily,
             };
             store.quota().commit(server, commit).await.unwrap();
@@ -536,4 +537,54 @@ async fn the_daemon_schedules_the_report_and_its_hourly_retry_only_with_sinks() 
     let mut without = (*rig.config).clone();
     without.reports.sinks.clear();
     assert!(ids(&Arc::new(without)).is_empty());
+}
+
+#[tokio::test]
+async fn the_daemon_trims_the_store_daily_by_its_own_clock() {
+    let rig = rig().await;
+    let runner = support::agent::runner(&rig.config, &rig.clock);
+    let metrics = Arc::new(keywarden::metrics::Metrics::new(false));
+    let reports = Arc::new(ReportJob {
+        store: rig.job.store.clone(),
+        clock: Arc::new(rig.clock.clone()),
+        sinks: SinkOptions::default(),
+        delivery: DeliveryOptions::default(),
+        metrics: None,
+    });
+    let tasks = keywarden::agent::tasks(&rig.config, &runner, &metrics, &reports).unwrap();
+    let task = tasks
+        .iter()
+        .find(|t| t.id == keywarden::jobs::maintenance::TASK_ID)
+        .expect("the maintenance is scheduled");
+    assert_eq!(
+        task.schedule.expr, "0 17 4 * * *",
+        "[retention].schedule's default"
+    );
+
+    let store = &rig.job.store;
+    let now = rig.clock.now();
+    let before = store.audit().recent(None, 1_000).await.unwrap().len();
+    for days in [401, 399] {
+        let entry = AuditEntry {
+            at: now - Duration::days(days),
+            server: "fra-1".into(),
+            action: AuditAction::Sync,
+            target: format!("{days} days old"),
+            result: AuditResult::Ok,
+            detail: String::new(),
+        };
+        store.audit().append(&entry).await.unwrap();
+    }
+    (task.body)(tokio_util::sync::CancellationToken::new()).await;
+    let targets: Vec<String> = store
+        .audit()
+        .recent(None, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.target)
+        .collect();
+    assert!(targets.contains(&"399 days old".to_string()));
+    assert!(!targets.contains(&"401 days old".to_string()));
+    assert_eq!(targets.len(), before + 1);
 }

@@ -158,6 +158,7 @@ async fn a_store_of_the_previous_release_migrates_and_keeps_its_state() {
         memory,
         api_version: "1.0.0".into(),
         now: utc(12, 1, 1, 0),
+        read_at: None,
         daily: Vec::new(),
     };
     quota.commit("fra-1", commit).await.unwrap();

@@ -142,6 +142,17 @@ impl SimHandle {
         expect_key(result);
     }
 
+    /// Every key's counter and connections at once: `f(index, counter, connections)`
+    /// returns the new pair. For benchmarks with 100 000 keys, where the per-key
+    /// controls (which find a key by a scan) would take minutes.
+    pub fn set_traffic_all(&self, mut f: impl FnMut(usize, u64, u32) -> (u64, u32)) {
+        let mut state = self.lock();
+        for (index, record) in state.keys.iter_mut().enumerate() {
+            let key = &mut record.key;
+            (key.total_bytes, key.connections) = f(index, key.total_bytes, key.connections);
+        }
+    }
+
     /// Traffic of a uuid that is no key, seen by the 1.x monitor: adds the bytes, sets the
     /// connections. Listed in the bulk answer while its connections are above 0.
     pub fn add_stranger_traffic(&self, uuid: &str, bytes: u64, connections: u32) {

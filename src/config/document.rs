@@ -199,11 +199,9 @@ mod tests {
             issues[1].message
         );
         assert!(issues[1].message.contains("did you mean \"api_key_env\"?"));
-        assert!(
-            issues[2]
-                .message
-                .contains("(allowed: agent, servers, jobs, quotas, alerts, reports, store)")
-        );
+        assert!(issues[2].message.contains(
+            "(allowed: agent, servers, jobs, quotas, alerts, reports, retention, store)"
+        ));
     }
 
     #[test]

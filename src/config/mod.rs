@@ -10,6 +10,7 @@ mod error;
 mod quota;
 pub mod raw;
 mod reports;
+mod retention;
 mod schedule;
 mod shape;
 mod store;
@@ -27,6 +28,7 @@ pub use alerts::{
 pub use error::{ConfigErrors, ConfigProblem};
 pub use quota::{AdoptMode, KeyMatcher, OnExceed, Period, QuotaPolicy, QuotaRule, QuotasConfig};
 pub use reports::{ReportPeriodKind, ReportsConfig};
+pub use retention::RetentionConfig;
 pub use schedule::Schedule;
 pub use store::{PgConfig, SslMode, StoreChoice, check_url, default_agent_name};
 pub use types::{

@@ -126,6 +126,12 @@ pub const ALL_KEYS: &[&str] = &[
     "reports.period",
     "reports.sinks",
     "reports.top_keys",
+    "retention",
+    "retention.audit",
+    "retention.job_runs",
+    "retention.findings",
+    "retention.quota_history",
+    "retention.schedule",
     "store",
     "store.postgres",
     "store.postgres.url_env",
@@ -192,8 +198,26 @@ pub struct RawConfig {
     pub alerts: Option<Spanned<RawAlerts>>,
     /// `[reports]`: the periodic usage report.
     pub reports: Option<Spanned<RawReports>>,
+    /// `[retention]`: how long the state store keeps its history.
+    pub retention: Option<Spanned<RawRetention>>,
     /// `[store]`: settings of the state store's backends.
     pub store: Option<Spanned<RawStore>>,
+}
+
+/// `[retention]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Audit log entries, at least "30d". Default "400d".
+    pub audit: Option<Spanned<NumOrStr>>,
+    /// Job runs (the latest of each server and job is kept). Default "30d".
+    pub job_runs: Option<Spanned<NumOrStr>>,
+    /// Findings resolved longer ago. Default "90d".
+    pub findings: Option<Spanned<NumOrStr>>,
+    /// Finished quota periods, from their end. Default "800d".
+    pub quota_history: Option<Spanned<NumOrStr>>,
+    /// Cron with seconds: when the maintenance runs. Default "0 17 4 * * *".
+    pub schedule: Option<Spanned<String>>,
 }
 
 /// `[store]`

@@ -162,6 +162,12 @@ pub(crate) const KEY_KINDS: &[(&str, Kind)] = &[
     ("reports.period", Kind::Str),
     ("reports.sinks", Kind::ArrayOfStr),
     ("reports.top_keys", Kind::Int),
+    ("retention", Kind::Table),
+    ("retention.audit", Kind::NumOrStr),
+    ("retention.job_runs", Kind::NumOrStr),
+    ("retention.findings", Kind::NumOrStr),
+    ("retention.quota_history", Kind::NumOrStr),
+    ("retention.schedule", Kind::Str),
 ];
 
 fn kind_of(pattern: &str) -> Option<Kind> {

@@ -61,6 +61,8 @@ pub fn render(config: &Config, origin: &Path, now: DateTime<Utc>) -> String {
     alerts(&mut out, &config.alerts);
     out.blank();
     reports(&mut out, config, now);
+    out.blank();
+    retention(&mut out, config, now);
     out.0
 }
 
@@ -87,6 +89,24 @@ fn reports(out: &mut Out, config: &Config, now: DateTime<Utc>) {
     }
     out.kv(2, "period", reports.period.as_str());
     out.kv(2, "top_keys", reports.top_keys);
+}
+
+fn retention(out: &mut Out, config: &Config, now: DateTime<Utc>) {
+    let retention = &config.retention;
+    out.line(0, "[retention]");
+    out.kv(2, "audit", format_duration(retention.audit));
+    out.kv(2, "job_runs", format_duration(retention.job_runs));
+    out.kv(2, "findings", format_duration(retention.findings));
+    out.kv(2, "quota_history", format_duration(retention.quota_history));
+    out.kv(
+        2,
+        "schedule",
+        format!(
+            "{} (next: {})",
+            retention.schedule,
+            next_runs(&retention.schedule, config.agent.timezone, now)
+        ),
+    );
 }
 
 fn agent(out: &mut Out, config: &Config) {

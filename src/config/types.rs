@@ -10,6 +10,7 @@ use reqwest::Url;
 use super::alerts::AlertsConfig;
 use super::quota::QuotasConfig;
 use super::reports::ReportsConfig;
+use super::retention::RetentionConfig;
 use super::schedule::Schedule;
 use super::store::StoreChoice;
 use crate::logging::LogFormat;
@@ -31,6 +32,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// `[reports]`: the periodic usage report.
     pub reports: ReportsConfig,
+    /// `[retention]`: how long the state store keeps its history.
+    pub retention: RetentionConfig,
     /// `[agent] store` with `[store.postgres]`: where the state lives.
     pub store: StoreChoice,
 }

@@ -3,7 +3,8 @@
 //! means the API key is accepted, 401 that it is not), and on 1.x the traffic monitor
 //! status. It owns the
 //! server's up/down memory (`ServerState`): observe reads it, `remember` decides the next
-//! one, and the run writes it.
+//! one, and the run writes it. Longer than 400 lines on purpose: the pure decisions'
+//! table tests sit next to them.
 
 use std::time::Instant;
 
@@ -198,6 +199,25 @@ pub fn remember(previous: &ServerState, observed: &Observed, now: DateTime<Utc>)
     }
 }
 
+/// How old "last seen up" may get before an otherwise unchanged state is written again:
+/// a healthy server's row is not rewritten every check for that one time alone (issue 11:
+/// write what changed). `status` shows it to within this.
+pub const LAST_UP_REFRESH: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Whether the state after a check must be written (pure): something besides the time of
+/// the last answer changed, or that time is `LAST_UP_REFRESH` past the stored one.
+pub fn must_save(previous: &ServerState, next: &ServerState) -> bool {
+    let only_the_time = ServerState {
+        last_up_at: previous.last_up_at,
+        ..next.clone()
+    } == *previous;
+    match (only_the_time, previous.last_up_at, next.last_up_at) {
+        (true, Some(stored), Some(seen)) => seen - stored >= LAST_UP_REFRESH,
+        (true, _, None) => false,
+        _ => true,
+    }
+}
+
 pub async fn run(ctx: &JobContext<'_>) -> JobResult {
     let failures_before_alert = ctx.config.jobs.health.failures_before_alert;
     let previous = remembered(ctx).await;
@@ -205,7 +225,9 @@ pub async fn run(ctx: &JobContext<'_>) -> JobResult {
     match observe(ctx, &previous).await {
         Ok(observed) => {
             let state = remember(&previous, &observed, now);
-            if let Err(error) = ctx.store.servers().save(&state, now).await {
+            if must_save(&previous, &state)
+                && let Err(error) = ctx.store.servers().save(&state, now).await
+            {
                 tracing::error!(server = %ctx.server.name, %error, "cannot record the health check");
             }
             let up = matches!(observed, Observed::Up { .. });
@@ -359,6 +381,53 @@ mod tests {
             (again.version.as_deref(), again.last_error.as_deref()),
             (Some("1.0.0"), Some("refused"))
         );
+    }
+
+    #[test]
+    fn an_unchanged_state_is_written_again_only_when_last_up_is_stale() {
+        let at =
+            |minute| chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 28, 10, minute, 0).unwrap();
+        let down = |n| Observed::Down {
+            error: "refused".into(),
+            consecutive_failures: n,
+        };
+        let up = Observed::Up {
+            version: "1.0.0".into(),
+            latency_ms: 3,
+            auth_error: None,
+            precise_monitor: None,
+        };
+        let fresh = ServerState {
+            server: "fra-1".into(),
+            ..ServerState::default()
+        };
+        let first = remember(&fresh, &up, at(0));
+        assert!(must_save(&fresh, &first), "the first answer is news");
+        let half_minute = remember(&first, &up, at(0) + chrono::Duration::seconds(30));
+        assert!(!must_save(&first, &half_minute), "only last_up_at moved");
+        let later = remember(&first, &up, at(0) + LAST_UP_REFRESH);
+        assert!(
+            must_save(&first, &later),
+            "last seen up is kept to within 5 minutes"
+        );
+        let upgraded = Observed::Up {
+            version: "1.1.0".into(),
+            latency_ms: 3,
+            auth_error: None,
+            precise_monitor: None,
+        };
+        let changed = remember(&first, &upgraded, at(1));
+        assert!(
+            must_save(&first, &changed),
+            "a new version is written at once"
+        );
+        let failed = remember(&first, &down(1), at(1));
+        assert!(
+            must_save(&first, &failed),
+            "every failure counts (restarts keep the streak)"
+        );
+        let again = remember(&failed, &down(2), at(2));
+        assert!(must_save(&failed, &again));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config_sync;
 pub mod dataplane;
 mod facts;
 mod health;
+pub mod maintenance;
 mod metrics;
 pub mod quota;
 mod reality;

@@ -21,6 +21,7 @@ pub mod postgres;
 mod quota;
 mod reality;
 mod report;
+mod retention;
 mod runs;
 mod schema;
 mod servers;
@@ -42,7 +43,8 @@ pub use lock::{LOCK_FILE, LockError, StateDirLock};
 pub use quota::{QuotaCommit, QuotaLog};
 pub use reality::RealityLog;
 pub use report::{DAILY_KEPT_DAYS, ReportLog};
-pub use runs::{RUNS_KEPT_PER_JOB, RunLog};
+pub use retention::{Horizons, RetentionLog, Trimmed};
+pub use runs::{PRUNE_BATCH, RUNS_KEPT_PER_JOB, RunLog};
 pub use servers::ServerLog;
 pub use sqlite::DB_FILE;
 pub use sync::SyncLog;
@@ -67,6 +69,7 @@ pub trait Backend: Send + Sync + 'static {
     fn report(&self) -> &dyn ReportLog;
     fn reality(&self) -> &dyn RealityLog;
     fn dataplane(&self) -> &dyn DataplaneLog;
+    fn retention(&self) -> &dyn RetentionLog;
     fn leases(&self) -> &dyn LeaseLog;
     /// Whether a write goes through now (for /healthz): a real write, committed (one
     /// rolled back never reached the disk and proved nothing), after `check_intact`.
@@ -185,6 +188,10 @@ impl Store {
 
     pub fn dataplane(&self) -> &dyn DataplaneLog {
         self.backend.dataplane()
+    }
+
+    pub fn retention(&self) -> &dyn RetentionLog {
+        self.backend.retention()
     }
 
     pub fn leases(&self) -> &dyn LeaseLog {

@@ -20,6 +20,11 @@ pub struct QuotaCommit {
     pub memory: ServerMemory,
     pub api_version: String,
     pub now: DateTime<Utc>,
+    /// When the run read the server's counters (`None`: it did not, e.g. a commit of
+    /// the memory alone). The ledger keeps this once per server: a key read then is not
+    /// rewritten for its `read_at` alone, so a run writes only the keys whose figures
+    /// changed. Entries left out keep the reading time they had.
+    pub read_at: Option<DateTime<Utc>>,
     /// This run's growth per key, for the daily totals the report reads.
     pub daily: Vec<DailyUsage>,
 }

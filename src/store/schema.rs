@@ -1,6 +1,7 @@
 //! The schema and its migrations. `PRAGMA user_version` holds the version; each
 //! migration runs once, in a transaction, in order. Never edit a released migration:
-//! add the next one.
+//! add the next one. Longer than 400 lines on purpose: the schema's history is read top
+//! to bottom in one place.
 
 /// Migrations, index 0 is version 1.
 pub const MIGRATIONS: &[&str] = &[
@@ -90,6 +91,10 @@ CREATE TABLE server_state (
     QUOTA_INTENT_OUTCOMES,
     // v9: per-(server, job) leases across processes, and the row /healthz writes.
     LEASES_AND_PROBE,
+    // v10: the ledger's reading time once per server (a steady run rewrites no row).
+    LEDGER_READ_STAMP,
+    // v11: retention: the audit log may lose entries older than a recorded horizon.
+    AUDIT_RETENTION,
 ];
 
 /// Leases: which process runs a job on a server now (the daemon and a `check` beside it
@@ -110,6 +115,38 @@ CREATE TABLE store_probe (
     at     TEXT NOT NULL,                 -- the last probe's commit
     writes INTEGER NOT NULL               -- probes committed so far
 );
+"#;
+
+/// Retention (see `store/retention.rs`): settings of the store itself, and the audit
+/// log's delete guard. The audit log stays append-only (no update, ever); a delete goes
+/// through only for an entry stamped before the horizon in `store_settings`
+/// (`audit_trim_before`), which the daily maintenance sets from `[retention].audit`. That
+/// horizon cannot be set within 30 days of the database's own clock, so neither a bad
+/// clock nor a stray statement can empty the log; without it nothing may be deleted.
+pub const AUDIT_RETENTION: &str = r#"
+CREATE TABLE store_settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TRIGGER store_settings_audit_horizon_insert BEFORE INSERT ON store_settings
+    WHEN NEW.name = 'audit_trim_before'
+        AND NEW.value > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 days')
+    BEGIN SELECT RAISE(ABORT, 'the audit log keeps at least 30 days'); END;
+CREATE TRIGGER store_settings_audit_horizon_update BEFORE UPDATE ON store_settings
+    WHEN NEW.name = 'audit_trim_before'
+        AND NEW.value > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 days')
+    BEGIN SELECT RAISE(ABORT, 'the audit log keeps at least 30 days'); END;
+DROP TRIGGER audit_log_no_delete;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    WHEN OLD.at >= COALESCE((SELECT value FROM store_settings WHERE name = 'audit_trim_before'), '')
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only (only entries older than the retention horizon may be deleted)'); END;
+CREATE INDEX audit_log_by_at ON audit_log (at);
+"#;
+
+/// The time of a server's last quota reading, kept once: a ledger row whose `read_at` is
+/// NULL was read then (see `store/sqlite/quota.rs`). Rows written before keep their own.
+pub const LEDGER_READ_STAMP: &str = r#"
+ALTER TABLE quota_servers ADD COLUMN ledger_read_at TEXT;
 "#;
 
 /// The data-plane tables (health's Xray memory, reality's 2.x streak, the dataplane job's

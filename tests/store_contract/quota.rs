@@ -68,6 +68,7 @@ async fn commit(
         memory: memory.clone(),
         api_version: "1.0.0".into(),
         now,
+        read_at: Some(now),
         daily: Vec::new(),
     };
     store.quota().commit("fra-1", commit).await.unwrap();

@@ -55,7 +55,7 @@ pub(crate) struct MaxDuration {
     pub shown: &'static str,
 }
 
-const fn days(n: u64) -> Duration {
+pub(crate) const fn days(n: u64) -> Duration {
     Duration::from_secs(n * 86_400)
 }
 
@@ -78,6 +78,11 @@ pub(crate) const MAX_GROUP_WAIT: MaxDuration = MaxDuration {
 pub(crate) const MAX_ALERT_INTERVAL: MaxDuration = MaxDuration {
     max: days(365),
     shown: "365d",
+};
+/// How long the store keeps its history.
+pub(crate) const MAX_RETENTION: MaxDuration = MaxDuration {
+    max: days(36_500),
+    shown: "36500d (100 years)",
 };
 /// The quota grace before a delete.
 pub(crate) const MAX_GRACE: MaxDuration = MaxDuration {

@@ -7,6 +7,7 @@ mod ctx;
 mod email;
 mod quotas;
 mod reports;
+mod retention;
 mod servers;
 mod store;
 mod webhook;
@@ -65,6 +66,14 @@ pub mod defaults {
     /// Mondays at 09:00 in the agent's time zone.
     pub const REPORT_SCHEDULE: &str = "0 0 9 * * Mon";
     pub const REPORT_TOP_KEYS: usize = 10;
+    /// `[retention]`, in days.
+    pub const RETAIN_AUDIT_DAYS: u64 = 400;
+    pub const RETAIN_AUDIT_MIN_DAYS: u64 = 30;
+    pub const RETAIN_JOB_RUNS_DAYS: u64 = 30;
+    pub const RETAIN_FINDINGS_DAYS: u64 = 90;
+    pub const RETAIN_QUOTA_HISTORY_DAYS: u64 = 800;
+    /// Daily at 04:17:00 in the agent's time zone (off the hour, when little else runs).
+    pub const MAINTENANCE_SCHEDULE: &str = "0 17 4 * * *";
 
     /// Runs are mostly waiting on the network, so a few per core: 4 x the CPU cores the
     /// process may use, at least 16 (what a small machine managed before it was an
@@ -110,6 +119,7 @@ pub(crate) fn validate(
     );
     let alerts = alerts::alerts(&mut ctx, raw.alerts.as_ref().map(|a| a.get_ref()));
     let reports = reports::reports(&mut ctx, raw.reports.as_ref(), &alerts);
+    let retention = retention::retention(&mut ctx, raw.retention.as_ref());
     let store = store::store(
         &mut ctx,
         raw.agent.as_ref().and_then(|a| a.get_ref().store.as_ref()),
@@ -126,6 +136,7 @@ pub(crate) fn validate(
             quotas,
             alerts,
             reports,
+            retention,
             store,
         },
         warnings: ctx.warnings,

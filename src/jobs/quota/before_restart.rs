@@ -81,6 +81,7 @@ pub async fn account_before_restart(ctx: &JobContext<'_>) -> PreRead {
         memory,
         api_version: observed.api_version.clone(),
         now,
+        read_at: Some(now),
         daily,
     };
     match ctx.store.quota().commit(server, commit).await {

@@ -93,14 +93,23 @@ pub async fn run_with(ctx: &JobContext<'_>, crash: Option<CrashPoint>) -> JobRes
         true => accounting.entries.clone(),
         false => Vec::new(),
     };
-    let suspended =
-        match commit_and_execute(ctx, &observed, &mut accounting, &plan, memory, crash).await {
-            Ok((done, suspended)) => {
-                merge(&mut finished, done);
-                suspended
-            }
-            Err(result) => return result,
-        };
+    let suspended = match commit_and_execute(
+        ctx,
+        &observed,
+        &mut accounting,
+        &plan,
+        memory,
+        now,
+        crash,
+    )
+    .await
+    {
+        Ok((done, suspended)) => {
+            merge(&mut finished, done);
+            suspended
+        }
+        Err(result) => return result,
+    };
     let digest = raise_digest(ctx, &finished, &digests).await;
     let seen = outcome::Seen {
         observed: &observed,
@@ -147,6 +156,7 @@ async fn commit_and_execute(
     accounting: &mut Accounting,
     plan: &Plan,
     mut memory: ServerMemory,
+    read_at: DateTime<Utc>,
     crash: Option<CrashPoint>,
 ) -> Result<(Finished, bool), JobResult> {
     let intents: Vec<Action> = match ctx.dry_run {
@@ -167,6 +177,8 @@ async fn commit_and_execute(
         memory: memory.clone(),
         api_version: observed.api_version.clone(),
         now,
+        // The instant the plan stamped on the entries it read.
+        read_at: Some(read_at),
         daily,
     };
     ctx.store
@@ -195,6 +207,7 @@ async fn commit_and_execute(
             memory,
             api_version: observed.api_version.clone(),
             now,
+            read_at: None,
             daily: Vec::new(),
         };
         if let Err(error) = ctx.store.quota().commit(server, commit).await {

@@ -13,6 +13,7 @@ mod leases;
 mod migrate;
 mod quota;
 mod report;
+mod retention;
 mod runs;
 mod schema;
 mod store;

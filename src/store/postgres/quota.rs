@@ -17,7 +17,12 @@ use crate::store::{QuotaCommit, QuotaLog, StoreFuture};
 /// Finished intents are kept this long (as on SQLite).
 const INTENTS_KEPT_DAYS: i64 = 400;
 
-const ENTRY_COLUMNS: &str = "uuid, key_id, name, counter, used, period_total, period_start, adopted, warned, exceeded_at, exceed_resets, delete_due, expect_drop, last_reset, first_seen, read_at, changed_at, gone_at";
+/// `read_at` NULL: read at the server's `ledger_read_at` (a SQLite store copied over
+/// keeps that form; see `store/sqlite/quota.rs`).
+const ENTRY_COLUMNS: &str = "l.uuid, l.key_id, l.name, l.counter, l.used, l.period_total, l.period_start, l.adopted, l.warned, l.exceeded_at, l.exceed_resets, l.delete_due, l.expect_drop, l.last_reset, l.first_seen, COALESCE(l.read_at, s.ledger_read_at), l.changed_at, l.gone_at";
+
+/// The ledger with each server's reading time.
+const LEDGER: &str = "quota_ledger l LEFT JOIN quota_servers s ON s.server = l.server";
 
 fn entry_from(row: &Row) -> PgResult<Entry> {
     Ok(Entry {
@@ -199,7 +204,7 @@ impl QuotaLog for PgStore {
         let server = server.to_owned();
         self.run(async move {
             let client = self.client().await?;
-            let sql = format!("SELECT {ENTRY_COLUMNS} FROM quota_ledger WHERE server = $1");
+            let sql = format!("SELECT {ENTRY_COLUMNS} FROM {LEDGER} WHERE l.server = $1");
             client
                 .query(&sql, &[&server])
                 .await?
@@ -214,8 +219,8 @@ impl QuotaLog for PgStore {
         self.run(async move {
             let client = self.client().await?;
             let sql = format!(
-                "SELECT {ENTRY_COLUMNS}, server FROM quota_ledger
-                 WHERE gone_at IS NULL AND ($1::TEXT IS NULL OR server = $1) ORDER BY server, name"
+                "SELECT {ENTRY_COLUMNS}, l.server FROM {LEDGER}
+                 WHERE l.gone_at IS NULL AND ($1::TEXT IS NULL OR l.server = $1) ORDER BY l.server, l.name"
             );
             client
                 .query(&sql, &[&server])

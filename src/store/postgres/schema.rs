@@ -337,6 +337,42 @@ CREATE TABLE store_probe (
     writes BIGINT NOT NULL
 );
 "#,
+    // v10: the ledger's reading time once per server (SQLite's `LEDGER_READ_STAMP`): a
+    // ledger row whose `read_at` is NULL was read at its server's `ledger_read_at`.
+    r#"ALTER TABLE quota_servers ADD COLUMN ledger_read_at TEXT COLLATE "C";"#,
+    // v11: retention (SQLite's `AUDIT_RETENTION`): the audit log accepts a delete only
+    // of an entry older than the horizon in `store_settings`, which cannot be set within
+    // 30 days of the database's clock; updates and truncation stay refused.
+    r#"
+CREATE TABLE store_settings (
+    name  TEXT COLLATE "C" PRIMARY KEY,
+    value TEXT COLLATE "C" NOT NULL
+);
+CREATE FUNCTION store_settings_audit_horizon() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.name = 'audit_trim_before' AND NEW.value COLLATE "C" >
+        to_char((now() AT TIME ZONE 'UTC') - interval '30 days', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') COLLATE "C" THEN
+        RAISE EXCEPTION 'the audit log keeps at least 30 days';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER store_settings_audit_horizon BEFORE INSERT OR UPDATE ON store_settings
+    FOR EACH ROW EXECUTE FUNCTION store_settings_audit_horizon();
+DROP TRIGGER audit_log_no_change ON audit_log;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+CREATE FUNCTION audit_log_trim_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.at COLLATE "C" >= COALESCE(
+        (SELECT value FROM store_settings WHERE name = 'audit_trim_before'), '') COLLATE "C" THEN
+        RAISE EXCEPTION 'audit_log is append-only (only entries older than the retention horizon may be deleted)';
+    END IF;
+    RETURN OLD;
+END $$;
+CREATE TRIGGER audit_log_no_young_delete BEFORE DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_trim_guard();
+CREATE INDEX audit_log_by_at ON audit_log (at);
+"#,
 ];
 
 /// The schema version this build writes to PostgreSQL.

@@ -15,7 +15,7 @@ use crate::config::PgConfig;
 use crate::model::stamp;
 use crate::store::{
     AlertLog, AuditLog, Backend, DataplaneLog, FindingLog, LeaseLog, QuotaLog, RealityLog,
-    ReportLog, RunLog, ServerLog, StoreError, StoreFuture, SyncLog,
+    ReportLog, RetentionLog, RunLog, ServerLog, StoreError, StoreFuture, SyncLog,
 };
 
 /// The PostgreSQL backend.
@@ -144,6 +144,10 @@ impl Backend for PgStore {
     }
 
     fn leases(&self) -> &dyn LeaseLog {
+        self
+    }
+
+    fn retention(&self) -> &dyn RetentionLog {
         self
     }
 

@@ -1,5 +1,7 @@
 //! The quota tables: the usage ledger, finished periods, per-server memory and
-//! once-per-period notices (intents are in `quota_intents.rs`).
+//! once-per-period notices (intents are in `quota_intents.rs`). Longer than 400 lines
+//! on purpose: how a ledger row is written (only when it changed, its reading time kept
+//! once per server) reads best next to how it is read back.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
@@ -14,7 +16,13 @@ use crate::store::{QuotaCommit, QuotaLog, StoreFuture};
 /// Finished intents are kept this long (a year of periods, for `status` and audits).
 const INTENTS_KEPT_DAYS: i64 = 400;
 
-const ENTRY_COLUMNS: &str = "uuid, key_id, name, counter, used, period_total, period_start, adopted, warned, exceeded_at, exceed_resets, delete_due, expect_drop, last_reset, first_seen, read_at, changed_at, gone_at";
+/// A row's `read_at` is NULL when the key was read at the server's `ledger_read_at` (the
+/// last quota run's reading): moving one time per server instead of one per row is what
+/// lets a run whose counters did not move write nothing to the ledger.
+const ENTRY_COLUMNS: &str = "l.uuid, l.key_id, l.name, l.counter, l.used, l.period_total, l.period_start, l.adopted, l.warned, l.exceeded_at, l.exceed_resets, l.delete_due, l.expect_drop, l.last_reset, l.first_seen, COALESCE(l.read_at, s.ledger_read_at), l.changed_at, l.gone_at";
+
+/// The ledger with each server's reading time.
+const LEDGER: &str = "quota_ledger l LEFT JOIN quota_servers s ON s.server = l.server";
 
 fn entry_from(row: &Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
@@ -39,10 +47,15 @@ fn entry_from(row: &Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
+/// Write ledger entries. `read_stamp`: the time this commit records as the server's
+/// `ledger_read_at`; an entry read then is stored without a time of its own. A row whose
+/// stored form would not change is not written at all (the upsert's `WHERE`), so a run
+/// writes only the keys whose figures moved.
 pub(super) fn upsert_entries(
     tx: &Transaction<'_>,
     server: &str,
     entries: &[Entry],
+    read_stamp: Option<DateTime<Utc>>,
 ) -> rusqlite::Result<()> {
     let mut statement = tx.prepare_cached(
         "INSERT INTO quota_ledger (server, uuid, key_id, name, counter, used, period_total, period_start, adopted,
@@ -51,9 +64,18 @@ pub(super) fn upsert_entries(
          ON CONFLICT (server, uuid) DO UPDATE SET key_id = ?3, name = ?4, counter = ?5, used = ?6,
              period_total = ?7, period_start = ?8, adopted = ?9, warned = ?10, exceeded_at = ?11,
              exceed_resets = ?12, delete_due = ?13, expect_drop = ?14, last_reset = ?15, first_seen = ?16,
-             read_at = ?17, changed_at = ?18, gone_at = ?19",
+             read_at = ?17, changed_at = ?18, gone_at = ?19
+         WHERE (quota_ledger.key_id, quota_ledger.name, quota_ledger.counter, quota_ledger.used,
+                quota_ledger.period_total, quota_ledger.period_start, quota_ledger.adopted, quota_ledger.warned,
+                quota_ledger.exceeded_at, quota_ledger.exceed_resets, quota_ledger.delete_due,
+                quota_ledger.expect_drop, quota_ledger.last_reset, quota_ledger.first_seen,
+                quota_ledger.read_at, quota_ledger.changed_at, quota_ledger.gone_at)
+            IS NOT (?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
     )?;
+    // Most entries share a few instants (this run's): format each once.
+    let mut stamps = Stamps::default();
     for e in entries {
+        let read_at = e.read_at.filter(|at| Some(*at) != read_stamp);
         statement.execute(params![
             server,
             e.uuid,
@@ -62,21 +84,43 @@ pub(super) fn upsert_entries(
             e.counter.map(bytes),
             bytes(e.used),
             bytes(e.period_total),
-            stamp(e.period_start),
+            stamps.of(e.period_start),
             e.adopted,
             i64::from(e.warned),
-            e.exceeded_at.map(stamp),
+            stamps.of_opt(e.exceeded_at),
             i64::from(e.exceed_resets),
-            e.delete_due.map(stamp),
+            stamps.of_opt(e.delete_due),
             e.expect_drop,
-            e.last_reset.map(stamp),
-            stamp(e.first_seen),
-            e.read_at.map(stamp),
-            e.changed_at.map(stamp),
-            e.gone_at.map(stamp),
+            stamps.of_opt(e.last_reset),
+            stamps.of(e.first_seen),
+            stamps.of_opt(read_at),
+            stamps.of_opt(e.changed_at),
+            stamps.of_opt(e.gone_at),
         ])?;
     }
     Ok(())
+}
+
+/// Timestamps formatted once each (a ledger of 100 000 keys holds a handful of instants).
+#[derive(Default)]
+struct Stamps {
+    known: std::collections::HashMap<DateTime<Utc>, std::rc::Rc<str>>,
+}
+
+impl Stamps {
+    fn of(&mut self, at: DateTime<Utc>) -> std::rc::Rc<str> {
+        if self.known.len() > 4096 {
+            self.known.clear();
+        }
+        self.known
+            .entry(at)
+            .or_insert_with(|| stamp(at).into())
+            .clone()
+    }
+
+    fn of_opt(&mut self, at: Option<DateTime<Utc>>) -> Option<std::rc::Rc<str>> {
+        at.map(|at| self.of(at))
+    }
 }
 
 fn insert_history(tx: &Transaction<'_>, server: &str, rows: &[HistoryRow]) -> rusqlite::Result<()> {
@@ -105,14 +149,16 @@ fn save_memory(
     server: &str,
     memory: &ServerMemory,
     api_version: &str,
+    read_stamp: Option<DateTime<Utc>>,
     now: &str,
 ) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO quota_servers (server, first_run_at, api_version, consecutive_failures, traffic_changed_at,
-             resets_suspended_version, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             resets_suspended_version, updated_at, ledger_read_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (server) DO UPDATE SET first_run_at = ?2, api_version = ?3, consecutive_failures = ?4,
-             traffic_changed_at = ?5, resets_suspended_version = ?6, updated_at = ?7",
+             traffic_changed_at = ?5, resets_suspended_version = ?6, updated_at = ?7,
+             ledger_read_at = COALESCE(?8, ledger_read_at)",
         params![
             server,
             memory.first_run_at.map(stamp),
@@ -120,18 +166,57 @@ fn save_memory(
             i64::from(memory.consecutive_failures),
             memory.traffic_changed_at.map(stamp),
             memory.resets_suspended_version,
-            now
+            now,
+            read_stamp.map(stamp)
         ],
     )
     .map(drop)
+}
+
+/// The server's `ledger_read_at` (rows stored without a time of their own were read then).
+pub(super) fn current_read_stamp(
+    tx: &Transaction<'_>,
+    server: &str,
+) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    tx.query_row(
+        "SELECT ledger_read_at FROM quota_servers WHERE server = ?1",
+        params![server],
+        |row| opt_at(row, 0),
+    )
+    .optional()
+    .map(Option::flatten)
+}
+
+/// Rows of the server still stored without a time of their own, read at the previous
+/// `ledger_read_at`, get that time before the stamp moves on, unless this commit
+/// writes them (their uuids are `written`, most of the ledger in a usual run).
+fn keep_previous_reads(
+    tx: &Transaction<'_>,
+    server: &str,
+    written: &std::collections::HashSet<&str>,
+) -> rusqlite::Result<()> {
+    let mut select =
+        tx.prepare_cached("SELECT uuid FROM quota_ledger WHERE server = ?1 AND read_at IS NULL")?;
+    let stale: Vec<String> = select
+        .query_map(params![server], |row| row.get::<_, String>(0))?
+        .filter(|uuid| !matches!(uuid, Ok(uuid) if written.contains(uuid.as_str())))
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = tx.prepare_cached(
+        "UPDATE quota_ledger SET read_at = (SELECT ledger_read_at FROM quota_servers WHERE server = ?1)
+         WHERE server = ?1 AND uuid = ?2 AND read_at IS NULL",
+    )?;
+    for uuid in stale {
+        update.execute(params![server, uuid])?;
+    }
+    Ok(())
 }
 
 impl QuotaLog for SqliteStore {
     fn ledger(&self, server: &str) -> StoreFuture<'_, Vec<Entry>> {
         let server = server.to_owned();
         self.call(move |conn| {
-            let sql = format!("SELECT {ENTRY_COLUMNS} FROM quota_ledger WHERE server = ?1");
-            let mut statement = conn.prepare(&sql)?;
+            let sql = format!("SELECT {ENTRY_COLUMNS} FROM {LEDGER} WHERE l.server = ?1");
+            let mut statement = conn.prepare_cached(&sql)?;
             let rows = statement.query_map(params![server], entry_from)?;
             rows.collect()
         })
@@ -141,8 +226,8 @@ impl QuotaLog for SqliteStore {
         let server = server.map(str::to_owned);
         self.call(move |conn| {
             let sql = format!(
-                "SELECT {ENTRY_COLUMNS}, server FROM quota_ledger
-                 WHERE gone_at IS NULL AND (?1 IS NULL OR server = ?1) ORDER BY server, name"
+                "SELECT {ENTRY_COLUMNS}, l.server FROM {LEDGER}
+                 WHERE l.gone_at IS NULL AND (?1 IS NULL OR l.server = ?1) ORDER BY l.server, l.name"
             );
             let mut statement = conn.prepare(&sql)?;
             let rows =
@@ -199,13 +284,29 @@ impl QuotaLog for SqliteStore {
 
     fn commit(&self, server: &str, commit: QuotaCommit) -> StoreFuture<'_, ()> {
         let server = server.to_owned();
+        let cache = self.cache.clone();
         self.call(move |conn| {
             let now = stamp(commit.now);
             let tx = conn.transaction()?;
-            upsert_entries(&tx, &server, &commit.entries)?;
+            let read_stamp = match commit.read_at {
+                Some(read_at) => {
+                    let written = commit.entries.iter().map(|e| e.uuid.as_str()).collect();
+                    keep_previous_reads(&tx, &server, &written)?;
+                    Some(read_at)
+                }
+                None => current_read_stamp(&tx, &server)?,
+            };
+            upsert_entries(&tx, &server, &commit.entries, read_stamp)?;
             insert_history(&tx, &server, &commit.history)?;
             quota_intents::insert_intents(&tx, &server, &commit.intents, &now)?;
-            save_memory(&tx, &server, &commit.memory, &commit.api_version, &now)?;
+            save_memory(
+                &tx,
+                &server,
+                &commit.memory,
+                &commit.api_version,
+                commit.read_at,
+                &now,
+            )?;
             super::report::add_daily_usage(&tx, &server, &commit.daily)?;
             if !commit.history.is_empty() {
                 let cutoff = stamp(commit.now - chrono::Duration::days(INTENTS_KEPT_DAYS));
@@ -214,7 +315,9 @@ impl QuotaLog for SqliteStore {
                     params![server, cutoff],
                 )?;
             }
-            tx.commit()
+            tx.commit()?;
+            cache.after_commit(conn, commit.entries.len());
+            Ok(())
         })
     }
 

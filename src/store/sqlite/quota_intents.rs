@@ -121,6 +121,7 @@ pub(super) fn finish(
             statement.execute(params![f.id, f.state, f.outcome, f.error, now])?;
         }
     }
-    upsert_entries(&tx, server, entries)?;
+    let read_stamp = super::quota::current_read_stamp(&tx, server)?;
+    upsert_entries(&tx, server, entries, read_stamp)?;
     tx.commit()
 }

@@ -1,11 +1,11 @@
 //! Job runs: one row per run, pruned per (server, job).
 
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use super::columns::at;
 use crate::model::{JobKind, RunRecord, stamp};
-use crate::store::{RUNS_KEPT_PER_JOB, RunLog, StoreFuture};
+use crate::store::{PRUNE_BATCH, RUNS_KEPT_PER_JOB, RunLog, StoreFuture};
 
 const COLUMNS: &str = "server, job, started_at, duration_ms, outcome, detail";
 
@@ -29,11 +29,23 @@ impl RunLog for SqliteStore {
                 "INSERT INTO job_runs (server, job, started_at, duration_ms, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![run.server, run.job, stamp(run.started_at), run.duration_ms as i64, run.outcome, run.detail],
             )?;
-            tx.execute(
-                "DELETE FROM job_runs WHERE server = ?1 AND job = ?2 AND id <= (
-                     SELECT id FROM job_runs WHERE server = ?1 AND job = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
-                params![run.server, run.job, RUNS_KEPT_PER_JOB as i64],
-            )?;
+            // Pruned in batches once `PRUNE_BATCH` runs past the cap, not one row per
+            // run: deleting the oldest run on every insert dirtied two more pages of
+            // every health check's commit.
+            let past_batch: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM job_runs WHERE server = ?1 AND job = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?3",
+                    params![run.server, run.job, (RUNS_KEPT_PER_JOB + PRUNE_BATCH - 1) as i64],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if past_batch.is_some() {
+                tx.execute(
+                    "DELETE FROM job_runs WHERE server = ?1 AND job = ?2 AND id <= (
+                         SELECT id FROM job_runs WHERE server = ?1 AND job = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+                    params![run.server, run.job, RUNS_KEPT_PER_JOB as i64],
+                )?;
+            }
             tx.commit()
         })
     }

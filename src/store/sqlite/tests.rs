@@ -10,7 +10,7 @@ use crate::model::{
     AttemptKind, AuditAction, AuditEntry, AuditResult, DriftMemory, Finding, FindingKind, JobKind,
     RunOutcome, RunRecord, ServerState, Severity, SyncAttempt, SyncAttemptOutcome,
 };
-use crate::store::{RUNS_KEPT_PER_JOB, Store};
+use crate::store::{PRUNE_BATCH, RUNS_KEPT_PER_JOB, Store};
 
 fn at(minute: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 10, minute, 0).unwrap()
@@ -148,7 +148,7 @@ async fn runs_keep_the_latest_per_job_and_prune() {
         RunOutcome::Critical,
         "skipped ticks are not the last run"
     );
-    for i in 0..(RUNS_KEPT_PER_JOB as i64 + 20) {
+    for i in 0..(RUNS_KEPT_PER_JOB + PRUNE_BATCH) as i64 {
         let started = at(3) + chrono::Duration::seconds(i);
         let record = run(JobKind::Reality, started, RunOutcome::Ok);
         store.runs().record(&record).await.unwrap();
@@ -158,7 +158,26 @@ async fn runs_keep_the_latest_per_job_and_prune() {
         .recent("fra-1", JobKind::Reality, 10_000)
         .await
         .unwrap();
+    // The batch past the cap went at once, down to the cap.
     assert_eq!(reality.len(), RUNS_KEPT_PER_JOB);
+    assert_eq!(
+        reality[0].started_at,
+        at(3) + chrono::Duration::seconds((RUNS_KEPT_PER_JOB + PRUNE_BATCH) as i64 - 1)
+    );
+    for i in 0..(PRUNE_BATCH as i64 - 1) {
+        let started = at(20) + chrono::Duration::seconds(i);
+        let record = run(JobKind::Reality, started, RunOutcome::Ok);
+        store.runs().record(&record).await.unwrap();
+    }
+    let reality = runs
+        .recent("fra-1", JobKind::Reality, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        reality.len(),
+        RUNS_KEPT_PER_JOB + PRUNE_BATCH - 1,
+        "not one row per run"
+    );
     let health = runs.recent("fra-1", JobKind::Health, 10).await.unwrap();
     assert_eq!(health.len(), 3, "other jobs untouched");
 }
