@@ -1,4 +1,4 @@
-//! The store's contract on both backends: every repository test of the SQLite backend
+//! The store's contract on both backends: every repository test (written once, here)
 //! (round trips, pruning, ordering, at-most-once intents, the append-only audit log,
 //! unknown stored names as errors) runs against SQLite and against a real PostgreSQL
 //! (tests/support/pg.rs; a database of its own per test, so they run in parallel).

@@ -306,7 +306,3 @@ impl AlertLog for SqliteStore {
         })
     }
 }
-
-#[cfg(test)]
-#[path = "alerts_tests.rs"]
-mod tests;

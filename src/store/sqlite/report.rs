@@ -170,7 +170,3 @@ impl ReportLog for SqliteStore {
         })
     }
 }
-
-#[cfg(test)]
-#[path = "report_tests.rs"]
-mod tests;
