@@ -1,6 +1,9 @@
 //! The running agent: store, metrics, alert pipeline and dispatcher, runner, scheduler
 //! and the /metrics endpoint, started and stopped as one. `keywarden run` drives it
 //! from signals; `keywarden demo` drives the very same agent against the simulator.
+//!
+//! Longer than 400 lines on purpose: the daemon's whole wiring (store, leadership, runner,
+//! scheduled tasks, listener, shutdown) in the order it starts, read top to bottom.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
