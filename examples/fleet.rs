@@ -343,7 +343,9 @@ async fn one_cycle(
         let job_cpu_before = cpu_seconds();
         let ended: Ended = Arc::new(Mutex::new(Vec::new()));
         let done = Arc::new(tokio::sync::Notify::new());
-        let due = once_at(Utc::now() + chrono::Duration::seconds(1));
+        // Far enough ahead that building and handing over 500 tasks ends before it on a
+        // loaded machine: a due second already past would fire only the next day.
+        let due = once_at(Utc::now() + chrono::Duration::seconds(3));
         let mut tasks = Vec::new();
         for target in targets {
             let (runner, target, ended, done) =
