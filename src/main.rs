@@ -13,6 +13,7 @@ use clap::Parser;
 use keywarden::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    keywarden::process::tune_allocator();
     let cli = Cli::parse();
     keywarden::tls::install_crypto_provider();
     // `check` is one short burst of runs that mostly wait on servers: one thread serves

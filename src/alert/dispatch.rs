@@ -399,6 +399,9 @@ pub struct FlushReport {
     pub delivered: u64,
     /// Sinks with notices still queued (for the daemon), with the last error.
     pub undelivered: Vec<Undelivered>,
+    /// Set when this process did not deliver because another holds the dispatcher's
+    /// right (`alert::flush_right`): who delivers the queued notices instead.
+    pub left_for: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -468,6 +471,30 @@ pub async fn flush(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .notices_delivered;
+    report
+}
+
+/// No flush: another process delivers the outbox (`holder`); what each sink has queued.
+pub async fn left_queued(pipeline: &Pipeline, sinks: &[Sink], holder: String) -> FlushReport {
+    let mut report = FlushReport {
+        left_for: Some(holder),
+        ..FlushReport::default()
+    };
+    for sink in sinks {
+        let pending = pipeline
+            .store
+            .alerts()
+            .pending(sink.name())
+            .await
+            .unwrap_or_default();
+        if !pending.is_empty() {
+            report.undelivered.push(Undelivered {
+                sink: sink.name().to_string(),
+                pending: pending.len(),
+                last_error: pending.iter().rev().find_map(|r| r.last_error.clone()),
+            });
+        }
+    }
     report
 }
 

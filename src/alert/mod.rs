@@ -11,11 +11,14 @@
 mod batch;
 mod dispatch;
 pub(crate) mod engine;
+pub mod flush_right;
 pub(crate) mod model;
 pub(crate) mod pipeline;
 mod render;
 pub(crate) mod sink;
 
-pub use dispatch::{DispatchOptions, DispatchStats, Dispatcher, FlushReport, flush, send_test};
+pub use dispatch::{
+    DispatchOptions, DispatchStats, Dispatcher, FlushReport, flush, left_queued, send_test,
+};
 pub use pipeline::{CHECK_NOTIFY_DEADLINE, Pipeline, observations};
 pub use sink::{Sink, SinkError, SinkOptions};
