@@ -19,6 +19,7 @@ pub mod output;
 pub mod quota;
 pub mod redact;
 pub mod report;
+pub mod runtime;
 pub mod scheduler;
 pub mod secret;
 pub mod server_api;

@@ -13,12 +13,11 @@ use clap::Parser;
 use keywarden::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // Before any thread exists: threads that already own an arena keep it.
+    keywarden::runtime::limit_malloc_arenas();
     let cli = Cli::parse();
     keywarden::tls::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match keywarden::runtime::build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("keywarden: cannot start the async runtime: {err}");

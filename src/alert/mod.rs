@@ -16,6 +16,9 @@ pub(crate) mod pipeline;
 mod render;
 pub(crate) mod sink;
 
-pub use dispatch::{DispatchOptions, DispatchStats, Dispatcher, FlushReport, flush, send_test};
+pub use dispatch::{
+    ALONE_MAX_IDLE, DispatchOptions, DispatchStats, Dispatcher, FlushReport, SHARED_MAX_IDLE,
+    flush, send_test,
+};
 pub use pipeline::{CHECK_NOTIFY_DEADLINE, Pipeline, observations};
 pub use sink::{Sink, SinkError, SinkOptions};
