@@ -85,6 +85,7 @@ fn dataplane_ip(index: usize) -> Ipv4Addr {
 }
 
 fn main() -> anyhow::Result<()> {
+    keywarden::process::tune_allocator();
     let args = Args::parse();
     keywarden::tls::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()

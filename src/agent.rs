@@ -96,6 +96,9 @@ pub struct Agent {
     dispatcher: Dispatcher,
     /// The leader task (PostgreSQL store only).
     leader: Option<crate::lead::postgres::Leader>,
+    /// SQLite store: the right to deliver the outbox, held for the agent's life so that
+    /// `check --notify` beside it leaves the notices to this dispatcher.
+    _dispatch_right: Option<crate::store::DispatchLock>,
     alive: Arc<AtomicBool>,
     stop_http: CancellationToken,
     http: Option<tokio::task::JoinHandle<()>>,
@@ -126,9 +129,13 @@ impl Agent {
         let pipeline = Pipeline::new(store.clone(), clock.clone(), &config.alerts)
             .with_metrics(metrics.clone());
         let pipeline = Arc::new(pipeline);
+        let mut dispatch_right = None;
         let (leadership, leader) = match (options.leadership, config.store.postgres()) {
             (Some(given), _) => (given, None),
-            (None, None) => (Leadership::solo(), None),
+            (None, None) => {
+                dispatch_right = Some(dispatch_right_waiting(&config.agent.state_dir).await?);
+                (Leadership::solo(), None)
+            }
             (None, Some(pg)) => {
                 let (leadership, leader) = start_leader(&config, pg, &metrics)?;
                 (leadership, Some(leader))
@@ -185,6 +192,7 @@ impl Agent {
             scheduler,
             dispatcher,
             leader,
+            _dispatch_right: dispatch_right,
             alive,
             stop_http,
             http,
@@ -210,17 +218,16 @@ impl Agent {
     }
 
     /// Periodic upkeep: the store still the one opened (else `runner.store_lost()`
-    /// fires), liveness for /healthz, outbox gauges, the heartbeat, and a look at the
-    /// outbox by the sink tasks (notices another process queued; they do not poll).
+    /// fires), liveness for /healthz, outbox gauges, the heartbeat; then the memory the
+    /// runs freed goes back to the system.
     pub async fn tick(&self) {
         let _ = self.runner.check_store().await;
-        self.dispatcher.wake();
         self.alive
             .store(self.scheduler.is_alive(), Ordering::Relaxed);
         outbox_gauges(&self.store, &self.metrics, self.clock.now()).await;
         heartbeat(&self.config, &self.runner, &self.heartbeat_client).await;
         // After the runs, before the daemon rests: what they freed leaves the RSS.
-        crate::runtime::release_free_memory();
+        crate::process::release_free_memory();
     }
 
     /// Stop scheduling, let runs in flight finish within `deadline`, then stop the
@@ -307,6 +314,37 @@ pub fn tasks(
         }
     }
     Ok(tasks)
+}
+
+/// The SQLite store's right to deliver the outbox (`store::DispatchLock`). A `check
+/// --notify` holds it for at most its flush deadline: wait that long (and a little),
+/// then refuse to start, loudly, rather than deliver every notice twice.
+async fn dispatch_right_waiting(
+    state_dir: &std::path::Path,
+) -> anyhow::Result<crate::store::DispatchLock> {
+    use crate::store::{DispatchLock, LockError};
+    let patience = crate::alert::CHECK_NOTIFY_DEADLINE + Duration::from_secs(15);
+    let started = tokio::time::Instant::now();
+    let mut said = false;
+    loop {
+        match DispatchLock::acquire(state_dir) {
+            Ok(right) => return Ok(right),
+            Err(LockError::Held { holder, .. }) if started.elapsed() < patience => {
+                if !said {
+                    tracing::info!(%holder, "waiting for `keywarden check --notify` to finish delivering before this dispatcher starts");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(LockError::Held { holder, .. }) => {
+                return Err(anyhow::anyhow!(
+                    "the alert outbox's delivery right is still held after {}s ({holder}); stop that process (a stuck `keywarden check --notify` or another agent on this state directory)",
+                    patience.as_secs()
+                ));
+            }
+            Err(error) => return Err(anyhow::anyhow!("alert outbox delivery right: {error}")),
+        }
+    }
 }
 
 /// With the PostgreSQL store: the leader task on its own dedicated connection.

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod process;
 pub mod quota;
 pub mod redact;
 pub mod report;

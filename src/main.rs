@@ -13,8 +13,7 @@ use clap::Parser;
 use keywarden::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    // Before any thread exists: threads that already own an arena keep it.
-    keywarden::runtime::limit_malloc_arenas();
+    keywarden::process::tune_allocator();
     let cli = Cli::parse();
     keywarden::tls::install_crypto_provider();
     let runtime = match keywarden::runtime::build() {

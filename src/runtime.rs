@@ -1,5 +1,5 @@
-//! The process's footprint settings: the async runtime every command runs on, and the
-//! allocator's arena limit. A daemon talking to a few dozen servers mostly waits; what
+//! The async runtime every command runs on (the allocator's settings are in
+//! `process.rs`). A daemon talking to a few dozen servers mostly waits; what
 //! it pays for while waiting is threads and the memory each one pins (issue 11, "idle
 //! daemon", docs/performance.md).
 
@@ -19,42 +19,6 @@ pub const MAX_BLOCKING_THREADS: usize = 8;
 /// tokio's 10 s, so the threads that serve one health round (every 30 s by default)
 /// are not ended and created again in every gap, yet gone when the daemon rests longer.
 pub const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(40);
-
-/// glibc malloc arenas at most. glibc gives each thread that allocates while the others
-/// hold theirs a new arena (up to 8 per core), and an arena keeps the memory it once
-/// held: with the blocking pool's threads coming and going, the idle daemon's RSS grew
-/// from 22 to 39 MiB in ten minutes. Two arenas keep the workers from contending on one
-/// lock while bounding that growth.
-pub const MALLOC_ARENAS: i32 = 2;
-
-/// Limit glibc's malloc arenas to [`MALLOC_ARENAS`]. Call first thing in `main`, before
-/// any thread starts (threads that already own an arena keep it). A `MALLOC_ARENA_MAX`
-/// in the environment wins: an operator's explicit setting is respected. Elsewhere
-/// (musl, other systems) this does nothing.
-pub fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a malloc parameter; called before other threads exist.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
-        }
-    }
-}
-
-/// Hand the heap's free pages back to the system (glibc's `malloc_trim`). glibc returns
-/// freed memory only from the top of a heap; what a burst of runs freed in the middle
-/// (answers, the buffers of connections the pool has since closed) stays resident
-/// otherwise. The daemon calls it in its upkeep after runs complete: a walk over the
-/// free lists, well under a millisecond at the idle daemon's size. Elsewhere it does
-/// nothing.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages; it is thread-safe (takes each arena's
-    // lock).
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// Worker threads for `cores` available cores: at least 1, at most
 /// [`MAX_WORKER_THREADS`].

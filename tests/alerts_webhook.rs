@@ -497,7 +497,8 @@ async fn the_daemons_sink_task_does_not_poll_an_idle_outbox_and_delivers_when_wo
     use std::sync::Arc;
     use std::time::Duration;
 
-    // The only agent's options: no look at the outbox unless woken or something is due.
+    // The only agent's options: a look at the outbox every 20 s, not 5 s, unless woken
+    // or something is due.
     let options = DispatchOptions::for_daemon(Duration::from_secs(3600), false);
     assert_eq!(options.max_idle, ALONE_MAX_IDLE);
     assert!(DispatchOptions::for_daemon(Duration::from_secs(3600), true).max_idle < ALONE_MAX_IDLE);
@@ -557,10 +558,10 @@ async fn the_daemons_sink_task_does_not_poll_an_idle_outbox_and_delivers_when_wo
     AlertSink(other).deliver(&report, &changes).await;
     assert_eq!(h.store.alerts().pending("hook").await.unwrap().len(), 1);
     // Nothing woke the sink task and nothing of its own is due: it sleeps (with the
-    // 5 s poll of before, or the tests' 20 ms, it would have sent by now).
+    // tests' usual 20 ms look, it would have sent by now).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(hook.requests().len(), 1, "the sink task polled the outbox");
-    // The daemon's upkeep wakes it after a round of runs: the notice goes out.
+    // Woken (or at its next look): the notice goes out.
     dispatcher.wake();
     within(
         "delivery after the wake-up",

@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("clock", 1),
     ("logging", 1),
     ("tls", 1),
+    ("process", 1),
     ("metrics", 1),
     ("output", 1),
     ("terminal", 1),

@@ -98,3 +98,70 @@ async fn check_status_and_usage_use_the_postgres_store() {
         "no SQLite store is written when the store is PostgreSQL"
     );
 }
+
+/// With a shared fleet, `check --notify` delivers only when it can take the alert
+/// dispatcher's lock; while an agent holds it, the notices are left to that agent
+/// (both would send them otherwise), and nothing is lost: once the lock is free, the
+/// next `check --notify` delivers what was queued, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_notify_leaves_the_outbox_to_the_dispatcher_lock_holder() {
+    let Some(pg) = skip_without_pg("check_notify_leaves_the_outbox_to_the_dispatcher_lock_holder")
+    else {
+        return;
+    };
+    let hook = support::hooks::Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nstate_dir = {:?}\nstore = \"postgres\"\n\n[store.postgres]\nurl_env = \"KW_PG_CMD_URL\"\nagent_name = \"cmd-test\"\n\n\
+             [jobs.health]\nfailures_before_alert = 1\n\n\
+             [[servers]]\nname = \"fra-1\"\nurl = \"http://127.0.0.1:9/api\"\napi_key_env = \"KW_PG_CMD_KEY\"\ntimeout = \"1s\"\n\n\
+             [alerts]\ngroup_wait = \"0s\"\n[[alerts.webhook]]\nname = \"hook\"\nurl = \"{}\"\n",
+            dir.path().join("state").display().to_string(),
+            hook.url("/hook")
+        ),
+    )
+    .unwrap();
+    let database = pg.database().await;
+    let url = pg.url(&database);
+    // An agent of the fleet holds the dispatcher's lock (the default schema's key).
+    let holder = pg.admin(&database).await;
+    let key = keywarden::lead::plan::dispatcher_lock_key("keywarden");
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
+
+    let words = ["check", "--notify", "--job", "health"];
+    let (code, out, err) = keywarden(&config, &url, &words).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("notifications: 0 delivered"), "{out}");
+    assert!(
+        out.contains("not delivered here: the agent holding the alert dispatcher lock"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hook: 1 not delivered, left queued for it"),
+        "{out}"
+    );
+    assert!(
+        hook.requests().is_empty(),
+        "delivered beside the lock holder"
+    );
+
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
+    let (code, out, err) = keywarden(&config, &url, &words).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("notifications: 1 delivered"), "{out}");
+    let requests = hook.requests();
+    assert_eq!(requests.len(), 1, "the queued notice, once");
+    assert_eq!(
+        requests[0].json()["alerts"][0]["kind"],
+        "server_unreachable"
+    );
+}

@@ -73,6 +73,7 @@ async fn fill(store: &Store) {
                 api_version: "1.0.0".into(),
                 now: utc(d, 12),
                 read_at: Some(utc(d, 12)),
+                reread: Vec::new(),
                 daily,
             };
             store.quota().commit(server, commit).await.unwrap();

@@ -131,6 +131,7 @@ contract!(
     core::server_state_round_trips,
     core::unknown_stored_names_are_errors_not_defaults,
     quota::ledger_and_memory_round_trip,
+    quota::a_reread_key_moves_only_its_reading_time,
     quota::an_intent_happens_once_per_key_and_a_failed_one_is_armed_again,
     quota::notices_are_recorded_once_per_server_kind_and_period,
     quota::failures_are_counted_without_touching_the_rest_of_the_memory,

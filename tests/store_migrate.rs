@@ -181,6 +181,7 @@ async fn fill(store: &Store) {
         api_version: "2.1.0".into(),
         now: at(5),
         read_at: None,
+        reread: Vec::new(),
         daily: vec![DailyUsage {
             day: NaiveDate::from_ymd_opt(2026, 11, 28).unwrap(),
             uuid: "u1".into(),

@@ -159,6 +159,7 @@ async fn a_store_of_the_previous_release_migrates_and_keeps_its_state() {
         api_version: "1.0.0".into(),
         now: utc(12, 1, 1, 0),
         read_at: None,
+        reread: Vec::new(),
         daily: Vec::new(),
     };
     quota.commit("fra-1", commit).await.unwrap();

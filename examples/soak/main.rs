@@ -36,6 +36,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    keywarden::process::tune_allocator();
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -48,10 +48,11 @@ pub struct DispatchOptions {
 pub const SHARED_MAX_IDLE: Duration = Duration::from_secs(5);
 
 /// How often a sink task of the only agent (SQLite store) looks at its outbox when
-/// nothing is due: every notice it must send is queued by its own pipeline, which wakes
-/// it, or left by a `check --notify` on the same store, which the daemon's upkeep after
-/// each round of runs picks up ([`Dispatcher::wake`]). The hourly pass prunes the outbox.
-pub const ALONE_MAX_IDLE: Duration = Duration::from_secs(3600);
+/// nothing is due: the notices it must send are queued by its own pipeline, which wakes
+/// it, except those a `check --notify` beside the daemon leaves queued for it
+/// (`flush_right`), which this look picks up. The 5 s of a shared fleet cost the idle
+/// daemon an outbox read on a blocking thread every 5 s per sink.
+pub const ALONE_MAX_IDLE: Duration = Duration::from_secs(20);
 
 impl DispatchOptions {
     pub fn new(max_age: Duration) -> DispatchOptions {
@@ -63,8 +64,9 @@ impl DispatchOptions {
         }
     }
 
-    /// The daemon's: sink tasks of the only agent sleep until something is due or a
-    /// notice is queued, instead of reading the outbox every few seconds.
+    /// The daemon's: sink tasks of the only agent sleep until something is due, a
+    /// notice is queued or [`ALONE_MAX_IDLE`] passed, instead of reading the outbox
+    /// every few seconds.
     pub fn for_daemon(max_age: Duration, shared_fleet: bool) -> DispatchOptions {
         DispatchOptions {
             max_idle: if shared_fleet {
@@ -399,7 +401,7 @@ impl Dispatcher {
     }
 
     /// Have every sink task look at its outbox now (notices queued by another process
-    /// on the same store; the daemon calls it in its upkeep after runs).
+    /// on the same store).
     pub fn wake(&self) {
         self.pipeline.wake_all();
     }
@@ -430,6 +432,9 @@ pub struct FlushReport {
     pub delivered: u64,
     /// Sinks with notices still queued (for the daemon), with the last error.
     pub undelivered: Vec<Undelivered>,
+    /// Set when this process did not deliver because another holds the dispatcher's
+    /// right (`alert::flush_right`): who delivers the queued notices instead.
+    pub left_for: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -499,6 +504,30 @@ pub async fn flush(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .notices_delivered;
+    report
+}
+
+/// No flush: another process delivers the outbox (`holder`); what each sink has queued.
+pub async fn left_queued(pipeline: &Pipeline, sinks: &[Sink], holder: String) -> FlushReport {
+    let mut report = FlushReport {
+        left_for: Some(holder),
+        ..FlushReport::default()
+    };
+    for sink in sinks {
+        let pending = pipeline
+            .store
+            .alerts()
+            .pending(sink.name())
+            .await
+            .unwrap_or_default();
+        if !pending.is_empty() {
+            report.undelivered.push(Undelivered {
+                sink: sink.name().to_string(),
+                pending: pending.len(),
+                last_error: pending.iter().rev().find_map(|r| r.last_error.clone()),
+            });
+        }
+    }
     report
 }
 

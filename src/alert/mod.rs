@@ -11,6 +11,7 @@
 mod batch;
 mod dispatch;
 pub(crate) mod engine;
+pub mod flush_right;
 pub(crate) mod model;
 pub(crate) mod pipeline;
 mod render;
@@ -18,7 +19,7 @@ pub(crate) mod sink;
 
 pub use dispatch::{
     ALONE_MAX_IDLE, DispatchOptions, DispatchStats, Dispatcher, FlushReport, SHARED_MAX_IDLE,
-    flush, send_test,
+    flush, left_queued, send_test,
 };
 pub use pipeline::{CHECK_NOTIFY_DEADLINE, Pipeline, observations};
 pub use sink::{Sink, SinkError, SinkOptions};

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::alert::flush_right::FlushRight;
 use crate::alert::pipeline::CHECK_NOTIFY_DEADLINE;
 use crate::alert::{DispatchOptions, FlushReport, Pipeline, Sink, SinkOptions};
 use crate::clock::{Clock, SystemClock};
@@ -130,15 +131,22 @@ pub async fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
     let runs = run_all(&runner, targets, &args.jobs, options).await;
     let code = exit_code(&runs);
     let notifications = match notify {
-        Some((pipeline, sinks)) => Some(
-            crate::alert::flush(
-                pipeline,
-                sinks,
-                DispatchOptions::new(config.alerts.max_age),
-                CHECK_NOTIFY_DEADLINE,
-            )
-            .await,
-        ),
+        // Delivered here only while no daemon delivers the same outbox (else each
+        // notice would go out twice): see alert::flush_right.
+        Some((pipeline, sinks)) => Some(match crate::alert::flush_right::claim(&config).await {
+            FlushRight::Granted(_right) => {
+                crate::alert::flush(
+                    pipeline,
+                    sinks,
+                    DispatchOptions::new(config.alerts.max_age),
+                    CHECK_NOTIFY_DEADLINE,
+                )
+                .await
+            }
+            FlushRight::Elsewhere(holder) => {
+                crate::alert::left_queued(&pipeline, &sinks, holder).await
+            }
+        }),
         None => None,
     };
     let report = CheckReport {
@@ -246,10 +254,21 @@ pub fn render_text(report: &CheckReport) -> String {
             "\nnotifications: {} delivered",
             notifications.delivered
         );
+        if let Some(holder) = &notifications.left_for {
+            let _ = writeln!(
+                out,
+                "  not delivered here: {} delivers this outbox",
+                Shown(holder)
+            );
+        }
+        let for_whom = match notifications.left_for {
+            Some(_) => "left queued for it",
+            None => "left queued for the daemon",
+        };
         for left in &notifications.undelivered {
             let _ = writeln!(
                 out,
-                "  {}: {} not delivered, left queued for the daemon (last error: {})",
+                "  {}: {} not delivered, {for_whom} (last error: {})",
                 left.sink,
                 left.pending,
                 Shown(left.last_error.as_deref().unwrap_or("none yet"))

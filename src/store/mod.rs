@@ -39,7 +39,7 @@ pub use dataplane::{DataplaneCommit, DataplaneLog};
 pub use error::StoreError;
 pub use findings::FindingLog;
 pub use leases::{LeaseGrant, LeaseLog};
-pub use lock::{LOCK_FILE, LockError, StateDirLock};
+pub use lock::{DISPATCH_LOCK_FILE, DispatchLock, LOCK_FILE, LockError, StateDirLock};
 pub use quota::{QuotaCommit, QuotaLog};
 pub use reality::RealityLog;
 pub use report::{DAILY_KEPT_DAYS, ReportLog};

@@ -69,6 +69,7 @@ async fn commit(
         api_version: "1.0.0".into(),
         now,
         read_at: Some(now),
+        reread: Vec::new(),
         daily: Vec::new(),
     };
     store.quota().commit("fra-1", commit).await.unwrap();
@@ -103,6 +104,70 @@ pub async fn ledger_and_memory_round_trip(ctx: &Ctx) {
     );
     assert!(quota.usage(Some("ams-2")).await.unwrap().is_empty());
     assert!(quota.ledger("ams-2").await.unwrap().is_empty());
+}
+
+async fn sorted_ledger(store: &Store) -> Vec<Entry> {
+    let mut ledger = store.quota().ledger("fra-1").await.unwrap();
+    ledger.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+    ledger
+}
+
+/// A commit with `reread` uuids: those keys' reading time moves to the commit's, their
+/// other columns stay; keys neither written nor reread keep the time they were read at.
+pub async fn a_reread_key_moves_only_its_reading_time(ctx: &Ctx) {
+    let store = &ctx.store;
+    let quota = store.quota();
+    let memory = ServerMemory::default();
+    commit(store, &[entry(1), entry(2), entry(3)], &[], &memory, at(1)).await;
+    let mut moved = entry(2);
+    moved.counter = Some(5_000_000_000_100);
+    moved.read_at = Some(at(2));
+    let with_reread = |entries: Vec<Entry>, reread: &[&str], now| QuotaCommit {
+        entries,
+        history: Vec::new(),
+        intents: Vec::new(),
+        memory: memory.clone(),
+        api_version: "1.0.0".into(),
+        now,
+        read_at: Some(now),
+        reread: reread.iter().map(|u| u.to_string()).collect(),
+        daily: Vec::new(),
+    };
+    let run = with_reread(vec![moved.clone()], &["uuid-1"], at(2));
+    quota.commit("fra-1", run).await.unwrap();
+    let read_at = |e: &Entry| e.read_at;
+    let after = sorted_ledger(store).await;
+    assert_eq!(
+        after.iter().map(read_at).collect::<Vec<_>>(),
+        vec![Some(at(2)), Some(at(2)), Some(at(1))],
+        "reread and written keys were read at 2, the key left out at 1"
+    );
+    let mut reread = entry(1);
+    reread.read_at = Some(at(2));
+    assert_eq!(after[0], reread, "nothing but the reading time moved");
+    assert_eq!(after[1], moved);
+    assert_eq!(after[2], entry(3));
+
+    // Key 3 had kept its own (older) reading time; read again now, it takes this one.
+    let run = with_reread(Vec::new(), &["uuid-3"], at(3));
+    quota.commit("fra-1", run).await.unwrap();
+    let after = sorted_ledger(store).await;
+    assert_eq!(
+        after.iter().map(read_at).collect::<Vec<_>>(),
+        vec![Some(at(2)), Some(at(2)), Some(at(3))]
+    );
+    let mut three = entry(3);
+    three.read_at = Some(at(3));
+    assert_eq!(after[2], three);
+
+    // And again a run later: every reading time stays exact.
+    let run = with_reread(Vec::new(), &["uuid-1", "uuid-3"], at(4));
+    quota.commit("fra-1", run).await.unwrap();
+    let after = sorted_ledger(store).await;
+    assert_eq!(
+        after.iter().map(read_at).collect::<Vec<_>>(),
+        vec![Some(at(4)), Some(at(2)), Some(at(4))]
+    );
 }
 
 pub async fn an_intent_happens_once_per_key_and_a_failed_one_is_armed_again(ctx: &Ctx) {

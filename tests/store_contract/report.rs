@@ -32,6 +32,7 @@ async fn add(store: &Store, server: &str, rows: &[DailyUsage]) {
         api_version: "1.0.0".into(),
         now: Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap(),
         read_at: None,
+        reread: Vec::new(),
         daily: rows.to_vec(),
     };
     store.quota().commit(server, commit).await.unwrap();

@@ -82,6 +82,7 @@ pub async fn account_before_restart(ctx: &JobContext<'_>) -> PreRead {
         api_version: observed.api_version.clone(),
         now,
         read_at: Some(now),
+        reread: Vec::new(),
         daily,
     };
     match ctx.store.quota().commit(server, commit).await {

@@ -170,8 +170,13 @@ async fn commit_and_execute(
     };
     let (server, now) = (ctx.server.name.as_str(), ctx.clock.now());
     let daily = daily_usage(accounting, now, ctx.config.agent.timezone);
+    let (entries, reread) = changed_entries(
+        &observed.ledger,
+        std::mem::take(&mut accounting.entries),
+        read_at,
+    );
     let commit = QuotaCommit {
-        entries: std::mem::take(&mut accounting.entries),
+        entries,
         history: std::mem::take(&mut accounting.history),
         intents: intents.clone(),
         memory: memory.clone(),
@@ -179,6 +184,7 @@ async fn commit_and_execute(
         now,
         // The instant the plan stamped on the entries it read.
         read_at: Some(read_at),
+        reread,
         daily,
     };
     ctx.store
@@ -208,6 +214,7 @@ async fn commit_and_execute(
             api_version: observed.api_version.clone(),
             now,
             read_at: None,
+            reread: Vec::new(),
             daily: Vec::new(),
         };
         if let Err(error) = ctx.store.quota().commit(server, commit).await {
@@ -215,6 +222,68 @@ async fn commit_and_execute(
         }
     }
     Ok((finished, suspended))
+}
+
+/// The entries to write, and the uuids of those only read again at `read_at` (equal to
+/// the ledger as read but for their reading time): the store moves their reading time
+/// without touching their rows, so a run where few counters moved writes few rows.
+pub(super) fn changed_entries(
+    ledger: &HashMap<String, Entry>,
+    entries: Vec<Entry>,
+    read_at: DateTime<Utc>,
+) -> (Vec<Entry>, Vec<String>) {
+    let mut changed = Vec::new();
+    let mut reread = Vec::new();
+    for entry in entries {
+        match ledger.get(&entry.uuid) {
+            Some(before) if entry.read_at == Some(read_at) && same_but_read_at(before, &entry) => {
+                reread.push(entry.uuid);
+            }
+            _ => changed.push(entry),
+        }
+    }
+    (changed, reread)
+}
+
+/// Every field equal but `read_at`.
+fn same_but_read_at(a: &Entry, b: &Entry) -> bool {
+    let Entry {
+        uuid,
+        key_id,
+        name,
+        counter,
+        used,
+        period_total,
+        period_start,
+        adopted,
+        warned,
+        exceeded_at,
+        exceed_resets,
+        delete_due,
+        expect_drop,
+        last_reset,
+        first_seen,
+        read_at: _,
+        changed_at,
+        gone_at,
+    } = a;
+    *uuid == b.uuid
+        && *key_id == b.key_id
+        && *name == b.name
+        && *counter == b.counter
+        && *used == b.used
+        && *period_total == b.period_total
+        && *period_start == b.period_start
+        && *adopted == b.adopted
+        && *warned == b.warned
+        && *exceeded_at == b.exceeded_at
+        && *exceed_resets == b.exceed_resets
+        && *delete_due == b.delete_due
+        && *expect_drop == b.expect_drop
+        && *last_reset == b.last_reset
+        && *first_seen == b.first_seen
+        && *changed_at == b.changed_at
+        && *gone_at == b.gone_at
 }
 
 /// This run's growth per key, counted on today's date in the agent's time zone (traffic
@@ -360,4 +429,68 @@ async fn failed(
         error => result.transport_failure = Some(error.to_string()),
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 10, minute, 0).unwrap()
+    }
+
+    fn entry(n: u32) -> Entry {
+        Entry {
+            uuid: format!("uuid-{n}"),
+            key_id: format!("id-{n}"),
+            name: format!("key {n}"),
+            counter: Some(100),
+            used: 100,
+            period_total: 100,
+            period_start: at(0),
+            adopted: false,
+            warned: 0,
+            exceeded_at: None,
+            exceed_resets: 0,
+            delete_due: None,
+            expect_drop: false,
+            last_reset: None,
+            first_seen: at(0),
+            read_at: Some(at(1)),
+            changed_at: Some(at(1)),
+            gone_at: None,
+        }
+    }
+
+    #[test]
+    fn only_entries_that_changed_are_written_the_rest_are_reread() {
+        let ledger: HashMap<String, Entry> =
+            (1..=5).map(|n| (format!("uuid-{n}"), entry(n))).collect();
+        let read = |mut e: Entry| {
+            e.read_at = Some(at(2));
+            e
+        };
+        let mut grew = read(entry(2));
+        grew.counter = Some(200);
+        let mut renamed = read(entry(3));
+        renamed.name = "renamed".into();
+        // Not read this run (a failed reading): keeps its time, nothing else changed.
+        let unread = entry(4);
+        let mut flagged = read(entry(5));
+        flagged.expect_drop = true;
+        let adopted = read(entry(6));
+        let entries = vec![
+            read(entry(1)),
+            grew.clone(),
+            renamed.clone(),
+            unread.clone(),
+            flagged.clone(),
+            adopted.clone(),
+        ];
+        let (written, reread) = changed_entries(&ledger, entries, at(2));
+        assert_eq!(reread, vec!["uuid-1".to_string()]);
+        assert_eq!(written, vec![grew, renamed, unread, flagged, adopted]);
+    }
 }

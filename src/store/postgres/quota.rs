@@ -291,6 +291,14 @@ impl QuotaLog for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             upsert_entries(&tx, &server, &commit.entries).await?;
+            if let (Some(read_at), false) = (commit.read_at, commit.reread.is_empty()) {
+                // Read again, otherwise unchanged: only the reading time moves.
+                tx.execute(
+                    "UPDATE quota_ledger SET read_at = $3 WHERE server = $1 AND uuid = ANY($2)",
+                    &[&server, &commit.reread, &stamp(read_at)],
+                )
+                .await?;
+            }
             insert_history(&tx, &server, &commit.history).await?;
             insert_intents(&tx, &server, &commit.intents, &now).await?;
             save_memory(&tx, &server, &commit.memory, &commit.api_version, &now).await?;

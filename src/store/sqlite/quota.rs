@@ -189,24 +189,44 @@ pub(super) fn current_read_stamp(
 
 /// Rows of the server still stored without a time of their own, read at the previous
 /// `ledger_read_at`, get that time before the stamp moves on, unless this commit
-/// writes them (their uuids are `written`, most of the ledger in a usual run).
+/// writes them (their uuids are `written`) or they were read again (`reread`: read at
+/// the new stamp, their rows otherwise unchanged). A `reread` row that had a time of its
+/// own loses it: it was read at the new stamp.
 fn keep_previous_reads(
     tx: &Transaction<'_>,
     server: &str,
     written: &std::collections::HashSet<&str>,
+    reread: &std::collections::HashSet<&str>,
 ) -> rusqlite::Result<()> {
-    let mut select =
-        tx.prepare_cached("SELECT uuid FROM quota_ledger WHERE server = ?1 AND read_at IS NULL")?;
-    let stale: Vec<String> = select
-        .query_map(params![server], |row| row.get::<_, String>(0))?
-        .filter(|uuid| !matches!(uuid, Ok(uuid) if written.contains(uuid.as_str())))
-        .collect::<rusqlite::Result<_>>()?;
+    // With nothing reread only rows without a time of their own can need one.
+    let mut select = tx.prepare_cached(
+        "SELECT uuid, read_at IS NULL FROM quota_ledger WHERE server = ?1 AND (read_at IS NULL OR ?2)",
+    )?;
+    let mut pin = Vec::new();
+    let mut unpin = Vec::new();
+    let rows = select.query_map(params![server, !reread.is_empty()], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
+    })?;
+    for row in rows {
+        let (uuid, stamped_by_server) = row?;
+        let read_again = reread.contains(uuid.as_str());
+        match stamped_by_server {
+            true if !read_again && !written.contains(uuid.as_str()) => pin.push(uuid),
+            false if read_again => unpin.push(uuid),
+            _ => {}
+        }
+    }
     let mut update = tx.prepare_cached(
         "UPDATE quota_ledger SET read_at = (SELECT ledger_read_at FROM quota_servers WHERE server = ?1)
          WHERE server = ?1 AND uuid = ?2 AND read_at IS NULL",
     )?;
-    for uuid in stale {
+    for uuid in pin {
         update.execute(params![server, uuid])?;
+    }
+    let mut clear = tx
+        .prepare_cached("UPDATE quota_ledger SET read_at = NULL WHERE server = ?1 AND uuid = ?2")?;
+    for uuid in unpin {
+        clear.execute(params![server, uuid])?;
     }
     Ok(())
 }
@@ -291,7 +311,8 @@ impl QuotaLog for SqliteStore {
             let read_stamp = match commit.read_at {
                 Some(read_at) => {
                     let written = commit.entries.iter().map(|e| e.uuid.as_str()).collect();
-                    keep_previous_reads(&tx, &server, &written)?;
+                    let reread = commit.reread.iter().map(String::as_str).collect();
+                    keep_previous_reads(&tx, &server, &written, &reread)?;
                     Some(read_at)
                 }
                 None => current_read_stamp(&tx, &server)?,
@@ -316,7 +337,7 @@ impl QuotaLog for SqliteStore {
                 )?;
             }
             tx.commit()?;
-            cache.after_commit(conn, commit.entries.len());
+            cache.after_commit(conn, commit.entries.len() + commit.reread.len());
             Ok(())
         })
     }

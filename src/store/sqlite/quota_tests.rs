@@ -56,6 +56,7 @@ async fn commit(
         api_version: "1.0.0".into(),
         now,
         read_at: Some(now),
+        reread: Vec::new(),
         daily: Vec::new(),
     };
     store.quota().commit("fra-1", commit).await.unwrap();
