@@ -388,6 +388,28 @@ async fn key_list_is_shared_between_callers() {
 }
 
 #[tokio::test]
+async fn a_released_key_list_is_shared_while_someone_holds_it_then_freed() {
+    let replay = v2_replay().await;
+    let api = client(&replay.base_url());
+    let held = api.list_keys().await.unwrap();
+    api.release_key_list().await;
+    let again = api.list_keys().await.unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&held, &again),
+        "still held by a caller: the same list"
+    );
+    assert_eq!(replay.count("GET", "/api/keys"), 1);
+    let weak = std::sync::Arc::downgrade(&held);
+    drop((held, again));
+    assert!(weak.upgrade().is_none(), "freed with its last holder");
+    assert_eq!(api.list_keys().await.unwrap().len(), 2);
+    assert_eq!(replay.count("GET", "/api/keys"), 2, "fetched again");
+    // Not released: shared for the whole time to live, holders or not.
+    assert_eq!(api.list_keys().await.unwrap().len(), 2);
+    assert_eq!(replay.count("GET", "/api/keys"), 2);
+}
+
+#[tokio::test]
 async fn capabilities_are_detected_and_redetected_after_a_404() {
     let replay = Replay::start().await;
     replay.set("GET", "/api/", Canned::json(200, sample("v1_root.json")));

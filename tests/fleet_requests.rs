@@ -177,6 +177,14 @@ async fn a_2x_cycle_asks_for_the_version_once_and_quota_adds_no_validation() {
 }
 
 #[tokio::test]
+async fn a_run_does_not_keep_the_key_list_for_the_next_one() {
+    // The runner releases the list after each run (500 servers' lists are ~25 MiB):
+    // a later run, even within the list's time to live, fetches its own.
+    let server = one_cycle(ApiGeneration::V2, &[JobKind::Quota, JobKind::Dataplane]).await;
+    assert_eq!(count(&server, "GET", "/api/keys"), 2);
+}
+
+#[tokio::test]
 async fn a_quota_run_alone_does_not_call_validate_sync() {
     for generation in [ApiGeneration::V1, ApiGeneration::V2] {
         let server = one_cycle(generation, &[JobKind::Quota]).await;

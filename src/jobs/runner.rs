@@ -112,7 +112,15 @@ pub struct Runner {
     /// Cancelled once the store was found deleted or replaced: the daemon stops.
     store_lost: CancellationToken,
     leadership: Leadership,
+    /// Runs between their permit and their end: the last one to end hands the memory
+    /// freed meanwhile back to the system.
+    in_flight: std::sync::atomic::AtomicUsize,
+    last_release: Mutex<Option<Instant>>,
 }
+
+/// Memory freed by runs is given back to the system at most this often (when the last
+/// run in flight ends): a wave of runs builds and drops large answers and key lists.
+const RELEASE_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The lease holder name of a daemon sharing its fleet: its leases are taken over by
 /// the agent that leads the server now (the holder lost it: it crashed, or was cut off
@@ -151,6 +159,30 @@ impl Runner {
             leadership: Leadership::solo(),
             holder: holder_name("keywarden"),
             store_lost: CancellationToken::new(),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last_release: Mutex::new(None),
+        }
+    }
+
+    /// After a run on `target`: the server's key list is no longer held for the next
+    /// run (`ServerApi::release_key_list`), and when no other run is in flight the
+    /// allocator returns what the wave of runs freed (at most once a second).
+    async fn after_run(&self, target: &Target) {
+        target.api.release_key_list().await;
+        use std::sync::atomic::Ordering::AcqRel;
+        if self.in_flight.fetch_sub(1, AcqRel) != 1 {
+            return;
+        }
+        let due = {
+            let mut last = lock(&self.last_release);
+            let due = last.is_none_or(|at| at.elapsed() >= RELEASE_MEMORY_EVERY);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            crate::process::release_free_memory();
         }
     }
 
@@ -318,7 +350,11 @@ impl Runner {
         }
         let started_at = self.clock.now();
         let started = Instant::now();
-        let Some(result) = self.run_renewing(target, job, options).await else {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let result = self.run_renewing(target, job, options).await;
+        self.after_run(target).await;
+        let Some(result) = result else {
             self.release(&name, job).await;
             lock(&self.stats).stopped_not_leading += 1;
             tracing::warn!(server = %name, job = job.as_str(), "run stopped: this agent no longer leads the server (the PostgreSQL connection or its lock was lost)");

@@ -7,7 +7,7 @@
 //! bottom), sharing the key-list cache, the capability probe and the id/uuid fallback.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, Url};
@@ -99,7 +99,10 @@ impl ClientSettings {
 
 struct CachedKeys {
     fetched_at: Instant,
-    keys: Arc<Vec<VpnKey>>,
+    /// The list while a run may still ask for it again (see `release_key_list`).
+    held: Option<Arc<Vec<VpnKey>>>,
+    /// The list for as long as anyone still holds it.
+    keys: Weak<Vec<VpnKey>>,
     /// Ids and uuids that name more than one key of this list.
     shared: HashSet<String>,
 }
@@ -504,8 +507,9 @@ impl ServerApi {
         let mut cached = self.inner.keys.lock().await;
         if let Some(entry) = cached.as_ref()
             && entry.fetched_at.elapsed() < self.inner.settings.key_list_ttl
+            && let Some(keys) = entry.held.clone().or_else(|| entry.keys.upgrade())
         {
-            return Ok(entry.keys.clone());
+            return Ok(keys);
         }
         // Holding the lock while fetching makes concurrent callers share one request.
         let (endpoint, answer) = self.get("/keys").await?;
@@ -517,9 +521,21 @@ impl ServerApi {
         *cached = Some(CachedKeys {
             fetched_at: Instant::now(),
             shared: shared_identities(&keys),
-            keys: keys.clone(),
+            held: Some(keys.clone()),
+            keys: Arc::downgrade(&keys),
         });
         Ok(keys)
+    }
+
+    /// Stop holding the fetched key list: it stays shared while a caller still holds it
+    /// and is freed with the last one; a later `list_keys` fetches it again. The runner
+    /// calls this after every run: a 500-server fleet otherwise kept every server's list
+    /// (100 000 keys, ~25 MiB) between runs, minutes after it was useful. What the list
+    /// said about identities shared by several keys is kept (see `per_key`).
+    pub async fn release_key_list(&self) {
+        if let Some(cached) = self.inner.keys.lock().await.as_mut() {
+            cached.held = None;
+        }
     }
 
     /// Fetch the key list if none was ever fetched (errors are left to the callers

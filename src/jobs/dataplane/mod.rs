@@ -100,9 +100,10 @@ async fn fetch_links(
     ids: &[String],
     now: DateTime<Utc>,
 ) -> Vec<(String, Result<Option<StoredLink>, ApiError>)> {
+    let by_id: HashMap<&str, &ActiveKey> = keys.iter().map(|k| (k.id.as_str(), k)).collect();
     let mut tasks = JoinSet::new();
     for id in ids {
-        let Some(key) = keys.iter().find(|k| &k.id == id).cloned() else {
+        let Some(key) = by_id.get(id.as_str()).map(|&k| k.clone()) else {
             continue;
         };
         let api = api.clone();
@@ -165,12 +166,12 @@ pub async fn links(
     let mut first_error = None;
     let results = fetch_links(api, &active, &link_plan.fetch, now).await;
     let all_failed = !results.is_empty() && results.iter().all(|(_, r)| r.is_err());
+    let names: HashMap<&str, &str> = active
+        .iter()
+        .map(|k| (k.id.as_str(), k.name.as_str()))
+        .collect();
     for (id, result) in results {
-        let name = active
-            .iter()
-            .find(|k| k.id == id)
-            .map(|k| k.name.clone())
-            .unwrap_or_default();
+        let name = names.get(id.as_str()).copied().unwrap_or_default();
         match result {
             Ok(Some(link)) => {
                 known.insert(id.clone(), link.clone());

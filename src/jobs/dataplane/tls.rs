@@ -192,11 +192,17 @@ fn build_config(extra_roots: &[PathBuf]) -> Result<Arc<ClientConfig>, String> {
                 "no trusted roots for the TLS probe ({error}): install the system's CA certificates or set reality_ca_file"
             )
         })?;
-    let config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|error| format!("TLS 1.3 setup: {error}"))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
+    // No session resumption: a resumed TLS 1.3 handshake shows no certificate, and
+    // checking the certificate is what every probe is for (Reality relays to `dest`,
+    // whose tickets another port with the same server name would accept). A probe
+    // closes the connection before the server's tickets arrive, so none is stored
+    // today; this keeps it so if a probe ever reads on.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
