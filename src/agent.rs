@@ -71,7 +71,10 @@ impl AgentOptions {
             clock,
             sinks: SinkOptions::default(),
             report_delivery: Default::default(),
-            dispatch: DispatchOptions::new(config.alerts.max_age),
+            dispatch: DispatchOptions::for_daemon(
+                config.alerts.max_age,
+                config.store.postgres().is_some(),
+            ),
             wrap_sink: None,
             leadership: None,
         }
@@ -215,13 +218,16 @@ impl Agent {
     }
 
     /// Periodic upkeep: the store still the one opened (else `runner.store_lost()`
-    /// fires), liveness for /healthz, outbox gauges, the heartbeat.
+    /// fires), liveness for /healthz, outbox gauges, the heartbeat; then the memory the
+    /// runs freed goes back to the system.
     pub async fn tick(&self) {
         let _ = self.runner.check_store().await;
         self.alive
             .store(self.scheduler.is_alive(), Ordering::Relaxed);
         outbox_gauges(&self.store, &self.metrics, self.clock.now()).await;
         heartbeat(&self.config, &self.runner, &self.heartbeat_client).await;
+        // After the runs, before the daemon rests: what they freed leaves the RSS.
+        crate::process::release_free_memory();
     }
 
     /// Stop scheduling, let runs in flight finish within `deadline`, then stop the

@@ -20,6 +20,7 @@ pub mod process;
 pub mod quota;
 pub mod redact;
 pub mod report;
+pub mod runtime;
 pub mod scheduler;
 pub mod secret;
 pub mod server_api;

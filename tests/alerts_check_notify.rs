@@ -122,7 +122,7 @@ async fn check_notify_beside_a_running_daemon_leaves_the_notices_to_it() {
         "{stdout}"
     );
 
-    // The daemon's dispatcher looks at the outbox every few seconds and delivers it.
+    // The daemon's dispatcher looks at the outbox at least every 20 s and delivers it.
     let waited = std::time::Instant::now();
     while hook.requests().is_empty() {
         assert!(

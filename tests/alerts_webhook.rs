@@ -489,3 +489,84 @@ async fn alert_test_reports_per_sink_and_exits_2_unless_all_delivered() {
     assert_eq!((of("hook").delivered, of("hook").pending), (2, 0));
     assert_eq!((of("broken").dropped, of("broken").pending), (1, 0));
 }
+
+#[tokio::test]
+async fn the_daemons_sink_task_does_not_poll_an_idle_outbox_and_delivers_when_woken() {
+    use keywarden::alert::{ALONE_MAX_IDLE, DispatchOptions, Dispatcher, Pipeline};
+    use keywarden::jobs::{AlertSink, FindingSink};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    // The only agent's options: a look at the outbox every 20 s, not 5 s, unless woken
+    // or something is due.
+    let options = DispatchOptions::for_daemon(Duration::from_secs(3600), false);
+    assert_eq!(options.max_idle, ALONE_MAX_IDLE);
+    assert!(DispatchOptions::for_daemon(Duration::from_secs(3600), true).max_idle < ALONE_MAX_IDLE);
+
+    let hook = Receiver::start().await;
+    let h = Harness::new(&hook_config(&hook, "group_wait = \"0s\""));
+    let dispatcher = Dispatcher::start(
+        h.pipeline.clone(),
+        h.sinks(&SinkOptions::default()),
+        options,
+    );
+    // A notice of the daemon's own pipeline wakes the sink task: sent at once (and the
+    // task is past its first look at the outbox).
+    h.run(
+        "fra-1",
+        JobKind::ConfigSync,
+        vec![finding(
+            "fra-1",
+            FindingKind::ConfigDrift,
+            Severity::Warning,
+        )],
+    )
+    .await;
+    within(
+        "delivery of the daemon's own notice",
+        eventually("a notice delivered", || hook.requests().len() == 1),
+    )
+    .await;
+    // Another process on the same store (`check --notify`) queues a notice: its own
+    // pipeline, whose wake-up does not reach the daemon's sink task.
+    let other = Arc::new(Pipeline::new(
+        h.store.clone(),
+        Arc::new(h.clock.clone()),
+        &h.config.alerts,
+    ));
+    let mut other_finding = finding("fra-1", FindingKind::SyncFailed, Severity::Warning);
+    other_finding.job = JobKind::Reality;
+    let findings = vec![other_finding];
+    let now = keywarden::clock::Clock::now(&h.clock);
+    let changes = h
+        .store
+        .findings()
+        .record("fra-1", JobKind::Reality, &findings, now)
+        .await
+        .unwrap();
+    let report = keywarden::jobs::runner::RunReport {
+        server: "fra-1".into(),
+        job: JobKind::Reality,
+        started_at: now,
+        duration_ms: 1,
+        outcome: keywarden::model::RunOutcome::Ok,
+        findings,
+        plan: vec![],
+        error: None,
+        facts: vec![],
+    };
+    AlertSink(other).deliver(&report, &changes).await;
+    assert_eq!(h.store.alerts().pending("hook").await.unwrap().len(), 1);
+    // Nothing woke the sink task and nothing of its own is due: it sleeps (with the
+    // tests' usual 20 ms look, it would have sent by now).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.requests().len(), 1, "the sink task polled the outbox");
+    // Woken (or at its next look): the notice goes out.
+    dispatcher.wake();
+    within(
+        "delivery after the wake-up",
+        eventually("the other notice delivered", || hook.requests().len() == 2),
+    )
+    .await;
+    assert!(dispatcher.shutdown(Duration::from_secs(5)).await);
+}

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 1),
     ("output", 1),
     ("terminal", 1),
+    ("runtime", 1),
     ("config", 2),
     ("redact", 2),
     ("store", 3),

@@ -43,13 +43,38 @@ pub struct DispatchOptions {
     pub max_idle: Duration,
 }
 
+/// How often a sink task of a shared fleet (PostgreSQL store) looks at its outbox: the
+/// other agents queue notices there without waking this one.
+pub const SHARED_MAX_IDLE: Duration = Duration::from_secs(5);
+
+/// How often a sink task of the only agent (SQLite store) looks at its outbox when
+/// nothing is due: the notices it must send are queued by its own pipeline, which wakes
+/// it, except those a `check --notify` beside the daemon leaves queued for it
+/// (`flush_right`), which this look picks up. The 5 s of a shared fleet cost the idle
+/// daemon an outbox read on a blocking thread every 5 s per sink.
+pub const ALONE_MAX_IDLE: Duration = Duration::from_secs(20);
+
 impl DispatchOptions {
     pub fn new(max_age: Duration) -> DispatchOptions {
         DispatchOptions {
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(600),
             max_age,
-            max_idle: Duration::from_secs(5),
+            max_idle: SHARED_MAX_IDLE,
+        }
+    }
+
+    /// The daemon's: sink tasks of the only agent sleep until something is due, a
+    /// notice is queued or [`ALONE_MAX_IDLE`] passed, instead of reading the outbox
+    /// every few seconds.
+    pub fn for_daemon(max_age: Duration, shared_fleet: bool) -> DispatchOptions {
+        DispatchOptions {
+            max_idle: if shared_fleet {
+                SHARED_MAX_IDLE
+            } else {
+                ALONE_MAX_IDLE
+            },
+            ..DispatchOptions::new(max_age)
         }
     }
 }
@@ -310,6 +335,7 @@ pub struct Dispatcher {
     cancel: CancellationToken,
     tracker: TaskTracker,
     stats: Arc<Mutex<DispatchStats>>,
+    pipeline: Arc<Pipeline>,
 }
 
 impl Dispatcher {
@@ -370,7 +396,14 @@ impl Dispatcher {
             cancel,
             tracker,
             stats,
+            pipeline,
         }
+    }
+
+    /// Have every sink task look at its outbox now (notices queued by another process
+    /// on the same store).
+    pub fn wake(&self) {
+        self.pipeline.wake_all();
     }
 
     pub fn stats(&self) -> DispatchStats {

@@ -18,7 +18,8 @@ mod render;
 pub(crate) mod sink;
 
 pub use dispatch::{
-    DispatchOptions, DispatchStats, Dispatcher, FlushReport, flush, left_queued, send_test,
+    ALONE_MAX_IDLE, DispatchOptions, DispatchStats, Dispatcher, FlushReport, SHARED_MAX_IDLE,
+    flush, left_queued, send_test,
 };
 pub use pipeline::{CHECK_NOTIFY_DEADLINE, Pipeline, observations};
 pub use sink::{Sink, SinkError, SinkOptions};
