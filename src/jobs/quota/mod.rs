@@ -11,6 +11,10 @@
 //! 5. reports (pure): threshold notices, drops, the guard, the reset digest, staleness.
 //!
 //! See docs/quotas.md for the accounting rules and why notices are one-shot.
+//!
+//! Longer than 400 lines on purpose: which ledger entries a commit writes (only those
+//! that changed; keys merely read again move their reading time) sits next to the
+//! commit, with its table test at the bottom.
 
 mod before_restart;
 mod execute;
