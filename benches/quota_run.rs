@@ -242,6 +242,8 @@ impl Bench {
         let cpu = cpu_time();
         let started = Instant::now();
         let result = quota::run(&ctx).await;
+        // As the daemon's runner does when its last run in flight ends.
+        keywarden::process::release_free_memory();
         let wall = started.elapsed();
         let cpu = cpu_time().saturating_sub(cpu);
         let figure = Figure {
@@ -331,6 +333,8 @@ fn main() {
         sim_child(keys);
         return;
     }
+    // The daemon's allocator settings (`keywarden run` makes them first thing in main).
+    keywarden::process::tune_allocator();
     keywarden::tls::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -108,8 +108,13 @@ pub fn account(
     now: DateTime<Utc>,
 ) -> Accounted {
     entry.gone_at = None;
-    entry.key_id = key.id.to_owned();
-    entry.name = key.name.to_owned();
+    // Usually unchanged: no new string per key and run.
+    if entry.key_id != key.id {
+        entry.key_id = key.id.to_owned();
+    }
+    if entry.name != key.name {
+        entry.name = key.name.to_owned();
+    }
     let bytes = match reading {
         Reading::Failed | Reading::Ambiguous => return Accounted::default(),
         Reading::Idle => {

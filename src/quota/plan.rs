@@ -33,6 +33,10 @@ pub struct ObservedKey {
     pub reading: Reading,
 }
 
+/// The ledger by uuid. A fast hasher (seeded per process): a run at 100 000 keys
+/// hashes each uuid several times.
+pub type Ledger = foldhash::HashMap<String, Entry>;
+
 /// Everything the planner looks at.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -40,7 +44,7 @@ pub struct Observed {
     pub api_version: String,
     pub keys: Vec<ObservedKey>,
     /// The ledger by uuid (keys gone from the server included).
-    pub ledger: HashMap<String, Entry>,
+    pub ledger: Ledger,
     pub memory: ServerMemory,
 }
 
@@ -144,7 +148,8 @@ pub fn plan(
         ledger_only: 0,
         resets_allowed: server_resets == ServerResets::Call,
     };
-    let mut by_uuid: HashMap<&str, Entry> = HashMap::with_capacity(observed.keys.len());
+    let mut by_uuid: foldhash::HashMap<&str, Entry> =
+        foldhash::HashMap::with_capacity_and_hasher(observed.keys.len(), Default::default());
     for key in &observed.keys {
         if let Some(entry) = run.key(key) {
             by_uuid.insert(key.uuid.as_str(), entry);
@@ -424,8 +429,7 @@ fn action_for(
 
 /// Keys in the ledger that the server no longer lists: marked gone (once).
 fn gone(observed: &Observed, now: DateTime<Utc>) -> Vec<Entry> {
-    let listed: std::collections::HashSet<&str> =
-        observed.keys.iter().map(|k| k.uuid.as_str()).collect();
+    let listed: foldhash::HashSet<&str> = observed.keys.iter().map(|k| k.uuid.as_str()).collect();
     observed
         .ledger
         .values()

@@ -4,7 +4,6 @@
 //! Longer than 400 lines on purpose: a test file, one table or scenario per rule of the
 //! planner.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -67,7 +66,7 @@ fn observed(keys: Vec<ObservedKey>) -> Observed {
         server: "fra-1".into(),
         api_version: "1.0.0".into(),
         keys,
-        ledger: HashMap::new(),
+        ledger: Ledger::default(),
         memory: ServerMemory::default(),
     }
 }

@@ -6,7 +6,7 @@
 //! Longer than 400 lines on purpose: every endpoint's call is here (and its tests at the
 //! bottom), sharing the key-list cache, the capability probe and the id/uuid fallback.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -110,7 +110,8 @@ struct CachedKeys {
 /// The identities (id or uuid) that name more than one key: a per-key call by one of
 /// them may reach any of those keys.
 fn shared_identities(keys: &[VpnKey]) -> HashSet<String> {
-    let mut named: HashMap<&str, usize> = HashMap::new();
+    let mut named: foldhash::HashMap<&str, usize> =
+        foldhash::HashMap::with_capacity_and_hasher(2 * keys.len(), Default::default());
     for key in keys {
         // A key's id equal to its own uuid (servers that know only uuids) counts once.
         named

@@ -1,6 +1,9 @@
 //! One HTTP exchange with a server: timeouts, the body size cap, status mapping and the
 //! retry policy. Everything above this layer sees a successful answer's bytes (checked to
 //! be JSON, not yet decoded) or typed `ApiError`s.
+//!
+//! Longer than 400 lines on purpose: the exchange, its retry policy and their tests read
+//! best together.
 
 use std::time::{Duration, Instant};
 

@@ -11,6 +11,10 @@
 //! 5. reports (pure): threshold notices, drops, the guard, the reset digest, staleness.
 //!
 //! See docs/quotas.md for the accounting rules and why notices are one-shot.
+//!
+//! Longer than 400 lines on purpose: which ledger entries a commit writes (only those
+//! that changed; keys merely read again move their reading time) sits next to the
+//! commit, with its table test at the bottom.
 
 mod before_restart;
 mod execute;
@@ -18,7 +22,7 @@ mod observe;
 mod outcome;
 mod report;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
@@ -31,7 +35,9 @@ use crate::config::CounterResets;
 use crate::model::FindingKind;
 use crate::model::quota::Entry;
 use crate::model::report::DailyUsage;
-use crate::quota::plan::{Accounting, Action, Observed, ServerMemory, ServerResets, Settings};
+use crate::quota::plan::{
+    Accounting, Action, Ledger, Observed, ServerMemory, ServerResets, Settings,
+};
 use crate::quota::{self, Plan};
 use crate::store::QuotaCommit;
 
@@ -228,7 +234,7 @@ async fn commit_and_execute(
 /// the ledger as read but for their reading time): the store moves their reading time
 /// without touching their rows, so a run where few counters moved writes few rows.
 pub(super) fn changed_entries(
-    ledger: &HashMap<String, Entry>,
+    ledger: &Ledger,
     entries: Vec<Entry>,
     read_at: DateTime<Utc>,
 ) -> (Vec<Entry>, Vec<String>) {
@@ -295,7 +301,7 @@ pub(super) fn daily_usage(
 ) -> Vec<DailyUsage> {
     let day = now.with_timezone(&tz).date_naive();
     // By uuid: a search of the entries per growing key made a 10 000-key run quadratic.
-    let entries: HashMap<&str, &Entry> = accounting
+    let entries: foldhash::HashMap<&str, &Entry> = accounting
         .entries
         .iter()
         .map(|entry| (entry.uuid.as_str(), entry))
@@ -466,8 +472,7 @@ mod tests {
 
     #[test]
     fn only_entries_that_changed_are_written_the_rest_are_reread() {
-        let ledger: HashMap<String, Entry> =
-            (1..=5).map(|n| (format!("uuid-{n}"), entry(n))).collect();
+        let ledger: Ledger = (1..=5).map(|n| (format!("uuid-{n}"), entry(n))).collect();
         let read = |mut e: Entry| {
             e.read_at = Some(at(2));
             e

@@ -3,17 +3,17 @@
 //! each key's counter (the 1.x bulk answer when the server has it, else per-key reads with
 //! at most `concurrency` in flight). Read-only.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
 use crate::jobs::JobContext;
 pub use crate::jobs::ObserveError;
 use crate::model::FindingKind;
-use crate::model::quota::{Entry, ServerMemory};
+use crate::model::quota::ServerMemory;
 use crate::quota::Reading;
 use crate::quota::identity::{self, Ambiguity};
-use crate::quota::plan::{Observed, ObservedKey};
+use crate::quota::plan::{Ledger, Observed, ObservedKey};
 use crate::server_api::{ApiError, ApiErrorKind, KeyTraffic, ServerApi, VpnKey};
 use crate::store::StoreError;
 
@@ -21,7 +21,7 @@ use crate::store::StoreError;
 #[derive(Debug, Clone)]
 pub struct Remembered {
     /// The ledger by uuid (keys gone from the server included).
-    pub ledger: HashMap<String, Entry>,
+    pub ledger: Ledger,
     /// The job's memory, with `sync_noted_at` taken from config_sync's attempts.
     pub memory: ServerMemory,
     /// The periods whose `reset_not_applied` digest was already raised.
@@ -56,7 +56,7 @@ pub async fn remembered(ctx: &JobContext<'_>) -> Result<Remembered, StoreError> 
 /// Read `ctx.server` and put it together with what the store remembers.
 pub async fn observe(
     ctx: &JobContext<'_>,
-    ledger: HashMap<String, Entry>,
+    ledger: Ledger,
     memory: ServerMemory,
 ) -> Result<Observed, ApiError> {
     let capabilities = ctx.api.capabilities().await?;
@@ -104,11 +104,13 @@ async fn bulk_readings(
     ambiguity: &Ambiguity,
 ) -> Result<Vec<Reading>, ApiError> {
     let bulk = api.bulk_traffic().await?;
-    let by_uuid: HashMap<&str, (u64, u64)> = bulk
-        .entries
-        .iter()
-        .map(|e| (e.uuid.as_str(), (e.total_bytes, e.connections)))
-        .collect();
+    let mut by_uuid: foldhash::HashMap<&str, (u64, u64)> =
+        foldhash::HashMap::with_capacity_and_hasher(bulk.entries.len(), Default::default());
+    by_uuid.extend(
+        bulk.entries
+            .iter()
+            .map(|e| (e.uuid.as_str(), (e.total_bytes, e.connections))),
+    );
     Ok(keys
         .iter()
         .enumerate()

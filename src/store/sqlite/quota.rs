@@ -74,7 +74,11 @@ pub(super) fn upsert_entries(
     )?;
     // Most entries share a few instants (this run's): format each once.
     let mut stamps = Stamps::default();
-    for e in entries {
+    // In key order: each statement finds its row next to the last one's, in pages the
+    // cache still holds (in the plan's hash order every row was a random B-tree walk).
+    let mut in_key_order: Vec<&Entry> = entries.iter().collect();
+    in_key_order.sort_unstable_by(|a, b| a.uuid.cmp(&b.uuid));
+    for e in in_key_order {
         let read_at = e.read_at.filter(|at| Some(*at) != read_stamp);
         statement.execute(params![
             server,
@@ -195,8 +199,8 @@ pub(super) fn current_read_stamp(
 fn keep_previous_reads(
     tx: &Transaction<'_>,
     server: &str,
-    written: &std::collections::HashSet<&str>,
-    reread: &std::collections::HashSet<&str>,
+    written: &foldhash::HashSet<&str>,
+    reread: &foldhash::HashSet<&str>,
 ) -> rusqlite::Result<()> {
     // With nothing reread only rows without a time of their own can need one.
     let mut select = tx.prepare_cached(

@@ -31,7 +31,10 @@ pub(super) fn add_daily_usage(
         "INSERT INTO usage_daily (server, day, uuid, key_id, name, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (server, day, uuid) DO UPDATE SET key_id = ?4, name = ?5, bytes = bytes + ?6",
     )?;
-    for row in rows.iter().filter(|r| r.bytes > 0) {
+    // In key order, as the ledger's rows (see `quota::upsert_entries`).
+    let mut in_key_order: Vec<&DailyUsage> = rows.iter().filter(|r| r.bytes > 0).collect();
+    in_key_order.sort_unstable_by(|a, b| (a.day, &a.uuid).cmp(&(b.day, &b.uuid)));
+    for row in in_key_order {
         statement.execute(params![
             server,
             day_text(row.day),
