@@ -16,7 +16,15 @@ fn main() -> ExitCode {
     keywarden::process::tune_allocator();
     let cli = Cli::parse();
     keywarden::tls::install_crypto_provider();
-    let runtime = match keywarden::runtime::build() {
+    // `check` is one short burst of runs that mostly wait on servers: one thread serves
+    // it without cross-thread wake-ups (a measurable share of a per-key read's CPU); the
+    // store still works on its own blocking threads. Everything else (the daemon above
+    // all) gets the multi-threaded runtime of runtime.rs.
+    let built = match cli.command {
+        Command::Check { .. } => keywarden::runtime::build_current_thread(),
+        _ => keywarden::runtime::build(),
+    };
+    let runtime = match built {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("keywarden: cannot start the async runtime: {err}");

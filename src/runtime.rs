@@ -37,6 +37,16 @@ pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// One thread for a short burst of work that mostly waits (`check`), with the same
+/// bounded blocking pool.
+pub fn build_current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .enable_all()
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,6 +150,7 @@ fn field_name() -> impl Strategy<Value = String> {
             "exact_traffic", "traffic_bytes", "timestamp", "source", "version", "detail",
             "validation", "synced", "synchronized", "status", "message", "success",
             "has_traffic_data", "precise_monitor_available", "total_keys", "key",
+            "uplink", "downlink", "up", "down", "traffic", "last_updated", "updated_at",
         ])
         .prop_map(str::to_owned),
         1 => "[a-z_]{0,8}",
@@ -247,6 +248,17 @@ proptest! {
     }
 
     #[test]
+    fn a_key_traffic_answer_reads_alike_from_bytes_and_from_a_tree(
+        value in prop_oneof![3 => record(), 1 => any_json()],
+    ) {
+        // The per-key read's fast path (typed, from the bytes) must give exactly what the
+        // tree path gives, errors included.
+        let bytes = serde_json::to_vec(&value).unwrap();
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        prop_assert_eq!(typed::key_traffic(&bytes), wire::key_traffic(&value));
+    }
+
+    #[test]
     fn cut_and_corrupted_real_answers_never_panic(
         which in 0usize..4,
         cut in any::<prop::sample::Index>(),
@@ -268,6 +280,28 @@ proptest! {
         bytes.truncate(cut.index(bytes.len() + 1));
         check_typed(&bytes)?;
     }
+}
+
+#[test]
+fn recorded_key_traffic_answers_read_alike_from_bytes_and_from_a_tree() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/api-samples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.contains("traffic") || !name.ends_with(".json") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            typed::key_traffic(&bytes),
+            wire::key_traffic(&value),
+            "{name}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 4, "only {seen} traffic samples found");
 }
 
 /// A realistic key list (what a 1.x server sends), of `n` keys.

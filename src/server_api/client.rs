@@ -205,6 +205,19 @@ fn is_missing_route(error: &ApiError) -> bool {
     matches!(&error.kind, ApiErrorKind::NotFound { detail } if detail == "Not Found")
 }
 
+/// A per-key read that took at least this long was waiting on the server (or the
+/// network), not on this process: another read in flight would not have slowed it. Well
+/// above what a busy machine adds to a nearby server's answer (a loaded 2-core host
+/// delays reads by a few milliseconds), well below a distant server's round trip.
+pub const WIDEN_AFTER: Duration = Duration::from_millis(10);
+
+/// Whether a batch of per-key reads should put one more read in flight after one that
+/// took `took` (pure). A read answered within `WIDEN_AFTER` means the server keeps up
+/// with one connection; a slower one means the batch is bound by latency.
+pub fn widen_reads(took: Duration) -> bool {
+    took >= WIDEN_AFTER
+}
+
 /// Path segment encoding for ids (they are UUIDs in practice, but never trust that).
 fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
@@ -274,21 +287,36 @@ impl ServerApi {
         kind: CallKind,
         body: Option<&Value>,
     ) -> ApiResult<Answer> {
-        let url = format!("{}{}", self.inner.base, path);
         let endpoint = format!("{} {}{}", method, self.inner.base_path, path);
+        let url = self.url_for(path, &endpoint)?;
         self.request_url(method, &url, &endpoint, kind, body).await
+    }
+
+    /// The URL of `path` under the base URL. Only the path is parsed (every per-key read
+    /// builds one: parsing the whole URL, host and all, each time showed in profiles);
+    /// the segments in it are already percent-encoded by `encode_segment`.
+    fn url_for(&self, path: &str, endpoint: &str) -> ApiResult<Url> {
+        if path.contains(['?', '#']) {
+            let text = format!("{}{}", self.inner.base, path);
+            return Url::parse(&text).map_err(|err| {
+                let reason = format!("not a valid URL: {err}");
+                ApiError::new(endpoint, ApiErrorKind::Setup { reason })
+            });
+        }
+        let mut url = self.inner.settings.base_url.clone();
+        url.set_path(&format!("{}{}", self.inner.base_path, path));
+        Ok(url)
     }
 
     async fn request_url(
         &self,
         method: Method,
-        url: &str,
+        url: &Url,
         endpoint: &str,
         kind: CallKind,
         body: Option<&Value>,
     ) -> ApiResult<Answer> {
         let settings = &self.inner.settings;
-        let (url, endpoint) = (url.to_string(), endpoint.to_string());
         let exchange = Exchange {
             client: &self.inner.http,
             api_key: &settings.api_key,
@@ -307,10 +335,10 @@ impl ServerApi {
                 // Closed never happens (we never close it); treat it as "no cap".
                 let _permit = self.inner.in_flight.acquire().await.ok();
                 let started = Instant::now();
-                let result = http::exchange(&exchange, method.clone(), &url, &endpoint, body).await;
+                let result = http::exchange(&exchange, method.clone(), url, endpoint, body).await;
                 if let Some(metrics) = &settings.metrics {
                     let kind = result.as_ref().err().map(|error| error.kind.label());
-                    metrics.api_call(&settings.name, &endpoint, started.elapsed(), kind);
+                    metrics.api_call(&settings.name, endpoint, started.elapsed(), kind);
                 }
                 result
             };
@@ -579,6 +607,13 @@ impl ServerApi {
         kind: CallKind,
         path_for: impl Fn(&str) -> String,
     ) -> ApiResult<Answer> {
+        let key = self.resolve(&method, key).await?;
+        self.per_key_resolved(method, &key, kind, path_for).await
+    }
+
+    /// `key` with its missing identity filled in, or an error when an identity of it
+    /// names several keys.
+    async fn resolve(&self, method: &Method, key: &KeyRef) -> ApiResult<KeyRef> {
         let key = self.complete(key).await;
         // The last key list fetched (fresh or not) says whether an identity names
         // several keys: then no call goes out by it. The quota job leaves such keys
@@ -595,6 +630,17 @@ impl ServerApi {
             return Err(ApiError::new(format!("{method} per-key call"), kind)
                 .redacted(&self.inner.settings.redactor));
         }
+        Ok(key)
+    }
+
+    /// [`ServerApi::per_key`] for a key already resolved.
+    async fn per_key_resolved(
+        &self,
+        method: Method,
+        key: &KeyRef,
+        kind: CallKind,
+        path_for: impl Fn(&str) -> String,
+    ) -> ApiResult<Answer> {
         let mut first_not_found: Option<ApiError> = None;
         for candidate in key.candidates() {
             match self
@@ -666,24 +712,27 @@ impl ServerApi {
     /// on 2.x.
     pub async fn key_traffic(&self, key: &KeyRef) -> ApiResult<KeyTraffic> {
         let capabilities = self.capabilities().await?;
-        let suffix = if capabilities.bulk_traffic {
-            "traffic/exact"
-        } else {
-            "traffic"
+        self.key_traffic_on(key, capabilities.bulk_traffic).await
+    }
+
+    /// [`ServerApi::key_traffic`] with the capabilities already known (`bulk`: the 1.x
+    /// routes).
+    async fn key_traffic_on(&self, key: &KeyRef, bulk: bool) -> ApiResult<KeyTraffic> {
+        let (suffix, endpoint) = match bulk {
+            true => ("traffic/exact", "GET /keys/{id}/traffic/exact"),
+            false => ("traffic", "GET /keys/{id}/traffic"),
         };
-        let result = self
-            .per_key(Method::GET, key, CallKind::Read, |id| {
-                format!("/keys/{id}/{suffix}")
-            })
-            .await;
-        match result {
-            Ok(answer) => {
-                let endpoint = format!("GET /keys/{{id}}/{suffix}");
-                self.decoded(
-                    &endpoint,
-                    wire::key_traffic(&self.json(&endpoint, &answer)?),
-                )
+        let result = match self.resolve(&Method::GET, key).await {
+            Ok(key) => {
+                self.per_key_resolved(Method::GET, &key, CallKind::Read, |id| {
+                    format!("/keys/{id}/{suffix}")
+                })
+                .await
             }
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(answer) => self.decoded(endpoint, typed::key_traffic(&answer.body)),
             Err(error) => {
                 self.note_missing_route(BULK_TRAFFIC_ROUTE, &error).await;
                 Err(error)
@@ -693,26 +742,46 @@ impl ServerApi {
 
     /// Read many keys' counters, at most `concurrency` at a time. Each key gets its own
     /// result, so one failure does not hide the others.
+    ///
+    /// The reads start one at a time and widen (one more in flight per slow read, see
+    /// [`widen_reads`]) up to `concurrency`: against a nearby server one connection keeps
+    /// up, and every extra connection costs a connect, a close and the server's accept;
+    /// a distant server widens to the cap within a few round trips.
     pub async fn key_traffic_many(&self, keys: &[KeyRef]) -> Vec<(KeyRef, ApiResult<KeyTraffic>)> {
         // Detect once up front so the parallel reads don't all race to detect.
-        if let Err(error) = self.capabilities().await {
-            return keys
-                .iter()
-                .map(|k| (k.clone(), Err(error.clone())))
-                .collect();
-        }
+        let bulk = match self.capabilities().await {
+            Ok(capabilities) => capabilities.bulk_traffic,
+            Err(error) => {
+                return keys
+                    .iter()
+                    .map(|k| (k.clone(), Err(error.clone())))
+                    .collect();
+            }
+        };
+        let cap = self.inner.settings.concurrency.max(1);
+        let mut window = 1;
         let mut tasks = tokio::task::JoinSet::new();
-        for (index, key) in keys.iter().enumerate() {
-            let client = self.clone();
-            let key = key.clone();
-            tasks.spawn(async move {
-                let result = client.key_traffic(&key).await;
-                (index, key, result)
-            });
-        }
+        let mut next = 0;
         let mut results: Vec<Option<(KeyRef, ApiResult<KeyTraffic>)>> = vec![None; keys.len()];
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok((index, key, result)) = joined {
+        loop {
+            while tasks.len() < window && next < keys.len() {
+                let client = self.clone();
+                let key = keys[next].clone();
+                let index = next;
+                tasks.spawn(async move {
+                    let started = Instant::now();
+                    let result = client.key_traffic_on(&key, bulk).await;
+                    (index, key, result, started.elapsed())
+                });
+                next += 1;
+            }
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
+            if let Ok((index, key, result, took)) = joined {
+                if widen_reads(took) {
+                    window = (window + 1).min(cap);
+                }
                 results[index] = Some((key, result));
             }
         }
@@ -750,7 +819,7 @@ impl ServerApi {
             None => Err(ApiError::new(
                 endpoint,
                 ApiErrorKind::Unconfirmed {
-                    snippet: answer.snippet,
+                    snippet: answer.snippet(&self.inner.settings.redactor),
                 },
             )),
         }
@@ -785,7 +854,7 @@ impl ServerApi {
             None => Err(ApiError::new(
                 endpoint,
                 ApiErrorKind::Unconfirmed {
-                    snippet: answer.snippet,
+                    snippet: answer.snippet(&self.inner.settings.redactor),
                 },
             )),
         }
@@ -810,7 +879,7 @@ impl ServerApi {
             None => Err(ApiError::new(
                 endpoint,
                 ApiErrorKind::Unconfirmed {
-                    snippet: answer.snippet,
+                    snippet: answer.snippet(&self.inner.settings.redactor),
                 },
             )),
         }
@@ -818,8 +887,11 @@ impl ServerApi {
 
     /// GET /health (2.x, outside /api, no key needed): the state of Xray and the API.
     pub async fn health(&self) -> ApiResult<Health> {
-        let url = format!("{}/health", self.inner.root);
         let endpoint = "GET /health";
+        let url = Url::parse(&format!("{}/health", self.inner.root)).map_err(|err| {
+            let reason = format!("not a valid URL: {err}");
+            ApiError::new(endpoint, ApiErrorKind::Setup { reason })
+        })?;
         let answer = self
             .request_url(Method::GET, &url, endpoint, CallKind::Read, None)
             .await?;
@@ -855,7 +927,7 @@ impl ServerApi {
             None => Err(ApiError::new(
                 endpoint,
                 ApiErrorKind::Unconfirmed {
-                    snippet: answer.snippet,
+                    snippet: answer.snippet(&self.inner.settings.redactor),
                 },
             )),
         }
@@ -894,7 +966,7 @@ impl ServerApi {
                     Err(ApiError::new(
                         endpoint,
                         ApiErrorKind::Unconfirmed {
-                            snippet: answer.snippet,
+                            snippet: answer.snippet(&self.inner.settings.redactor),
                         },
                     ))
                 }
@@ -906,6 +978,22 @@ impl ServerApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_key_reads_widen_only_when_a_read_waited_on_the_server() {
+        let ms = Duration::from_millis;
+        for (took, widen) in [
+            (Duration::ZERO, false),
+            (Duration::from_micros(300), false),
+            (ms(2), false),
+            (ms(9), false),
+            (WIDEN_AFTER, true),
+            (ms(20), true),
+            (Duration::from_secs(5), true),
+        ] {
+            assert_eq!(widen_reads(took), widen, "{took:?}");
+        }
+    }
 
     fn key(id: &str, uuid: &str) -> VpnKey {
         VpnKey {

@@ -90,22 +90,29 @@ pub struct Answer {
     /// The body, checked to be well-formed JSON. Decoded by the caller straight into the
     /// type it needs (no generic JSON tree in between), then dropped.
     pub body: Vec<u8>,
-    /// The first bytes of the body, secret-free, for "unconfirmed" reports.
-    pub snippet: String,
+}
+
+impl Answer {
+    /// The first bytes of the body, secret-free, for "unconfirmed" reports. Made only
+    /// when asked: most answers are decoded and dropped, and redacting every one of them
+    /// cost a few percent of a per-key read.
+    pub fn snippet(&self, redactor: &Redactor) -> String {
+        snippet(&self.body, redactor)
+    }
 }
 
 /// Perform one request, without retries.
 pub async fn exchange(
     ex: &Exchange<'_>,
     method: Method,
-    url: &str,
+    url: &reqwest::Url,
     endpoint: &str,
     body: Option<&Value>,
 ) -> ApiResult<Answer> {
     let fail = |kind| ApiError::new(endpoint, kind);
     let mut request = ex
         .client
-        .request(method, url)
+        .request(method, url.clone())
         .timeout(ex.timeout)
         .header("X-API-Key", ex.api_key.expose())
         .header("Accept", "application/json");
@@ -129,19 +136,19 @@ pub async fn exchange(
         bytes = bytes.len(),
         "api call"
     );
-    let snippet = snippet(&bytes, ex.redactor);
     if status.is_success() {
         // A syntax check that allocates nothing: a garbled answer (proxy page, truncated
         // JSON) is a transient protocol error here, and the typed decoders above only meet
         // well-formed JSON, so anything they refuse is a permanent decode error.
         return match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-            Ok(_) => Ok(Answer {
-                body: bytes,
-                snippet,
-            }),
-            Err(err) => Err(fail(protocol(status, &bytes, &err, snippet)).redacted(ex.redactor)),
+            Ok(_) => Ok(Answer { body: bytes }),
+            Err(err) => {
+                let snippet = snippet(&bytes, ex.redactor);
+                Err(fail(protocol(status, &bytes, &err, snippet)).redacted(ex.redactor))
+            }
         };
     }
+    let snippet = snippet(&bytes, ex.redactor);
     let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
     // The server's own words may quote the request (a FastAPI validation error echoes
     // the headers it saw): redacted, on one line, and not endless.

@@ -49,6 +49,28 @@ pub fn key_list(bytes: &[u8], cap: usize) -> Decoded<Vec<VpnKey>> {
     })
 }
 
+/// One key's traffic (GET /api/keys/{id}/traffic on 2.x, `.../traffic/exact` on 1.x),
+/// from the answer's bytes. Read once per key per run, so the flat 2.x answer is read
+/// straight into its fields; anything else (the nested 1.x `traffic_bytes` object, a
+/// value that does not read, a body that is not an object) takes the `wire.rs` path over
+/// a JSON tree, so results and error texts are `wire::key_traffic`'s in every case.
+pub fn key_traffic(bytes: &[u8]) -> Decoded<KeyTraffic> {
+    let flat = serde_json::from_slice::<ObjectOr<WireKeyTraffic>>(bytes)
+        .ok()
+        .and_then(|answer| match answer {
+            ObjectOr::Object(flat) => flat.into_model().ok().flatten(),
+            ObjectOr::Other(_) => None,
+        });
+    match flat {
+        Some(traffic) => Ok(traffic),
+        None => {
+            let value: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|err| DecodeError(err.to_string()))?;
+            super::wire::key_traffic(&value)
+        }
+    }
+}
+
 /// GET /api/traffic/exact (1.x), from the answer's bytes (`cap` as for [`key_list`]).
 pub fn bulk_traffic(bytes: &[u8], cap: usize) -> Decoded<BulkTraffic> {
     within_budget(cap, || {
@@ -592,6 +614,86 @@ tolerant_object! {
         active: Option<Scalar<'a>>,
         port: Option<Scalar<'a>>,
         short_id: Option<Scalar<'a>>,
+    }
+}
+
+tolerant_object! {
+    /// One key's traffic as the flat answers write it (2.x: `key_id`, `key_uuid`,
+    /// `total_bytes`, `timestamp`); the nested fields are only noted.
+    struct WireKeyTraffic<'a> {
+        traffic_bytes: Option<Scalar<'a>>,
+        traffic: Option<Scalar<'a>>,
+        exact_traffic: Option<Scalar<'a>>,
+        key_id: Option<Scalar<'a>>,
+        id: Option<Scalar<'a>>,
+        key_uuid: Option<Scalar<'a>>,
+        uuid: Option<Scalar<'a>>,
+        total_bytes: Option<Scalar<'a>>,
+        total: Option<Scalar<'a>>,
+        upload: Option<Scalar<'a>>,
+        uplink: Option<Scalar<'a>>,
+        up: Option<Scalar<'a>>,
+        download: Option<Scalar<'a>>,
+        downlink: Option<Scalar<'a>>,
+        down: Option<Scalar<'a>>,
+        connections: Option<Scalar<'a>>,
+        source: Option<Scalar<'a>>,
+        timestamp: Option<Scalar<'a>>,
+        last_updated: Option<Scalar<'a>>,
+        updated_at: Option<Scalar<'a>>,
+    }
+}
+
+impl WireKeyTraffic<'_> {
+    /// The model as `wire::key_traffic` builds it from a flat answer; `Ok(None)` when the
+    /// answer is not flat (a nested object stands where `wire.rs` looks for one, or no
+    /// total at all) and the tree path must judge it.
+    fn into_model(self) -> Decoded<Option<KeyTraffic>> {
+        let nested = [&self.traffic_bytes, &self.traffic, &self.exact_traffic]
+            .into_iter()
+            .any(|value| matches!(value, Some(Scalar::Object)));
+        if nested {
+            return Ok(None);
+        }
+        let what = &"key traffic";
+        let upload = u64_of(
+            &[
+                ("upload", &self.upload),
+                ("uplink", &self.uplink),
+                ("up", &self.up),
+            ],
+            what,
+        )?;
+        let download = u64_of(
+            &[
+                ("download", &self.download),
+                ("downlink", &self.downlink),
+                ("down", &self.down),
+            ],
+            what,
+        )?;
+        let total = match u64_of(
+            &[("total_bytes", &self.total_bytes), ("total", &self.total)],
+            what,
+        )? {
+            Some(total) => total,
+            None if upload.is_none() && download.is_none() => return Ok(None),
+            None => upload.unwrap_or(0).saturating_add(download.unwrap_or(0)),
+        };
+        Ok(Some(KeyTraffic {
+            key_id: text(&[("key_id", &self.key_id), ("id", &self.id)]),
+            uuid: text(&[("key_uuid", &self.key_uuid), ("uuid", &self.uuid)]),
+            total_bytes: total,
+            upload,
+            download,
+            connections: u64_of(&[("connections", &self.connections)], what)?,
+            source: text_or(&[("source", &self.source)], DEFAULT_SOURCE),
+            read_at: time_of(&[
+                ("timestamp", &self.timestamp),
+                ("last_updated", &self.last_updated),
+                ("updated_at", &self.updated_at),
+            ]),
+        }))
     }
 }
 
