@@ -218,16 +218,14 @@ impl Agent {
     }
 
     /// Periodic upkeep: the store still the one opened (else `runner.store_lost()`
-    /// fires), liveness for /healthz, outbox gauges, the heartbeat; then the memory the
-    /// runs freed goes back to the system.
+    /// fires), liveness for /healthz, outbox gauges, the heartbeat. (The memory runs
+    /// freed goes back to the system when the last run in flight ends: the runner.)
     pub async fn tick(&self) {
         let _ = self.runner.check_store().await;
         self.alive
             .store(self.scheduler.is_alive(), Ordering::Relaxed);
         outbox_gauges(&self.store, &self.metrics, self.clock.now()).await;
         heartbeat(&self.config, &self.runner, &self.heartbeat_client).await;
-        // After the runs, before the daemon rests: what they freed leaves the RSS.
-        crate::process::release_free_memory();
     }
 
     /// Stop scheduling, let runs in flight finish within `deadline`, then stop the
