@@ -240,56 +240,22 @@ pub(super) fn changed_entries(
 ) -> (Vec<Entry>, Vec<String>) {
     let mut changed = Vec::new();
     let mut reread = Vec::new();
-    for entry in entries {
+    for mut entry in entries {
         match ledger.get(&entry.uuid) {
-            Some(before) if entry.read_at == Some(read_at) && same_but_read_at(before, &entry) => {
-                reread.push(entry.uuid);
+            // Equal to the ledger once its reading time is the one read: only read again.
+            Some(before) if entry.read_at == Some(read_at) => {
+                entry.read_at = before.read_at;
+                if entry == *before {
+                    reread.push(entry.uuid);
+                } else {
+                    entry.read_at = Some(read_at);
+                    changed.push(entry);
+                }
             }
             _ => changed.push(entry),
         }
     }
     (changed, reread)
-}
-
-/// Every field equal but `read_at`.
-fn same_but_read_at(a: &Entry, b: &Entry) -> bool {
-    let Entry {
-        uuid,
-        key_id,
-        name,
-        counter,
-        used,
-        period_total,
-        period_start,
-        adopted,
-        warned,
-        exceeded_at,
-        exceed_resets,
-        delete_due,
-        expect_drop,
-        last_reset,
-        first_seen,
-        read_at: _,
-        changed_at,
-        gone_at,
-    } = a;
-    *uuid == b.uuid
-        && *key_id == b.key_id
-        && *name == b.name
-        && *counter == b.counter
-        && *used == b.used
-        && *period_total == b.period_total
-        && *period_start == b.period_start
-        && *adopted == b.adopted
-        && *warned == b.warned
-        && *exceeded_at == b.exceeded_at
-        && *exceed_resets == b.exceed_resets
-        && *delete_due == b.delete_due
-        && *expect_drop == b.expect_drop
-        && *last_reset == b.last_reset
-        && *first_seen == b.first_seen
-        && *changed_at == b.changed_at
-        && *gone_at == b.gone_at
 }
 
 /// This run's growth per key, counted on today's date in the agent's time zone (traffic
