@@ -10,6 +10,23 @@ use support::within;
 
 const BIN: &str = env!("CARGO_BIN_EXE_keywarden");
 
+/// `keywarden check --notify --job health -c <config>`, off the async runtime (the
+/// receivers live in this process).
+async fn check_notify(config: std::path::PathBuf) -> std::process::Output {
+    within(
+        "check --notify",
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["check", "--notify", "--job", "health", "-c"])
+                .arg(&config)
+                .output()
+                .unwrap()
+        }),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn check_notify_delivers_before_exiting() {
     let hook = Receiver::start().await;
@@ -26,18 +43,7 @@ async fn check_notify_delivers_before_exiting() {
         ),
     )
     .unwrap();
-    let output = within(
-        "check --notify",
-        tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args(["check", "--notify", "--job", "health", "-c"])
-                .arg(&config)
-                .output()
-                .unwrap()
-        }),
-    )
-    .await
-    .unwrap();
+    let output = check_notify(config).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("notifications: 1 delivered"), "{stdout}");
@@ -94,19 +100,7 @@ async fn check_notify_beside_a_running_daemon_leaves_the_notices_to_it() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    let check_config = config.clone();
-    let output = within(
-        "check --notify",
-        tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args(["check", "--notify", "--job", "health", "-c"])
-                .arg(&check_config)
-                .output()
-                .unwrap()
-        }),
-    )
-    .await
-    .unwrap();
+    let output = check_notify(config.clone()).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("notifications: 0 delivered"), "{stdout}");

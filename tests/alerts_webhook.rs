@@ -493,7 +493,6 @@ async fn alert_test_reports_per_sink_and_exits_2_unless_all_delivered() {
 #[tokio::test]
 async fn the_daemons_sink_task_does_not_poll_an_idle_outbox_and_delivers_when_woken() {
     use keywarden::alert::{ALONE_MAX_IDLE, DispatchOptions, Dispatcher, Pipeline};
-    use keywarden::jobs::{AlertSink, FindingSink};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -534,35 +533,20 @@ async fn the_daemons_sink_task_does_not_poll_an_idle_outbox_and_delivers_when_wo
         Arc::new(h.clock.clone()),
         &h.config.alerts,
     ));
-    let mut other_finding = finding("fra-1", FindingKind::SyncFailed, Severity::Warning);
-    other_finding.job = JobKind::Reality;
-    let findings = vec![other_finding];
-    let now = keywarden::clock::Clock::now(&h.clock);
-    let changes = h
-        .store
-        .findings()
-        .record("fra-1", JobKind::Reality, &findings, now)
-        .await
-        .unwrap();
-    let report = keywarden::jobs::runner::RunReport {
-        server: "fra-1".into(),
-        job: JobKind::Reality,
-        started_at: now,
-        duration_ms: 1,
-        outcome: keywarden::model::RunOutcome::Ok,
-        findings,
-        plan: vec![],
-        error: None,
-        facts: vec![],
-    };
-    AlertSink(other).deliver(&report, &changes).await;
+    h.run_through(
+        &other,
+        "fra-1",
+        JobKind::Reality,
+        vec![finding("fra-1", FindingKind::SyncFailed, Severity::Warning)],
+    )
+    .await;
     assert_eq!(h.store.alerts().pending("hook").await.unwrap().len(), 1);
     // Nothing woke the sink task and nothing of its own is due: it sleeps (with the
     // tests' usual 20 ms look, it would have sent by now).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(hook.requests().len(), 1, "the sink task polled the outbox");
     // Woken (or at its next look): the notice goes out.
-    dispatcher.wake();
+    h.pipeline.wake_all();
     within(
         "delivery after the wake-up",
         eventually("the other notice delivered", || hook.requests().len() == 2),

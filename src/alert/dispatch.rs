@@ -335,7 +335,6 @@ pub struct Dispatcher {
     cancel: CancellationToken,
     tracker: TaskTracker,
     stats: Arc<Mutex<DispatchStats>>,
-    pipeline: Arc<Pipeline>,
 }
 
 impl Dispatcher {
@@ -396,14 +395,7 @@ impl Dispatcher {
             cancel,
             tracker,
             stats,
-            pipeline,
         }
-    }
-
-    /// Have every sink task look at its outbox now (notices queued by another process
-    /// on the same store).
-    pub fn wake(&self) {
-        self.pipeline.wake_all();
     }
 
     pub fn stats(&self) -> DispatchStats {
@@ -442,6 +434,17 @@ pub struct Undelivered {
     pub sink: String,
     pub pending: usize,
     pub last_error: Option<String>,
+}
+
+impl Undelivered {
+    /// What `sink` still has queued (`pending`, its outbox rows), if anything.
+    fn of(sink: String, pending: &[OutboxRow]) -> Option<Undelivered> {
+        (!pending.is_empty()).then(|| Undelivered {
+            sink,
+            pending: pending.len(),
+            last_error: pending.iter().rev().find_map(|r| r.last_error.clone()),
+        })
+    }
 }
 
 /// Deliver what is queued now, retrying within `deadline`, all sinks in parallel
@@ -490,14 +493,8 @@ pub async fn flush(
     tracker.close();
     let mut report = FlushReport::default();
     for handle in handles {
-        if let Ok((sink, pending)) = handle.await
-            && !pending.is_empty()
-        {
-            report.undelivered.push(Undelivered {
-                sink,
-                pending: pending.len(),
-                last_error: pending.iter().rev().find_map(|r| r.last_error.clone()),
-            });
+        if let Ok((sink, pending)) = handle.await {
+            report.undelivered.extend(Undelivered::of(sink, &pending));
         }
     }
     report.delivered = stats
@@ -520,13 +517,9 @@ pub async fn left_queued(pipeline: &Pipeline, sinks: &[Sink], holder: String) ->
             .pending(sink.name())
             .await
             .unwrap_or_default();
-        if !pending.is_empty() {
-            report.undelivered.push(Undelivered {
-                sink: sink.name().to_string(),
-                pending: pending.len(),
-                last_error: pending.iter().rev().find_map(|r| r.last_error.clone()),
-            });
-        }
+        report
+            .undelivered
+            .extend(Undelivered::of(sink.name().to_string(), &pending));
     }
     report
 }

@@ -95,7 +95,19 @@ impl Harness {
 
     /// One run of `job` on `server` that found `findings` (recorded, then handed to
     /// the alert pipeline, like the runner does).
-    pub async fn run(&self, server: &str, job: JobKind, mut findings: Vec<Finding>) {
+    pub async fn run(&self, server: &str, job: JobKind, findings: Vec<Finding>) {
+        self.run_through(&self.pipeline, server, job, findings)
+            .await;
+    }
+
+    /// [`Harness::run`] handed to `pipeline` (another process's on the same store).
+    pub async fn run_through(
+        &self,
+        pipeline: &Arc<Pipeline>,
+        server: &str,
+        job: JobKind,
+        mut findings: Vec<Finding>,
+    ) {
         for finding in &mut findings {
             finding.job = job;
         }
@@ -117,9 +129,7 @@ impl Harness {
             error: None,
             facts: vec![],
         };
-        AlertSink(self.pipeline.clone())
-            .deliver(&report, &changes)
-            .await;
+        AlertSink(pipeline.clone()).deliver(&report, &changes).await;
     }
 
     /// Move the manual clock and wake the sinks.
