@@ -219,6 +219,14 @@ pub fn widen_reads(took: Duration) -> bool {
     took >= WIDEN_AFTER
 }
 
+/// `text` as a URL, or the setup error of `endpoint`.
+fn parse_url(text: &str, endpoint: &str) -> ApiResult<Url> {
+    Url::parse(text).map_err(|err| {
+        let reason = format!("not a valid URL: {err}");
+        ApiError::new(endpoint, ApiErrorKind::Setup { reason })
+    })
+}
+
 /// Path segment encoding for ids (they are UUIDs in practice, but never trust that).
 fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
@@ -298,11 +306,7 @@ impl ServerApi {
     /// the segments in it are already percent-encoded by `encode_segment`.
     fn url_for(&self, path: &str, endpoint: &str) -> ApiResult<Url> {
         if path.contains(['?', '#']) {
-            let text = format!("{}{}", self.inner.base, path);
-            return Url::parse(&text).map_err(|err| {
-                let reason = format!("not a valid URL: {err}");
-                ApiError::new(endpoint, ApiErrorKind::Setup { reason })
-            });
+            return parse_url(&format!("{}{}", self.inner.base, path), endpoint);
         }
         let mut url = self.inner.settings.base_url.clone();
         url.set_path(&format!("{}{}", self.inner.base_path, path));
@@ -599,19 +603,6 @@ impl ServerApi {
             .unwrap_or_else(|| key.clone())
     }
 
-    /// Run a per-key request by id, then by uuid on 404 (2.x matches some routes by id
-    /// only, 1.x installs sometimes by uuid only). All 404: the first error is returned.
-    async fn per_key(
-        &self,
-        method: Method,
-        key: &KeyRef,
-        kind: CallKind,
-        path_for: impl Fn(&str) -> String,
-    ) -> ApiResult<Answer> {
-        let key = self.resolve(&method, key).await?;
-        self.per_key_resolved(method, &key, kind, path_for).await
-    }
-
     /// `key` with its missing identity filled in, or an error when an identity of it
     /// names several keys.
     async fn resolve(&self, method: &Method, key: &KeyRef) -> ApiResult<KeyRef> {
@@ -634,14 +625,23 @@ impl ServerApi {
         Ok(key)
     }
 
-    /// [`ServerApi::per_key`] for a key already resolved.
-    async fn per_key_resolved(
+    /// The answer to an action did not say it was done: the error names the endpoint and
+    /// shows a redacted snippet of what came back.
+    fn unconfirmed(&self, endpoint: &str, answer: &Answer) -> ApiError {
+        let snippet = answer.snippet(&self.inner.settings.redactor);
+        ApiError::new(endpoint, ApiErrorKind::Unconfirmed { snippet })
+    }
+
+    /// Run a per-key request by id, then by uuid on 404 (2.x matches some routes by id
+    /// only, 1.x installs sometimes by uuid only). All 404: the first error is returned.
+    async fn per_key(
         &self,
         method: Method,
         key: &KeyRef,
         kind: CallKind,
         path_for: impl Fn(&str) -> String,
     ) -> ApiResult<Answer> {
+        let key = self.resolve(&method, key).await?;
         let mut first_not_found: Option<ApiError> = None;
         for candidate in key.candidates() {
             match self
@@ -723,15 +723,11 @@ impl ServerApi {
             true => ("traffic/exact", "GET /keys/{id}/traffic/exact"),
             false => ("traffic", "GET /keys/{id}/traffic"),
         };
-        let result = match self.resolve(&Method::GET, key).await {
-            Ok(key) => {
-                self.per_key_resolved(Method::GET, &key, CallKind::Read, |id| {
-                    format!("/keys/{id}/{suffix}")
-                })
-                .await
-            }
-            Err(error) => Err(error),
-        };
+        let result = self
+            .per_key(Method::GET, key, CallKind::Read, |id| {
+                format!("/keys/{id}/{suffix}")
+            })
+            .await;
         match result {
             Ok(answer) => self.decoded(endpoint, typed::key_traffic(&answer.body)),
             Err(error) => {
@@ -817,12 +813,7 @@ impl ServerApi {
             wire::reset_confirmation(&self.json(endpoint, &answer)?),
         )? {
             Some(confirmation) => Ok(confirmation),
-            None => Err(ApiError::new(
-                endpoint,
-                ApiErrorKind::Unconfirmed {
-                    snippet: answer.snippet(&self.inner.settings.redactor),
-                },
-            )),
+            None => Err(self.unconfirmed(endpoint, &answer)),
         }
     }
 
@@ -852,12 +843,7 @@ impl ServerApi {
         let endpoint = "POST /system/sync-config";
         match self.decoded(endpoint, wire::sync_outcome(&self.json(endpoint, &answer)?))? {
             Some(outcome) => Ok(outcome),
-            None => Err(ApiError::new(
-                endpoint,
-                ApiErrorKind::Unconfirmed {
-                    snippet: answer.snippet(&self.inner.settings.redactor),
-                },
-            )),
+            None => Err(self.unconfirmed(endpoint, &answer)),
         }
     }
 
@@ -877,22 +863,14 @@ impl ServerApi {
             wire::reality_outcome(&self.json(endpoint, &answer)?),
         )? {
             Some(outcome) => Ok(outcome),
-            None => Err(ApiError::new(
-                endpoint,
-                ApiErrorKind::Unconfirmed {
-                    snippet: answer.snippet(&self.inner.settings.redactor),
-                },
-            )),
+            None => Err(self.unconfirmed(endpoint, &answer)),
         }
     }
 
     /// GET /health (2.x, outside /api, no key needed): the state of Xray and the API.
     pub async fn health(&self) -> ApiResult<Health> {
         let endpoint = "GET /health";
-        let url = Url::parse(&format!("{}/health", self.inner.root)).map_err(|err| {
-            let reason = format!("not a valid URL: {err}");
-            ApiError::new(endpoint, ApiErrorKind::Setup { reason })
-        })?;
+        let url = parse_url(&format!("{}/health", self.inner.root), endpoint)?;
         let answer = self
             .request_url(Method::GET, &url, endpoint, CallKind::Read, None)
             .await?;
@@ -925,12 +903,7 @@ impl ServerApi {
         let endpoint = "POST /system/fix-reality-keys";
         match self.decoded(endpoint, xray::reality_fix(&self.json(endpoint, &answer)?))? {
             Some(fix) => Ok(fix),
-            None => Err(ApiError::new(
-                endpoint,
-                ApiErrorKind::Unconfirmed {
-                    snippet: answer.snippet(&self.inner.settings.redactor),
-                },
-            )),
+            None => Err(self.unconfirmed(endpoint, &answer)),
         }
     }
 
@@ -964,12 +937,7 @@ impl ServerApi {
                 )? {
                     Ok(DeleteOutcome::Deleted)
                 } else {
-                    Err(ApiError::new(
-                        endpoint,
-                        ApiErrorKind::Unconfirmed {
-                            snippet: answer.snippet(&self.inner.settings.redactor),
-                        },
-                    ))
+                    Err(self.unconfirmed(endpoint, &answer))
                 }
             }
         }
